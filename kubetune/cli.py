@@ -1,0 +1,158 @@
+"""The ``kubetune`` command: run a study, run one trial, read results, prepare data.
+
+Expected failures print one line, ``kubetune: <what>: <problem>``, and exit
+non-zero (2 for bad input); tracebacks are for bugs only. Heavy imports
+(TensorFlow, scikit-optimize, kubernetes) happen inside the subcommand that
+needs them, so ``kubetune best`` on a laptop needs neither.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from kubetune.errors import KubetuneError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage block: the user sees what is wrong.
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from kubetune.contract import add_trial_arguments
+
+    p = _Parser(prog="kubetune", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run (or resume) a study")
+    run.add_argument("spec", help="study spec (YAML)")
+    run.add_argument("--store", required=True, help="a folder, or gs://bucket/prefix")
+    run.add_argument("--launcher", choices=["local", "kubernetes"], default="local")
+    run.add_argument("--log-dir", type=Path, help="local trial logs (default: STORE/logs or ./logs)")
+
+    add_trial_arguments(sub.add_parser("trial", help="run one trial (what each Job runs)"))
+
+    best = sub.add_parser("best", help="print the best trial's parameters and metrics as JSON")
+    best.add_argument("store")
+
+    status = sub.add_parser("status", help="trials done, running and failed; best so far")
+    status.add_argument("store")
+
+    ds = sub.add_parser("dataset", help="Fashion-MNIST for trials, offline")
+    dsub = ds.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    prep = dsub.add_parser("prepare", help="build the TFDS data dir from local files")
+    prep.add_argument("--data-dir", type=Path)
+    push = dsub.add_parser("push", help="upload the prepared data dir to a store")
+    push.add_argument("store")
+    push.add_argument("--data-dir", type=Path)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        ns = _parser().parse_args(args)
+        return _dispatch(ns, args)
+    except KubetuneError as exc:
+        print(f"kubetune: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("kubetune: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(ns: argparse.Namespace, argv: list[str]) -> int:
+    if ns.command == "trial":
+        from kubetune import trial
+
+        return trial.main(argv[1:])
+    if ns.command == "run":
+        return _run(ns)
+    if ns.command == "best":
+        return _best(ns.store)
+    if ns.command == "status":
+        return _status(ns.store)
+    return _dataset(ns)
+
+
+def _run(ns: argparse.Namespace) -> int:
+    from kubetune.launcher import open_launcher
+    from kubetune.progress import Progress
+    from kubetune.spec import load_spec
+    from kubetune.store import open_store
+    from kubetune.study import Study
+
+    spec = load_spec(ns.spec)
+    store = open_store(ns.store)
+    log_dir = ns.log_dir or (Path(store.uri) / "logs" if "://" not in store.uri else Path("logs"))
+    launcher = open_launcher(ns.launcher, log_dir=log_dir)
+    progress = Progress()
+    try:
+        outcome = Study(spec, store, launcher, on_progress=progress).run()
+    finally:
+        progress.close()
+        launcher.close()
+    best = outcome.summary.best
+    if best is not None:
+        print(
+            json.dumps(
+                {
+                    "index": best.index,
+                    spec.objective.metric: best.objective_value,
+                    "params": spec.full_params(best.params),
+                }
+            )
+        )
+    if not outcome.completed:
+        print(
+            f"kubetune: study {spec.name!r} failed: {outcome.summary.failed} trials failed "
+            f"(budget.max_failed is {spec.budget.max_failed})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _best(uri: str) -> int:
+    from kubetune import report
+    from kubetune.history import read_study
+    from kubetune.store import open_store
+
+    spec, history = read_study(open_store(uri, create=False))
+    doc = report.best_document(spec, history.ordered_results())
+    if doc["best"] is None:
+        raise KubetuneError(f"{uri}: no trial has finished successfully yet")
+    print(json.dumps(doc["best"], indent=2))
+    return 0
+
+
+def _status(uri: str) -> int:
+    from kubetune import report
+    from kubetune.history import read_study
+    from kubetune.store import open_store
+
+    spec, history = read_study(open_store(uri, create=False))
+    doc = report.best_document(spec, history.ordered_results())
+    doc["trials"].update(total=spec.budget.max_trials, running=len(history.unfinished))
+    print(json.dumps(doc, indent=2))
+    return 0
+
+
+def _dataset(ns: argparse.Namespace) -> int:
+    from kubetune import dataset
+
+    data_dir = ns.data_dir or dataset.data_dir()
+    if ns.action == "prepare":
+        print(dataset.prepare(data_dir))
+        return 0
+    from kubetune.store import open_store
+
+    count = dataset.push(open_store(ns.store), data_dir)
+    print(f"uploaded {count} files to {ns.store}")
+    return 0

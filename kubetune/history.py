@@ -1,0 +1,97 @@
+"""The trial records of one study, read back from its store.
+
+This is the whole state of a study. The controller replays it on start; the
+``best`` and ``status`` commands read it from a laptop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kubetune.contract import (
+    SPEC_OBJECT,
+    TRIALS_PREFIX,
+    LaunchRecord,
+    RecordError,
+    TrialResult,
+    failed_result,
+    index_of,
+    params_object,
+    result_object,
+)
+from kubetune.errors import KubetuneError
+from kubetune.spec import Spec, SpecError, parse_spec
+from kubetune.store import NotFound, Store
+
+
+@dataclass
+class History:
+    launched: dict[int, LaunchRecord] = field(default_factory=dict)
+    results: dict[int, TrialResult] = field(default_factory=dict)
+
+    @property
+    def unfinished(self) -> list[int]:
+        """Launched, with no result yet: running, or orphaned by a dead controller."""
+        return sorted(set(self.launched) - set(self.results))
+
+    @property
+    def failed(self) -> int:
+        return sum(not r.succeeded for r in self.results.values())
+
+    def next_index(self) -> int:
+        return max(self.launched, default=-1) + 1
+
+    def ordered_results(self) -> list[TrialResult]:
+        return [self.results[i] for i in sorted(self.results)]
+
+
+def read_result(store: Store, index: int, launch: LaunchRecord | None, objective: str) -> TrialResult | None:
+    """The trial's result, None if not written yet.
+
+    A record that breaks the schema (NaN, out of range, not JSON) counts as a
+    failed trial: it is write-once, so the reason lives only here, derived
+    again identically on every replay.
+    """
+    try:
+        data = store.get(result_object(index))
+    except NotFound:
+        return None
+    try:
+        return TrialResult.from_json(data)
+    except RecordError as exc:
+        params = launch.params if launch else {}
+        return failed_result(index, params, objective, f"malformed result record: {exc}")
+
+
+def read_history(store: Store, objective: str) -> History:
+    history = History()
+    names = store.list(TRIALS_PREFIX)
+    indices = sorted({i for i in map(index_of, names) if i is not None})
+    present = set(names)
+    for i in indices:
+        launch = None
+        if params_object(i) in present:
+            try:
+                launch = LaunchRecord.from_json(store.get(params_object(i)))
+            except RecordError:
+                launch = None
+        if launch is not None:
+            history.launched[i] = launch
+        if result_object(i) in present:
+            result = read_result(store, i, launch, objective)
+            if result is not None:
+                history.results[i] = result
+    return history
+
+
+def read_study(store: Store) -> tuple[Spec, History]:
+    """The spec snapshot and history of the study in ``store``."""
+    try:
+        text = store.get(SPEC_OBJECT).decode()
+    except NotFound:
+        raise KubetuneError(f"{store.uri}: no study here ({SPEC_OBJECT} not found)") from None
+    try:
+        spec = parse_spec(text, source=f"{store.uri}/{SPEC_OBJECT}")
+    except SpecError as exc:
+        raise KubetuneError(f"{store.uri}/{SPEC_OBJECT}: unreadable snapshot: {exc}") from None
+    return spec, read_history(store, spec.objective.metric)

@@ -1,0 +1,64 @@
+"""Where a study lives: one small interface, a local folder or a GCS bucket behind it.
+
+The store is the source of truth. Trials write their records to it once; the
+controller rebuilds everything else (optimizer, leaderboard) from it on start.
+``open_store`` picks the backend from the URI: ``gs://bucket/prefix`` or a
+local path (plain or ``file://``), the embedded default.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from kubetune.errors import KubetuneError
+
+
+class StoreError(KubetuneError):
+    """The store could not be used: a one-line reason naming the object or bucket."""
+
+
+class AlreadyExists(StoreError):
+    """A write-once object was written before; nothing was overwritten."""
+
+
+class NotFound(StoreError):
+    """The object does not exist."""
+
+
+class Store(Protocol):
+    """Flat object names ('trials/000001/result.json') under one root."""
+
+    @property
+    def uri(self) -> str: ...
+
+    def create(self, name: str, data: bytes) -> None:
+        """Write ``name`` only if it does not exist yet; else raise AlreadyExists."""
+
+    def put(self, name: str, data: bytes) -> None:
+        """Write or replace ``name`` atomically (readers see old or new, never half)."""
+
+    def get(self, name: str) -> bytes:
+        """The object's bytes; NotFound if absent."""
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Names under ``prefix``, sorted."""
+
+
+def open_store(uri: str, *, create: bool = True) -> Store:
+    """Open the store a URI names and check that it is usable.
+
+    ``create`` makes a missing local folder (a bucket is never created).
+    """
+    if uri.startswith("gs://"):
+        from kubetune.store._gcs import GCSStore
+
+        return GCSStore.open(uri)
+    if "://" in uri and not uri.startswith("file://"):
+        scheme = uri.split("://", 1)[0]
+        raise StoreError(f"store: unsupported URI scheme {scheme!r} (use a folder or gs://bucket/prefix)")
+    from kubetune.store._local import LocalStore
+
+    return LocalStore.open(uri.removeprefix("file://"), create=create)
+
+
+__all__ = ["AlreadyExists", "NotFound", "Store", "StoreError", "open_store"]

@@ -1,0 +1,83 @@
+"""A folder on the local disk: the store a newcomer meets first."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from kubetune.store import AlreadyExists, NotFound, StoreError
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def open(cls, path: str, *, create: bool) -> LocalStore:
+        root = Path(path).expanduser().resolve()
+        if create:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                _check_writable(root)
+            except OSError as exc:
+                raise StoreError(f"store {path}: cannot write: {exc.strerror}") from exc
+        elif not root.is_dir():
+            raise NotFound(f"store {path}: no such folder")
+        return cls(root)
+
+    @property
+    def uri(self) -> str:
+        return str(self.root)
+
+    def _path(self, name: str) -> Path:
+        path = (self.root / name).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise StoreError(f"store: object name {name!r} escapes the store")
+        return path
+
+    def _staged(self, name: str, data: bytes) -> Path:
+        """Write ``data`` to a temporary file beside ``name``'s final place."""
+        target = self._path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return Path(tmp)
+
+    def create(self, name: str, data: bytes) -> None:
+        tmp = self._staged(name, data)
+        try:
+            # link() refuses an existing target, so the whole file appears at
+            # once and exactly one of several racing writers wins.
+            os.link(tmp, self._path(name))
+        except FileExistsError:
+            raise AlreadyExists(f"{self.uri}/{name}: already written") from None
+        finally:
+            tmp.unlink()
+
+    def put(self, name: str, data: bytes) -> None:
+        os.replace(self._staged(name, data), self._path(name))
+
+    def get(self, name: str) -> bytes:
+        try:
+            return self._path(name).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"{self.uri}/{name}: not found") from None
+
+    def list(self, prefix: str = "") -> list[str]:
+        names = (
+            p.relative_to(self.root).as_posix()
+            for p in self.root.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-")
+        )
+        return sorted(n for n in names if n.startswith(prefix))
+
+
+def _check_writable(root: Path) -> None:
+    # Fail at open, not after the first trial trained for minutes.
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=".tmp-")
+    os.close(fd)
+    os.unlink(tmp)

@@ -1,0 +1,201 @@
+"""The GP loop: ask for a point, launch a trial, read its result, repeat.
+
+The store is the only state. On start the loop replays the trial records,
+adopts trials a previous controller left running (or launches them again
+under the same index), and continues until the budget is spent or too many
+trials failed. Every result written is followed by fresh ``best.json`` and
+``history.csv`` views.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kubetune import optimizer, report
+from kubetune.contract import (
+    SPEC_OBJECT,
+    LaunchRecord,
+    TrialRequest,
+    TrialResult,
+    failed_result,
+    params_object,
+    result_object,
+)
+from kubetune.errors import UsageError
+from kubetune.history import History, read_history, read_result
+from kubetune.launcher import Launcher, TrialExit
+from kubetune.log import get_logger
+from kubetune.spec import Spec, parse_spec
+from kubetune.store import AlreadyExists, NotFound, Store
+
+log = get_logger("kubetune.study")
+
+# Fields a resumed study may change: raising max_trials extends a study.
+RESUMABLE_CHANGES = ("budget",)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    completed: bool  # False: stopped after max_failed failures
+    summary: report.Summary
+
+
+class Study:
+    def __init__(
+        self,
+        spec: Spec,
+        store: Store,
+        launcher: Launcher,
+        *,
+        on_progress: Callable[[Study], None] | None = None,
+        poll_s: float = 1.0,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.launcher = launcher
+        self.on_progress = on_progress or (lambda _study: None)
+        self.poll_s = poll_s
+        self.history = History()
+        self.started = time.monotonic()
+        self.durations: list[float] = []
+
+    # --- the loop -------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        claim_store(self.store, self.spec)
+        self.history = read_history(self.store, self.spec.objective.metric)
+        log.info(
+            "study_resumed" if self.history.launched else "study_started",
+            study=self.spec.name,
+            store=self.store.uri,
+            finished=len(self.history.results),
+            launcher=self.launcher.name,
+        )
+        self._resume()
+        self.on_progress(self)
+        while True:
+            self._fill()
+            if not self.launcher.running():
+                break
+            for ex in self.launcher.wait(self.poll_s):
+                self._finish(ex)
+            self.on_progress(self)
+        summary = report.summarize(self.spec, self.history.ordered_results())
+        report.publish(self.store, self.spec, self.history.ordered_results())
+        completed = not self._too_many_failures()
+        log.info(
+            "study_completed" if completed else "study_failed",
+            study=self.spec.name,
+            succeeded=summary.succeeded,
+            failed=summary.failed,
+            best=summary.best.objective_value if summary.best else None,
+        )
+        return Outcome(completed, summary)
+
+    def _resume(self) -> None:
+        for index in self.history.unfinished:
+            req = self._request(index, self.history.launched[index].params)
+            if self.launcher.adopt(req):
+                log.info("trial_adopted", index=index)
+            else:
+                # Same index, same params: at most one result is ever recorded.
+                self.launcher.launch(req)
+                log.info("trial_relaunched", index=index)
+
+    def _too_many_failures(self) -> bool:
+        return self.history.failed >= self.spec.budget.max_failed
+
+    def _fill(self) -> None:
+        budget = self.spec.budget
+        while (
+            len(self.launcher.running()) < budget.parallel
+            and self.history.next_index() < budget.max_trials
+            and not self._too_many_failures()
+        ):
+            self._launch_next()
+
+    def _launch_next(self) -> None:
+        index = self.history.next_index()
+        pending = [self.history.launched[i].params for i in sorted(self.launcher.running())]
+        params = optimizer.suggest(self.spec, index, self.history.ordered_results(), pending)
+        record = LaunchRecord(index, params, time.time(), self.launcher.name)
+        try:
+            self.store.create(params_object(index), record.to_json())
+        except AlreadyExists:
+            # Someone else handed this index out: their record wins; re-read.
+            log.warning("index_taken", index=index)
+            self.history = read_history(self.store, self.spec.objective.metric)
+            return
+        self.history.launched[index] = record
+        self.launcher.launch(self._request(index, params))
+
+    def _request(self, index: int, params: dict[str, float | int | str]) -> TrialRequest:
+        return TrialRequest(
+            store=self.store.uri,
+            study=self.spec.name,
+            index=index,
+            params=self.spec.full_params(params),
+            settings=self.spec.trial,
+            objective=self.spec.objective.metric,
+        )
+
+    def _finish(self, ex: TrialExit) -> None:
+        launch = self.history.launched.get(ex.index)
+        objective = self.spec.objective.metric
+        result = read_result(self.store, ex.index, launch, objective)
+        if result is None:
+            params = launch.params if launch else {}
+            reason = ex.reason if not ex.ok else "exited 0 but wrote no result record"
+            result = self._record_failure(failed_result(ex.index, params, objective, reason))
+        self.history.results[ex.index] = result
+        if launch is not None:
+            self.durations.append(time.time() - launch.launched_at)
+        report.publish(self.store, self.spec, self.history.ordered_results())
+        event = "trial_succeeded" if result.succeeded else "trial_failed"
+        log.info(
+            event, index=ex.index, value=result.objective_value, reason=result.reason, params=result.params
+        )
+
+    def _record_failure(self, failure: TrialResult) -> TrialResult:
+        try:
+            self.store.create(result_object(failure.index), failure.to_json())
+            return failure
+        except AlreadyExists:
+            # The trial wrote its own record after all (a late write): trust it.
+            found = read_result(self.store, failure.index, None, failure.objective)
+            return found or failure
+
+    # --- progress -------------------------------------------------------------
+
+    def eta_s(self) -> float | None:
+        """Seconds to go: mean trial time times the rounds of trials left."""
+        if not self.durations:
+            return None
+        left = self.spec.budget.max_trials - len(self.history.results)
+        rounds = -(-left // self.spec.budget.parallel)
+        return rounds * sum(self.durations) / len(self.durations)
+
+
+def claim_store(store: Store, spec: Spec) -> None:
+    """Write the spec snapshot, or check that the store holds this same study."""
+    snapshot = spec.to_yaml().encode()
+    try:
+        store.create(SPEC_OBJECT, snapshot)
+        return
+    except AlreadyExists:
+        pass
+    try:
+        stored = parse_spec(store.get(SPEC_OBJECT).decode()).to_dict()
+    except NotFound:  # pragma: no cover - deleted between two calls
+        stored = {}
+    wanted = spec.to_dict()
+    for key in wanted:
+        if key not in RESUMABLE_CHANGES and stored.get(key) != wanted[key]:
+            raise UsageError(
+                f"{key}: differs from the study already in {store.uri} "
+                "(resume with the same spec, or use another store)"
+            )
+    if stored != wanted:
+        store.put(SPEC_OBJECT, snapshot)

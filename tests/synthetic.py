@@ -1,0 +1,67 @@
+"""A synthetic trial for tests of the loop: a cheap, deterministic objective.
+
+It stands in for the CNN only where a test isolates the GP loop; the real
+trial runs in tests/test_trial.py and the end-to-end studies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+from kubetune.contract import Params, TrialRequest, TrialResult, result_object
+from kubetune.launcher import TrialExit
+from kubetune.store import AlreadyExists, Store
+
+
+def objective(params: Params) -> float:
+    """Peaks at learning_rate 3e-3 with one dense layer, like the real CNN roughly does."""
+    lr = float(params["learning_rate"])
+    layers = int(params.get("num_dense_layers", 1))
+    return 0.92 - 0.05 * (math.log10(lr) + 2.5) ** 2 - 0.01 * (layers - 1)
+
+
+class InProcessLauncher:
+    """Runs each trial instantly in-process; ``fail`` lists indices that crash."""
+
+    name = "synthetic"
+
+    def __init__(self, store: Store, fail: frozenset[int] = frozenset()) -> None:
+        self.store = store
+        self.fail = fail
+        self.launched: list[TrialRequest] = []
+        self._running: dict[int, TrialRequest] = {}
+
+    def launch(self, req: TrialRequest) -> None:
+        self.launched.append(req)
+        self._running[req.index] = req
+
+    def adopt(self, req: TrialRequest) -> bool:
+        return False
+
+    def running(self) -> set[int]:
+        return set(self._running)
+
+    def wait(self, timeout: float) -> list[TrialExit]:
+        # Finish the oldest running trial: deterministic order for replay tests.
+        if not self._running:
+            return []
+        index = min(self._running)
+        req = self._running.pop(index)
+        if index in self.fail:
+            return [TrialExit(index, 1, "exited with code 1")]
+        value = objective(req.params)
+        result = TrialResult(
+            index=index,
+            status="succeeded",
+            params=req.params,
+            objective=req.objective,
+            objective_value=value,
+            metrics={req.objective: value},
+        )
+        with contextlib.suppress(AlreadyExists):  # a replayed trial already wrote it
+            self.store.create(result_object(index), result.to_json())
+        return [TrialExit(index, 0, "succeeded")]
+
+    def close(self) -> None:
+        self._running.clear()

@@ -1,0 +1,114 @@
+"""The study spec: defaults reproduce the notebook; every bad input names its field."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kubetune.spec import Categorical, Integer, Real, Spec, SpecError, load_spec, parse_spec
+
+
+def test_empty_spec_is_the_notebook() -> None:
+    spec = parse_spec("")
+    assert spec == Spec()
+    assert spec.space == (
+        Real("learning_rate", 1e-5, 1e-1, "log-uniform"),
+        Integer("num_dense_layers", 1, 5),
+        Integer("num_dense_nodes", 5, 512),
+    )
+    assert spec.optimizer.acq_func == "EI"
+    assert spec.budget.max_trials == 60
+    assert spec.x0 == ({"learning_rate": 0.001, "num_dense_layers": 1, "num_dense_nodes": 12},)
+    assert (spec.trial.epochs, spec.trial.batch_size) == (3, 512)
+    assert spec.objective.metric == "val_accuracy" and spec.objective.goal == "maximize"
+
+
+def test_full_spec_round_trips_through_its_canonical_yaml() -> None:
+    text = textwrap.dedent(
+        """
+        name: small
+        objective: {metric: val_loss}
+        space:
+          - {name: learning_rate, type: real, low: 1e-4, high: 1e-2, prior: log-uniform}
+          - {name: num_dense_nodes, type: categorical, values: [16, 64, 256]}
+        optimizer: {acq_func: LCB, n_initial_points: 3, random_state: 7, initial_point_generator: lhs}
+        budget: {max_trials: 8, parallel: 2, max_failed: 2, failure_penalty: 5}
+        x0: [{learning_rate: 0.001, num_dense_nodes: 64}]
+        trial: {epochs: 1, train_subset: 2048, test_subset: 512, validation_split: 0.2, seed: 3}
+        """
+    )
+    spec = parse_spec(text)
+    assert spec.objective.goal == "minimize"  # val_loss is minimized unless told otherwise
+    assert spec.space[0] == Real("learning_rate", 1e-4, 1e-2, "log-uniform")  # "1e-4" read as a number
+    assert spec.space[1] == Categorical("num_dense_nodes", (16, 64, 256))
+    assert spec.budget.failure_penalty == 5.0
+    assert parse_spec(spec.to_yaml()) == spec
+    assert spec.full_params({"learning_rate": 0.01})["num_dense_layers"] == 1
+
+
+def test_a_custom_space_drops_the_notebook_x0() -> None:
+    spec = parse_spec("space: [{name: num_dense_layers, type: integer, low: 1, high: 2}]")
+    assert spec.x0 == ()
+
+
+def test_load_spec_reads_a_file(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text("name: from-file\n")
+    assert load_spec(tmp_path / "s.yaml").name == "from-file"
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+LR = "{name: learning_rate, type: real, low: 0.001, high: 0.1}"
+
+BAD = [
+    ("space: [{name: learning_rate, type: real, low: 0.1, high: 0.01}]", r"space\[0\]\.low: must be less than high"),
+    ("space: [{name: learning_rate, type: real, low: 0.1, high: 0.1}]", r"space\[0\]\.low: must be less than high"),
+    ("space: [{name: learning_rate, type: real, low: 1, high: 2, prior: gaussian}]", r"space\[0\]\.prior: must be one of"),
+    ("space: [{name: learning_rate, type: real, low: 0, high: 2, prior: log-uniform}]", r"space\[0\]\.low: a log-uniform prior needs low > 0"),
+    ("space: []", r"space: must list at least one parameter"),
+    ("space: [{name: dropout, type: real, low: 0, high: 1}]", r"space\[0\]\.name: unknown hyperparameter 'dropout'"),
+    ("space: [{name: num_dense_layers, type: integer, low: 1.5, high: 3}]", r"space\[0\]\.low: must be an integer"),
+    ("space: [{name: num_dense_layers, type: integr, low: 1, high: 3}]", r"space\[0\]\.type: must be one of"),
+    ("space: [{name: num_dense_nodes, type: categorical, values: []}]", r"space\[0\]\.values: a categorical needs"),
+    (f"space: [{LR}, {LR}]", r"space\[1\]\.name: 'learning_rate' appears twice"),
+    ("space: [{type: real, low: 0, high: 1}]", r"space\[0\]\.name: required"),
+    ("budget: {parallel: 0}", r"budget\.parallel: must be at least 1, got 0"),
+    ("budget: {parallel: -2}", r"budget\.parallel: must be at least 1, got -2"),
+    ("budget: {max_trials: 2, parallel: 3}", r"budget\.parallel: 3 is more than budget\.max_trials \(2\)"),
+    ("budget: {max_trials: 0}", r"budget\.max_trials: must be at least 1"),
+    ("budget: {paralel: 2}", r"budget\.paralel: unknown field \(did you mean 'parallel'\?\)"),
+    ("budget: {max_trials: ten}", r"budget\.max_trials: must be an integer, got a string 'ten'"),
+    ("budget: {max_trials: true}", r"budget\.max_trials: must be an integer, got a boolean"),
+    ("budget: [1, 2]", r"budget: must be a mapping, got a list"),
+    ("x0: [{learning_rate: 5.0, num_dense_layers: 1, num_dense_nodes: 12}]", r"x0\[0\]\.learning_rate: 5\.0 is outside"),
+    ("x0: [{learning_rate: 0.001, num_dense_layers: 1}]", r"x0\[0\]\.num_dense_nodes: required"),
+    ("x0: [{learning_rate: 0.001, num_dense_layers: 1, num_dense_nodes: 12, extra: 1}]", r"x0\[0\]\.extra: unknown field"),
+    ("x0: [{learning_rate: 0.001, num_dense_layers: one, num_dense_nodes: 12}]", r"x0\[0\]\.num_dense_layers: must be an integer"),
+    ("objective: {metric: f1}", r"objective\.metric: must be one of"),
+    ("objective: {metric: val_accuracy, goal: up}", r"objective\.goal: must be one of"),
+    ("optimizer: {acq_func: UCB}", r"optimizer\.acq_func: must be one of"),
+    ("optimizer: {base_estimator: XGB}", r"optimizer\.base_estimator: must be one of"),
+    ("optimizer: {n_initial_points: -1}", r"optimizer\.n_initial_points: must be at least 0"),
+    ("name: Fashion_MNIST", r"name: 'Fashion_MNIST' is not DNS-safe"),
+    ("name: -leading-dash", r"name: '-leading-dash' is not DNS-safe"),
+    (f"name: {'a' * 41}", r"name: at most 40 characters"),
+    ("trial: {validation_split: 1.5}", r"trial\.validation_split: must be between 0 and 1"),
+    ("trial: {epochs: 0}", r"trial\.epochs: must be at least 1"),
+    ("trial: {batch_size: 1.0e+3}", r"trial\.batch_size: must be an integer"),
+    ("trial: {epochs: .nan}", r"trial\.epochs: must be an integer"),
+    ("budget: {failure_penalty: .inf}", r"budget\.failure_penalty: must be a finite number"),
+    ("nmae: x", r"nmae: unknown field \(did you mean 'name'\?\)"),
+    ("name: [unclosed", r"spec: malformed YAML at line 1"),
+    ("- just\n- a list", r"spec: must be a mapping, got a list"),
+    ("budget:\n  max_trials: 1\nx0:\n  - {learning_rate: 0.001, num_dense_layers: 1, num_dense_nodes: 12}\n"
+     "  - {learning_rate: 0.002, num_dense_layers: 1, num_dense_nodes: 12}", r"x0: 2 points but budget\.max_trials is 1"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD, ids=[m for _, m in BAD])
+def test_bad_spec_names_the_field(text: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message) as info:
+        parse_spec(text)
+    assert "\n" not in str(info.value)

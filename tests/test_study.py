@@ -1,0 +1,142 @@
+"""The GP loop over a real local store, with the trial replaced by a cheap function."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from kubetune import optimizer, report
+from kubetune.contract import (
+    BEST_OBJECT,
+    HISTORY_OBJECT,
+    LaunchRecord,
+    failed_result,
+    params_object,
+    result_object,
+)
+from kubetune.errors import UsageError
+from kubetune.history import read_history
+from kubetune.spec import Budget, Spec, parse_spec
+from kubetune.store import Store, open_store
+from kubetune.study import Study
+from tests.synthetic import InProcessLauncher
+
+SPEC = parse_spec(
+    """
+    name: loop
+    optimizer: {n_initial_points: 4, random_state: 3}
+    budget: {max_trials: 9, parallel: 1, max_failed: 3}
+    trial: {epochs: 1}
+    """
+)
+
+
+def run(spec: Spec, store: Store, **kw: object) -> tuple[Study, InProcessLauncher]:
+    launcher = InProcessLauncher(store, **kw)  # type: ignore[arg-type]
+    study = Study(spec, store, launcher, poll_s=0.0)
+    study.run()
+    return study, launcher
+
+
+def points(store: Store) -> list[dict[str, object]]:
+    h = read_history(store, "val_accuracy")
+    return [h.launched[i].params for i in sorted(h.launched)]
+
+
+def test_study_runs_its_budget_and_publishes_views(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    study, launcher = run(SPEC, store)
+    assert [r.index for r in launcher.launched] == list(range(9))
+    assert launcher.launched[0].params == {
+        "learning_rate": 0.001,
+        "num_dense_layers": 1,
+        "num_dense_nodes": 12,
+    }
+    best = json.loads(store.get(BEST_OBJECT))
+    results = study.history.ordered_results()
+    top = max(results, key=lambda r: r.objective_value or 0)
+    assert best["best"]["index"] == top.index and best["best"]["value"] == top.objective_value
+    rows = store.get(HISTORY_OBJECT).decode().splitlines()
+    assert rows[0].startswith("index,status,val_accuracy,learning_rate")
+    assert len(rows) == 10
+
+
+def test_model_phase_improves_on_the_initial_design(tmp_path: Path) -> None:
+    spec = replace(SPEC, budget=Budget(max_trials=16, parallel=1, max_failed=3))
+    study, _ = run(spec, open_store(str(tmp_path)))
+    values = [r.objective_value or 0 for r in study.history.ordered_results()]
+    assert max(values[4:]) > max(values[:4])  # the GP found something the design did not
+
+
+def test_resume_asks_exactly_what_an_uninterrupted_run_asks(tmp_path: Path) -> None:
+    whole = open_store(str(tmp_path / "whole"))
+    run(SPEC, whole)
+    parts = open_store(str(tmp_path / "parts"))
+    for stop in (2, 5, 9):  # three controllers, each replaying what the last left
+        run(replace(SPEC, budget=replace(SPEC.budget, max_trials=stop)), parts)
+    assert points(parts) == points(whole)
+
+
+def test_an_orphaned_launch_is_relaunched_with_the_same_params(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    run(replace(SPEC, budget=replace(SPEC.budget, max_trials=5)), store)
+    # A controller died after handing out index 5 but before it finished.
+    orphan = optimizer.suggest(SPEC, 5, read_history(store, "val_accuracy").ordered_results(), [])
+
+    store.create(params_object(5), LaunchRecord(5, orphan, 0.0, "synthetic").to_json())
+    _, launcher = run(SPEC, store)
+    assert launcher.launched[0].index == 5 and launcher.launched[0].params == SPEC.full_params(orphan)
+    h = read_history(store, "val_accuracy")
+    assert sorted(h.results) == list(range(9))
+
+
+def test_failures_are_recorded_and_not_told(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    study, _ = run(SPEC, store, fail=frozenset({1, 2}))
+    failed = [r for r in study.history.ordered_results() if not r.succeeded]
+    assert [r.index for r in failed] == [1, 2]
+    assert failed[0].reason == "exited with code 1"
+    assert json.loads(store.get(result_object(1)))["status"] == "failed"
+    assert len(optimizer.observations(SPEC, study.history.ordered_results())) == 7
+
+
+def test_failure_penalty_is_told_when_asked_for() -> None:
+    spec = replace(SPEC, budget=replace(SPEC.budget, failure_penalty=0.0))
+
+    obs = optimizer.observations(spec, [failed_result(0, {"learning_rate": 0.01}, "val_accuracy", "x")])
+    assert obs == [({"learning_rate": 0.01}, -0.0)]
+
+
+def test_max_failed_stops_the_study(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    launcher = InProcessLauncher(store, fail=frozenset({0, 1, 2, 3}))
+    outcome = Study(SPEC, store, launcher, poll_s=0.0).run()
+    assert not outcome.completed
+    assert outcome.summary.failed == 3 and len(launcher.launched) == 3
+
+
+def test_parallel_trials_get_distinct_points(tmp_path: Path) -> None:
+    spec = replace(SPEC, budget=replace(SPEC.budget, parallel=3))
+    study, launcher = run(spec, open_store(str(tmp_path)))
+    model_phase = [tuple(sorted(r.params.items())) for r in launcher.launched[4:]]
+    assert len(set(model_phase)) == len(model_phase)
+    assert len(study.history.results) == 9
+
+
+def test_a_store_holding_another_study_is_refused(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    run(replace(SPEC, budget=replace(SPEC.budget, max_trials=2)), store)
+    with pytest.raises(UsageError, match="optimizer: differs from the study already in"):
+        run(replace(SPEC, optimizer=replace(SPEC.optimizer, random_state=4)), store)
+    assert len(read_history(store, "val_accuracy").launched) == 2
+
+
+def test_malformed_result_counts_as_failed(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    store.create(result_object(0), b'{"index": 0, "status": "succeeded", "objective_value": NaN}')
+    h = read_history(store, "val_accuracy")
+    assert not h.results[0].succeeded and "malformed result record" in (h.results[0].reason or "")
+    assert report.best_of(SPEC, h.ordered_results()) is None
