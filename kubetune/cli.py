@@ -13,9 +13,13 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from kubetune.errors import KubetuneError, UsageError
+
+if TYPE_CHECKING:
+    from kubetune.spec import Spec
+    from kubetune.store import Store
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--store", required=True, help="a folder, or gs://bucket/prefix")
     run.add_argument("--launcher", choices=["local", "kubernetes"], default="local")
     run.add_argument("--log-dir", type=Path, help="local trial logs (default: STORE/logs or ./logs)")
+    run.add_argument("--job-settings", type=Path, help="trial Job settings (YAML; --launcher kubernetes)")
 
     add_trial_arguments(sub.add_parser("trial", help="run one trial (what each Job runs)"))
 
@@ -82,16 +87,32 @@ def _dispatch(ns: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _run(ns: argparse.Namespace) -> int:
-    from kubetune.launcher import open_launcher
-    from kubetune.progress import Progress
     from kubetune.spec import load_spec
     from kubetune.store import open_store
-    from kubetune.study import Study
 
     spec = load_spec(ns.spec)
     store = open_store(ns.store)
+    if ns.launcher != "kubernetes":
+        return _run_study(ns, spec, store)
+    from kubetune.launcher._kubernetes import api_client, own_namespace
+    from kubetune.lease import Lease
+
+    lease = Lease(api_client(), own_namespace(), f"kubetune-{spec.name}")
+    lease.acquire()
+    lease.keep_renewing()
+    try:
+        return _run_study(ns, spec, store)
+    finally:
+        lease.release()
+
+
+def _run_study(ns: argparse.Namespace, spec: Spec, store: Store) -> int:
+    from kubetune.launcher import open_launcher
+    from kubetune.progress import Progress
+    from kubetune.study import Study
+
     log_dir = ns.log_dir or (Path(store.uri) / "logs" if "://" not in store.uri else Path("logs"))
-    launcher = open_launcher(ns.launcher, log_dir=log_dir)
+    launcher = open_launcher(ns.launcher, log_dir=log_dir, job_settings=ns.job_settings)
     progress = Progress()
     try:
         outcome = Study(spec, store, launcher, on_progress=progress).run()

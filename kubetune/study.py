@@ -152,7 +152,9 @@ class Study:
         self.history.results[ex.index] = result
         if launch is not None:
             self.durations.append(time.time() - launch.launched_at)
-        report.publish(self.store, self.spec, self.history.ordered_results())
+        results = self.history.ordered_results()
+        report.publish(self.store, self.spec, results)
+        self.launcher.record(result, report.summarize(self.spec, results))
         event = "trial_succeeded" if result.succeeded else "trial_failed"
         log.info(
             event, index=ex.index, value=result.objective_value, reason=result.reason, params=result.params

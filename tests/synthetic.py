@@ -30,6 +30,7 @@ class InProcessLauncher:
         self.store = store
         self.fail = fail
         self.launched: list[TrialRequest] = []
+        self.recorded: list[int] = []
         self._running: dict[int, TrialRequest] = {}
 
     def launch(self, req: TrialRequest) -> None:
@@ -62,6 +63,9 @@ class InProcessLauncher:
         with contextlib.suppress(AlreadyExists):  # a replayed trial already wrote it
             self.store.create(result_object(index), result.to_json())
         return [TrialExit(index, 0, "succeeded")]
+
+    def record(self, result: TrialResult, summary: object) -> None:
+        self.recorded.append(result.index)
 
     def close(self) -> None:
         self._running.clear()

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from kubetune.contract import TrialRequest
+from kubetune.contract import TrialRequest, TrialResult
+from kubetune.report import Summary
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,11 @@ class Launcher(Protocol):
     def wait(self, timeout: float) -> list[TrialExit]:
         """Block up to ``timeout`` seconds for trials to exit; those that did."""
 
+    def record(self, result: TrialResult, summary: Summary) -> None:
+        """Show a read result where users look (Kubernetes: Job labels, Events)."""
+
     def close(self) -> None:
-        """Release resources; trials still running are stopped."""
+        """Release resources. Local trials still running are stopped; Jobs live on."""
 
 
 def exit_reason(code: int) -> str:
@@ -62,12 +66,14 @@ def exit_reason(code: int) -> str:
     return f"exited with code {code}"
 
 
-def open_launcher(kind: str, *, log_dir: Path) -> Launcher:
+def open_launcher(kind: str, *, log_dir: Path, job_settings: Path | None = None) -> Launcher:
     """The launcher a study runs its trials with: ``local`` or ``kubernetes``."""
     if kind == "kubernetes":
         from kubetune.launcher._kubernetes import KubernetesLauncher
+        from kubetune.launcher.job import JobSettings
 
-        return KubernetesLauncher.from_environment()
+        settings = JobSettings.load(job_settings) if job_settings else JobSettings()
+        return KubernetesLauncher.from_environment(settings)
     from kubetune.launcher._local import LocalLauncher
 
     return LocalLauncher(log_dir)

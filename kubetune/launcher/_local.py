@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 from typing import IO
 
-from kubetune.contract import TrialRequest, trial_command
+from kubetune.contract import TrialRequest, TrialResult, trial_command
 from kubetune.launcher import TrialExit, exit_reason
 from kubetune.log import get_logger
+from kubetune.report import Summary
 
 log = get_logger("kubetune.launcher.local")
 _PR_SET_PDEATHSIG = 1
@@ -77,6 +78,9 @@ class LocalLauncher:
         out.close()
         code = proc.returncode
         return TrialExit(index, 137 if code == -signal.SIGKILL else code, exit_reason(code))
+
+    def record(self, result: TrialResult, summary: Summary) -> None:
+        del result, summary  # the terminal's progress line already shows it
 
     def close(self) -> None:
         for proc, out in self._procs.values():

@@ -1,0 +1,192 @@
+"""The Job builder: one batch/v1 Job per trial, as a plain manifest.
+
+Pure functions, no API calls: what a trial's Job looks like is decided here
+and only here, and tests can read it without a cluster. The labels make
+``kubectl get jobs,pods -l kubetune.dev/study=NAME`` list one study, and
+``-L kubetune.dev/<metric>,kubetune.dev/<param>`` a leaderboard.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubetune.contract import ParamValue, TrialRequest, trial_command
+from kubetune.errors import UsageError
+
+GROUP = "kubetune.dev"
+STUDY_LABEL = f"{GROUP}/study"
+TRIAL_LABEL = f"{GROUP}/trial"
+PARAMS_ANNOTATION = f"{GROUP}/params"
+DATA_DIR = "/data/tensorflow_datasets"
+# Labels copied from the controller's Job, so `-l app.kubernetes.io/instance=RELEASE`
+# lists the controller and its trials together.
+INHERITED_LABELS = ("app.kubernetes.io/instance", "app.kubernetes.io/part-of")
+
+_LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How trial Jobs run; the chart renders these into ``job.yaml``.
+
+    Field names are the Kubernetes ones (camelCase), as users write them in values.
+    """
+
+    image: str = "kubetune-trial:latest"
+    imagePullPolicy: str = "IfNotPresent"
+    imagePullSecrets: list[dict[str, str]] = field(default_factory=list)
+    gpus: int = 1
+    gpuResource: str = "nvidia.com/gpu"
+    nodeSelector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    affinity: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)
+    serviceAccountName: str | None = None
+    activeDeadlineSeconds: int | None = 3600
+    backoffLimit: int = 0
+    ttlSecondsAfterFinished: int | None = 86400
+    pendingTimeoutSeconds: int = 900
+    env: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: str | Path) -> JobSettings:
+        try:
+            doc = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"{path}: cannot read job settings ({exc})") from None
+        if not isinstance(doc, dict):
+            raise UsageError(f"{path}: job settings must be a mapping")
+        known = {f.name for f in fields(cls)}
+        for key in doc:
+            if key not in known:
+                raise UsageError(f"{path}: {key}: unknown job setting")
+        settings = cls(**{k: v for k, v in doc.items() if v is not None})
+        if not isinstance(settings.gpus, int) or settings.gpus < 0:
+            raise UsageError(f"{path}: gpus: must be an integer >= 0, got {settings.gpus!r}")
+        return settings
+
+
+def job_name(study: str, index: int) -> str:
+    """Deterministic, so a restarted controller finds (never duplicates) a trial's Job.
+
+    Study names are at most 40 characters: this stays within a DNS label's 63.
+    """
+    return f"{study}-{index:06d}"
+
+
+def label_value(value: ParamValue | float) -> str:
+    """A parameter or metric as a label value: <= 63 of [A-Za-z0-9._-], alphanumeric ends."""
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    text = _LABEL_VALUE_BAD.sub("_", text.replace("-", "m") if text.startswith("-") else text)
+    return text[:63].strip("._-")
+
+
+def trial_labels(req: TrialRequest) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "kubetune",
+        "app.kubernetes.io/component": "trial",
+        "app.kubernetes.io/managed-by": "kubetune",
+        STUDY_LABEL: req.study,
+        TRIAL_LABEL: str(req.index),
+    }
+
+
+def build_job(
+    req: TrialRequest,
+    settings: JobSettings,
+    *,
+    namespace: str,
+    owner: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The Job manifest for one trial. ``owner`` is the controller's own Job object."""
+    labels = trial_labels(req)
+    job_labels = {
+        **labels,
+        **{
+            k: v
+            for k, v in ((owner or {}).get("metadata", {}).get("labels") or {}).items()
+            if k in INHERITED_LABELS
+        },
+        **{f"{GROUP}/{name}": label_value(v) for name, v in sorted(req.params.items())},
+    }
+    metadata: dict[str, Any] = {
+        "name": job_name(req.study, req.index),
+        "namespace": namespace,
+        "labels": job_labels,
+        "annotations": {PARAMS_ANNOTATION: json.dumps(req.params, sort_keys=True)},
+    }
+    if owner is not None:
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"],
+            }
+        ]
+    spec: dict[str, Any] = {
+        "backoffLimit": settings.backoffLimit,
+        "completions": 1,
+        "parallelism": 1,
+        "template": {"metadata": {"labels": labels}, "spec": _pod_spec(req, settings)},
+    }
+    if settings.activeDeadlineSeconds is not None:
+        spec["activeDeadlineSeconds"] = settings.activeDeadlineSeconds
+    if settings.ttlSecondsAfterFinished is not None:
+        spec["ttlSecondsAfterFinished"] = settings.ttlSecondsAfterFinished
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}
+
+
+def _pod_spec(req: TrialRequest, settings: JobSettings) -> dict[str, Any]:
+    resources = {k: dict(v) for k, v in settings.resources.items()}
+    if settings.gpus > 0:
+        resources.setdefault("limits", {})[settings.gpuResource] = settings.gpus
+    env = [
+        {"name": "KUBETUNE_LOG_FORMAT", "value": "json"},
+        {"name": "KUBETUNE_DATA_DIR", "value": DATA_DIR},
+        *settings.env,
+    ]
+    container = {
+        "name": "trial",
+        "image": settings.image,
+        "imagePullPolicy": settings.imagePullPolicy,
+        # The whole argv, not args to an entrypoint: exactly what a local trial runs.
+        "command": trial_command(req),
+        "env": env,
+        "resources": resources,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "data", "mountPath": "/data"}],
+    }
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        # Trials talk to the bucket, never to the Kubernetes API.
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "fsGroup": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "data", "emptyDir": {}}],
+    }
+    optional = {
+        "serviceAccountName": settings.serviceAccountName,
+        "nodeSelector": settings.nodeSelector,
+        "tolerations": settings.tolerations,
+        "affinity": settings.affinity,
+        "imagePullSecrets": settings.imagePullSecrets,
+    }
+    pod.update({k: v for k, v in optional.items() if v})
+    return pod

@@ -1,0 +1,89 @@
+"""The Job builder, read without a cluster (tests/cluster/ runs these Jobs for real)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kubetune.contract import TrialRequest, TrialSettings, parse_trial_args
+from kubetune.errors import UsageError
+from kubetune.launcher.job import JobSettings, build_job, job_name, label_value
+
+REQ = TrialRequest(
+    store="gs://bucket/studies/fm",
+    study="fashion-mnist",
+    index=7,
+    params={"learning_rate": 0.00775, "num_dense_layers": 1, "num_dense_nodes": 296},
+    settings=TrialSettings(epochs=3, train_subset=2048),
+    objective="val_accuracy",
+)
+OWNER = {"metadata": {"name": "fm-controller", "uid": "1234", "labels": {"app.kubernetes.io/instance": "fm"}}}
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def test_job_name_is_deterministic_and_dns_safe() -> None:
+    assert job_name("fashion-mnist", 7) == "fashion-mnist-000007"
+    longest = job_name("a" * 40, 999_999)
+    assert len(longest) <= 63 and DNS_LABEL.match(longest)
+
+
+@pytest.mark.parametrize("value", [0.00775, 1e-05, -0.5, 296, "relu", "a b/c", 1e300, "x" * 80])
+def test_label_values_are_valid(value: float | int | str) -> None:
+    text = label_value(value)
+    assert len(text) <= 63 and LABEL_VALUE.match(text), text
+
+
+def test_job_runs_the_trial_command_line_on_a_gpu() -> None:
+    settings = JobSettings(
+        image="trial:1", gpus=2, tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists"}]
+    )
+    job = build_job(REQ, settings, namespace="ns", owner=OWNER)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:2] == ["kubetune", "trial"]
+    assert parse_trial_args(container["command"][2:]) == REQ  # the contract, round-tripped
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert job["spec"]["template"]["spec"]["tolerations"] == settings.tolerations
+    assert job["spec"]["backoffLimit"] == 0
+
+
+def test_job_labels_make_a_leaderboard_and_point_to_the_owner() -> None:
+    job = build_job(REQ, JobSettings(), namespace="ns", owner=OWNER)
+    labels = job["metadata"]["labels"]
+    assert labels["kubetune.dev/study"] == "fashion-mnist"
+    assert labels["kubetune.dev/trial"] == "7"
+    assert labels["kubetune.dev/learning_rate"] == "0.00775"
+    assert labels["app.kubernetes.io/instance"] == "fm"
+    assert job["metadata"]["ownerReferences"] == [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": "fm-controller", "uid": "1234"}
+    ]
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["kubetune.dev/study"] == "fashion-mnist" and pod_labels["kubetune.dev/trial"] == "7"
+
+
+def test_trial_pods_meet_the_restricted_pod_security_standard() -> None:
+    pod = build_job(REQ, JobSettings(), namespace="ns")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_cpu_clusters_request_no_gpu() -> None:
+    pod = build_job(REQ, JobSettings(gpus=0), namespace="ns")["spec"]["template"]["spec"]
+    assert "nvidia.com/gpu" not in pod["containers"][0]["resources"].get("limits", {})
+
+
+def test_job_settings_load_and_reject_unknown_keys(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text("image: t:1\ngpus: 0\npendingTimeoutSeconds: 30\n")
+    assert JobSettings.load(path) == JobSettings(image="t:1", gpus=0, pendingTimeoutSeconds=30)
+    path.write_text("gpu: 1\n")
+    with pytest.raises(UsageError, match="gpu: unknown job setting"):
+        JobSettings.load(path)
+    path.write_text("gpus: -1\n")
+    with pytest.raises(UsageError, match="gpus: must be an integer >= 0"):
+        JobSettings.load(path)
