@@ -68,7 +68,7 @@ def history_csv(spec: Spec, results: Sequence[TrialResult]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(
-        ["index", "status", spec.objective.metric, *names, *metrics, "wall_time_s", "images_per_s", "reason"]
+        ["index", "status", "objective", *names, *metrics, "wall_time_s", "images_per_s", "reason"]
     )
     for r in sorted(results, key=lambda r: r.index):
         w.writerow(
