@@ -1,0 +1,118 @@
+"""Real local studies: the CLI, real trial subprocesses training the CNN, a local store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kubetune.contract import LaunchRecord, TrialResult, params_object, result_object
+from kubetune.store import open_store
+
+pytestmark = pytest.mark.slow
+KUBETUNE = str(Path(sys.executable).parent / "kubetune")
+
+TINY = """
+name: tiny
+optimizer: {n_initial_points: 2, random_state: 1}
+budget: {max_trials: %(trials)d, parallel: %(parallel)d, max_failed: 2}
+trial: {epochs: 1, train_subset: 1024, test_subset: 512, batch_size: 256}
+"""
+
+
+def write_spec(tmp_path: Path, trials: int, parallel: int) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(TINY % {"trials": trials, "parallel": parallel})
+    return path
+
+
+def env_for(data_dir: Path) -> dict[str, str]:
+    return {**os.environ, "KUBETUNE_DATA_DIR": str(data_dir), "KUBETUNE_LOG_FORMAT": "json"}
+
+
+def kubetune(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([KUBETUNE, *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_a_real_study_finds_and_reports_its_best(tmp_path: Path, prepared_data_dir: Path) -> None:
+    env = env_for(prepared_data_dir)
+    spec = write_spec(tmp_path, trials=4, parallel=2)
+    store = tmp_path / "store"
+    run = kubetune("run", str(spec), "--store", str(store), env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+    rows = list(csv.DictReader(io.StringIO((store / "history.csv").read_text())))
+    assert [int(r["index"]) for r in rows] == [0, 1, 2, 3]
+    assert all(r["status"] == "succeeded" for r in rows)
+    top = max(rows, key=lambda r: float(r["objective"]))
+    best = json.loads((store / "best.json").read_text())["best"]
+    assert best["index"] == int(top["index"])
+    assert best["value"] == pytest.approx(float(top["objective"]), rel=1e-5)
+
+    out = kubetune("best", str(store), env=env)
+    assert out.returncode == 0
+    assert json.loads(out.stdout)["params"] == best["params"]
+
+    again = kubetune("run", str(spec), "--store", str(store), env=env)  # finished: nothing to do
+    assert again.returncode == 0
+    assert "trial_started" not in again.stderr
+
+
+def _count(store: Path, name: str) -> int:
+    return len(list((store / "trials").glob(f"*/{name}"))) if (store / "trials").exists() else 0
+
+
+def test_a_runner_killed_twice_resumes_and_completes(tmp_path: Path, prepared_data_dir: Path) -> None:
+    env = env_for(prepared_data_dir)
+    trials = 6
+    spec = write_spec(tmp_path, trials=trials, parallel=2)
+    store = tmp_path / "store"
+    first_params: dict[int, dict[str, object]] = {}
+    for kill_after in (1, 3):  # SIGKILL once a result exists, then again mid-way
+        runner = subprocess.Popen(
+            [KUBETUNE, "run", str(spec), "--store", str(store)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 300
+        while _count(store, "result.json") < kill_after and time.monotonic() < deadline:
+            time.sleep(0.2)
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+        s = open_store(str(store))
+        for name in s.list("trials/"):
+            if name.endswith("params.json"):
+                rec = LaunchRecord.from_json(s.get(name))
+                first_params.setdefault(rec.index, rec.params)
+    assert _count(store, "result.json") < trials  # it really was interrupted
+
+    final = kubetune("run", str(spec), "--store", str(store), env=env)
+    assert final.returncode == 0, final.stderr[-2000:]
+    s = open_store(str(store))
+    results = [TrialResult.from_json(s.get(result_object(i))) for i in range(trials)]
+    assert [r.index for r in results] == list(range(trials))
+    assert not (store / "trials" / f"{trials:06d}").exists()  # no extra trial
+    for i, params in first_params.items():  # a relaunched trial kept its parameters
+        assert LaunchRecord.from_json(s.get(params_object(i))).params == params
+        assert {k: results[i].params[k] for k in params} == params
+    rows = list(csv.DictReader(io.StringIO((store / "history.csv").read_text())))
+    assert sorted(int(r["index"]) for r in rows) == list(range(trials))
+
+
+def test_a_bad_spec_creates_nothing(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("budget: {parallel: 0}\n")
+    store = tmp_path / "store"
+    out = kubetune("run", str(spec), "--store", str(store), env=dict(os.environ))
+    assert out.returncode == 2
+    assert out.stderr.strip() == "kubetune: budget.parallel: must be at least 1, got 0"
+    assert not store.exists()
