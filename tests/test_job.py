@@ -61,6 +61,7 @@ def test_job_labels_make_a_leaderboard_and_point_to_the_owner() -> None:
     ]
     pod_labels = job["spec"]["template"]["metadata"]["labels"]
     assert pod_labels["kubetune.dev/study"] == "fashion-mnist" and pod_labels["kubetune.dev/trial"] == "7"
+    assert pod_labels["app.kubernetes.io/instance"] == "fm"  # `kubectl get pods -l ...instance=` finds trials
 
 
 def test_trial_pods_meet_the_restricted_pod_security_standard() -> None:

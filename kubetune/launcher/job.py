@@ -105,16 +105,10 @@ def build_job(
     owner: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Job manifest for one trial. ``owner`` is the controller's own Job object."""
-    labels = trial_labels(req)
-    job_labels = {
-        **labels,
-        **{
-            k: v
-            for k, v in ((owner or {}).get("metadata", {}).get("labels") or {}).items()
-            if k in INHERITED_LABELS
-        },
-        **{f"{GROUP}/{name}": label_value(v) for name, v in sorted(req.params.items())},
-    }
+    owner_labels = (owner or {}).get("metadata", {}).get("labels") or {}
+    labels = {**trial_labels(req), **{k: v for k, v in owner_labels.items() if k in INHERITED_LABELS}}
+    params = {f"{GROUP}/{name}": label_value(v) for name, v in sorted(req.params.items())}
+    job_labels = {**labels, **params}
     metadata: dict[str, Any] = {
         "name": job_name(req.study, req.index),
         "namespace": namespace,
@@ -179,7 +173,11 @@ def _pod_spec(req: TrialRequest, settings: JobSettings) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "data", "emptyDir": {}}],
+        # Bounded, so one trial cannot fill a node's disk (the dataset is ~40 MB).
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+            {"name": "data", "emptyDir": {"sizeLimit": "2Gi"}},
+        ],
     }
     optional = {
         "serviceAccountName": settings.serviceAccountName,

@@ -1,0 +1,589 @@
+"""The Helm chart, rendered by a real helm: the objects it makes, the values it refuses.
+
+Server-side checks (admission, Pod Security, RBAC) against the test apiserver
+live in tests/cluster/test_chart_apply.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kubetune import spec as specmod
+from kubetune.contract import METRICS, TrialRequest, TrialSettings
+from kubetune.launcher.job import JobSettings, build_job
+from kubetune.spec import Spec, parse_spec
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "charts" / "kubetune"
+CUSTOM = REPO / "tests" / "data" / "values-custom.yaml"
+STORE = "gs://kubetune-test/studies/fmnist"
+RELEASE = "tune"
+NAMESPACE = "ml"
+
+Obj = dict[str, Any]
+Render = Callable[..., list[Obj]]
+
+# The contract with the launcher: job.yaml has exactly these keys, in this order.
+JOB_SETTINGS_KEYS = [
+    "image", "imagePullPolicy", "imagePullSecrets", "gpus", "gpuResource", "nodeSelector",
+    "tolerations", "affinity", "resources", "serviceAccountName", "activeDeadlineSeconds",
+    "backoffLimit", "ttlSecondsAfterFinished", "pendingTimeoutSeconds", "env",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def helm(assets: Path) -> Path:
+    binary = assets / "helm"
+    assert binary.is_file(), f"{binary}: not built by tests/cluster/build-binaries.sh"
+    return binary
+
+
+def run_helm(helm: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(helm), *map(str, args)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.fixture(scope="session")
+def render(helm: Path) -> Render:
+    """`helm template` -> the parsed objects; fails the test with helm's message."""
+
+    def _render(*args: str | Path, release: str = RELEASE, namespace: str = NAMESPACE) -> list[Obj]:
+        proc = run_helm(helm, "template", release, CHART, "--namespace", namespace, *args)
+        assert proc.returncode == 0, proc.stderr
+        return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+    return _render
+
+
+@pytest.fixture(scope="session")
+def default_objs(render: Render) -> list[Obj]:
+    return render("--set", f"store={STORE}")
+
+
+@pytest.fixture(scope="session")
+def custom_objs(render: Render) -> list[Obj]:
+    return render("-f", CUSTOM)
+
+
+def one(objs: list[Obj], kind: str, component: str | None = None) -> Obj:
+    found = [
+        o
+        for o in objs
+        if o["kind"] == kind
+        and (component is None or o["metadata"]["labels"]["app.kubernetes.io/component"] == component)
+    ]
+    assert len(found) == 1, f"{len(found)} {kind} objects"
+    return found[0]
+
+
+def config_files(objs: list[Obj]) -> tuple[str, Obj]:
+    data = one(objs, "ConfigMap")["data"]
+    assert set(data) == {"study.yaml", "job.yaml"}
+    return data["study.yaml"], yaml.safe_load(data["job.yaml"])
+
+
+# --- lint and the object set --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "values", [["--set", f"store={STORE}"], ["-f", str(CUSTOM)]], ids=["default", "custom"]
+)
+def test_helm_lint_strict_passes(helm: Path, values: list[str]) -> None:
+    proc = run_helm(helm, "lint", "--strict", CHART, *values)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("fixture", ["default_objs", "custom_objs"])
+def test_renders_the_expected_objects_all_labelled(request: pytest.FixtureRequest, fixture: str) -> None:
+    objs: list[Obj] = request.getfixturevalue(fixture)
+    assert sorted(o["kind"] for o in objs) == sorted(
+        ["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Job", "Pod"]
+    )
+    for o in objs:
+        meta = o["metadata"]
+        assert meta["namespace"] == NAMESPACE, meta["name"]
+        labels = meta["labels"]
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["app.kubernetes.io/name"] == "kubetune"
+        assert labels["app.kubernetes.io/version"] == "0.1.0"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["helm.sh/chart"] == "kubetune-0.1.0"
+        assert labels["app.kubernetes.io/component"] in {"controller", "test"}
+        assert "ownerReferences" not in meta
+
+
+def test_release_name_prefixes_objects_and_fits_job_names(render: Render) -> None:
+    long = "a" * 53
+    objs = render("--set", f"store={STORE}", release=long)
+    job = one(objs, "Job")
+    assert len(job["metadata"]["name"]) <= 63
+    assert job["metadata"]["name"].endswith("-controller")
+    assert one(render("--set", f"store={STORE}", release="kubetune"), "Job")["metadata"]["name"] == (
+        "kubetune-controller"
+    )
+
+
+# --- RBAC -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", ["default_objs", "custom_objs"])
+def test_role_is_least_privilege(request: pytest.FixtureRequest, fixture: str) -> None:
+    objs: list[Obj] = request.getfixturevalue(fixture)
+    assert not [o for o in objs if o["kind"].startswith("Cluster")], "nothing cluster-scoped"
+    role = one(objs, "Role")
+    rules = {
+        (group, resource): sorted(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert rules == {
+        ("batch", "jobs"): sorted(["get", "list", "watch", "create", "delete", "patch"]),
+        ("", "pods"): ["get", "list", "watch"],
+        ("", "events"): ["create", "patch"],
+        ("events.k8s.io", "events"): ["create", "patch"],
+        ("coordination.k8s.io", "leases"): ["create", "get", "update"],
+    }
+    flat = json.dumps(role["rules"])
+    assert "*" not in flat and "secrets" not in flat
+    assert all(set(rule) == {"apiGroups", "resources", "verbs"} for rule in role["rules"])
+
+    binding = one(objs, "RoleBinding")
+    sa = one(objs, "ServiceAccount")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"],
+    }  # fmt: skip
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}
+    ]
+
+
+def test_service_account_annotations_and_no_token_by_default(custom_objs: list[Obj]) -> None:
+    sa = one(custom_objs, "ServiceAccount")
+    assert sa["metadata"]["name"] == "tuner"
+    assert sa["metadata"]["annotations"] == {
+        "iam.gke.io/gcp-service-account": "kubetune@my-project.iam.gserviceaccount.com"
+    }
+    assert sa["automountServiceAccountToken"] is False
+
+
+def test_existing_service_account_and_no_rbac(render: Render) -> None:
+    objs = render(
+        "--set", f"store={STORE}", "--set", "serviceAccount.create=false",
+        "--set", "serviceAccount.name=shared", "--set", "rbac.create=false",
+    )  # fmt: skip
+    assert sorted(o["kind"] for o in objs) == ["ConfigMap", "Job", "Pod"]
+    assert one(objs, "Job")["spec"]["template"]["spec"]["serviceAccountName"] == "shared"
+    assert config_files(objs)[1]["serviceAccountName"] == "shared"
+
+
+# --- Pod Security: restricted ---------------------------------------------------
+
+# Volume types the restricted profile allows.
+RESTRICTED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+    "persistentVolumeClaim", "projected", "secret",
+}  # fmt: skip
+
+
+def restricted_violations(pod: Obj) -> list[str]:
+    """The Pod Security Standard "restricted" (v1.36), as a list of what breaks it."""
+    bad: list[str] = []
+    psc = pod.get("securityContext") or {}
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(key):
+            bad.append(key)
+    for vol in pod.get("volumes") or []:
+        kinds = set(vol) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            bad.append(f"volume {vol['name']}: {kinds}")
+    if psc.get("runAsUser") == 0:
+        bad.append("pod runAsUser 0")
+    containers = [*(pod.get("initContainers") or []), *pod["containers"]]
+    for c in containers:
+        sc = c.get("securityContext") or {}
+        name = c["name"]
+        if sc.get("privileged"):
+            bad.append(f"{name}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            bad.append(f"{name}: allowPrivilegeEscalation must be false")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            bad.append(f"{name}: capabilities.drop must include ALL")
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+            bad.append(f"{name}: capabilities.add")
+        if not sc.get("runAsNonRoot", psc.get("runAsNonRoot")):
+            bad.append(f"{name}: runAsNonRoot")
+        if sc.get("runAsUser") == 0:
+            bad.append(f"{name}: runAsUser 0")
+        seccomp = (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            bad.append(f"{name}: seccompProfile {seccomp}")
+        if any(p.get("hostPort") for p in c.get("ports") or []):
+            bad.append(f"{name}: hostPort")
+    return bad
+
+
+def pod_specs(objs: list[Obj]) -> Iterator[tuple[str, Obj]]:
+    for o in objs:
+        if o["kind"] == "Pod":
+            yield o["metadata"]["name"], o["spec"]
+        elif o["kind"] == "Job":
+            yield o["metadata"]["name"], o["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("fixture", ["default_objs", "custom_objs"])
+def test_every_pod_meets_restricted_pss_with_read_only_root(
+    request: pytest.FixtureRequest, fixture: str
+) -> None:
+    objs: list[Obj] = request.getfixturevalue(fixture)
+    specs = dict(pod_specs(objs))
+    assert len(specs) == 2
+    for name, pod in specs.items():
+        assert restricted_violations(pod) == [], name
+        assert pod["securityContext"]["runAsUser"] == 65532
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for c in pod["containers"]:
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True, name
+            tmp = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]
+            assert tmp and "emptyDir" in volumes[tmp[0]["name"]], f"{name}: /tmp must be an emptyDir"
+
+
+def test_trial_jobs_from_the_rendered_settings_meet_restricted_pss(custom_objs: list[Obj]) -> None:
+    # The launcher builds trial pods from job.yaml: they must pass the same
+    # namespace policy as the controller, or a restricted namespace runs no trial.
+    _, job_yaml = config_files(custom_objs)
+    settings = JobSettings(**job_yaml)
+    req = TrialRequest(STORE, "fmnist-small", 7, {"learning_rate": 0.01}, TrialSettings(), "val_loss")
+    pod = build_job(req, settings, namespace=NAMESPACE)["spec"]["template"]["spec"]
+    assert restricted_violations(pod) == []
+
+
+# --- the controller Job ------------------------------------------------------------
+
+
+def test_controller_job_runs_the_contract_command(default_objs: list[Obj]) -> None:
+    job = one(default_objs, "Job")
+    assert job["metadata"]["name"] == f"{RELEASE}-kubetune-controller"
+    assert job["metadata"]["labels"]["kubetune.dev/study"] == "fashion-mnist"
+    assert job["spec"]["backoffLimit"] == 6
+    tmpl = job["spec"]["template"]
+    pod = tmpl["spec"]
+    assert tmpl["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    assert len(tmpl["metadata"]["annotations"]["checksum/config"]) == 64
+    assert pod["restartPolicy"] == "OnFailure"
+    assert pod["serviceAccountName"] == one(default_objs, "ServiceAccount")["metadata"]["name"]
+    assert pod["automountServiceAccountToken"] is True  # the controller talks to the API
+    [c] = pod["containers"]
+    assert c["image"] == "ghcr.io/kubetune/controller:0.1.0"
+    assert c["command"] == [
+        "kubetune", "run", "/etc/kubetune/study.yaml", "--store", STORE,
+        "--launcher", "kubernetes", "--job-settings", "/etc/kubetune/job.yaml",
+    ]  # fmt: skip
+    env = {e["name"]: e for e in c["env"]}
+    assert list(env) == [
+        "KUBETUNE_NAMESPACE",
+        "KUBETUNE_POD_NAME",
+        "KUBETUNE_OWNER_JOB",
+        "KUBETUNE_LOG_FORMAT",
+    ]
+    assert env["KUBETUNE_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["KUBETUNE_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # The Job controller labels its pods with the Job's name: the owner, exactly.
+    assert env["KUBETUNE_OWNER_JOB"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['batch.kubernetes.io/job-name']"
+    )
+    assert env["KUBETUNE_LOG_FORMAT"]["value"] == "json"
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    [config] = [v for v in pod["volumes"] if v["name"] == mounts["/etc/kubetune"]]
+    assert config["configMap"]["name"] == one(default_objs, "ConfigMap")["metadata"]["name"]
+    assert "nodeSelector" not in pod and "tolerations" not in pod  # no GPU node needed
+
+
+def test_controller_job_custom(custom_objs: list[Obj]) -> None:
+    job = one(custom_objs, "Job")
+    pod = job["spec"]["template"]["spec"]
+    [c] = pod["containers"]
+    assert job["spec"]["backoffLimit"] == 3
+    assert job["metadata"]["labels"]["kubetune.dev/study"] == "fmnist-small"
+    assert c["image"] == "registry.example.com/ml/kubetune-controller:2024.1"
+    assert c["command"][4] == "gs://kubetune-test/studies/small"
+    assert c["env"][-1] == {"name": "STORAGE_EMULATOR_HOST", "value": "http://127.0.0.1:4443"}
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["serviceAccountName"] == "tuner"
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}  # controller.nodeSelector, not the GPU pool
+
+
+def test_config_checksum_follows_the_config(render: Render) -> None:
+    def checksum(*args: str) -> str:
+        job = one(render("--set", f"store={STORE}", *args), "Job")
+        return str(job["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+
+    assert checksum() == checksum()
+    assert checksum() != checksum("--set", "study.budget.max_trials=61")
+    assert checksum() != checksum("--set", "gpu.count=2")
+
+
+# --- the ConfigMap: study.yaml and job.yaml ------------------------------------------
+
+
+def test_default_study_is_the_notebook(default_objs: list[Obj]) -> None:
+    study, _ = config_files(default_objs)
+    assert parse_spec(study) == Spec()
+    assert list(yaml.safe_load(study)) == ["name", "objective", "space", "optimizer", "budget", "x0", "trial"]
+
+
+def test_values_yaml_study_block_matches_spec_defaults() -> None:
+    # values.yaml spells the notebook out for users to edit: it must not drift from kubetune/spec.py.
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    canonical = Spec().to_dict()
+    # null in values.yaml, so that a values file changing the space (or the
+    # metric) does not inherit a default that no longer fits: see values.yaml.
+    assert values["study"].pop("x0") is None and canonical.pop("x0") == list(Spec.x0)
+    assert values["study"]["objective"].pop("goal") is None
+    assert canonical["objective"].pop("goal") == METRICS[canonical["objective"]["metric"]]
+    assert values["study"] == canonical
+
+
+def test_custom_study_and_parallelism_override(custom_objs: list[Obj]) -> None:
+    study, _ = config_files(custom_objs)
+    spec = parse_spec(study)
+    assert spec.name == "fmnist-small"
+    assert spec.budget.parallel == 3  # values.parallelism, over study.budget.parallel: 1
+    assert spec.budget.max_trials == 12
+    assert spec.objective.metric == "val_loss"
+    assert [d.name for d in spec.space] == ["learning_rate", "num_dense_nodes"]
+    assert spec.x0 == ({"learning_rate": 0.001, "num_dense_nodes": 64},)
+
+
+def test_changing_only_the_metric_takes_its_direction(render: Render) -> None:
+    objs = render("--set", f"store={STORE}", "--set", "study.objective.metric=val_loss")
+    assert parse_spec(config_files(objs)[0]).objective == specmod.Objective("val_loss", "minimize")
+
+
+def test_parallelism_null_keeps_the_study_budget(render: Render) -> None:
+    objs = render("--set", f"store={STORE}", "--set", "study.budget.parallel=4")
+    assert parse_spec(config_files(objs)[0]).budget.parallel == 4
+
+
+def test_floats_from_set_reach_the_spec(render: Render) -> None:
+    # --set keeps floats as strings; the schema and kubetune/spec.py accept them as numbers.
+    objs = render(
+        "--set", f"store={STORE}", "--set", "study.trial.validation_split=0.2",
+        "--set", "study.space[0].name=learning_rate,study.space[0].type=real",
+        "--set", "study.space[0].low=1e-4,study.space[0].high=0.05",
+    )  # fmt: skip
+    spec = parse_spec(config_files(objs)[0])
+    assert spec.trial.validation_split == 0.2
+    assert spec.space == (specmod.Real("learning_rate", 1e-4, 0.05),)
+    assert spec.x0 == ()  # the notebook's point needs the notebook's space
+
+
+def test_job_settings_default(default_objs: list[Obj]) -> None:
+    _, job = config_files(default_objs)
+    assert list(job) == JOB_SETTINGS_KEYS
+    assert job == {
+        "image": "ghcr.io/kubetune/trial:0.1.0",
+        "imagePullPolicy": "IfNotPresent",
+        "imagePullSecrets": [],
+        "gpus": 1,
+        "gpuResource": "nvidia.com/gpu",
+        "nodeSelector": {},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {},
+        "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "6Gi"}},
+        "serviceAccountName": one(default_objs, "ServiceAccount")["metadata"]["name"],
+        "activeDeadlineSeconds": 3600,
+        "backoffLimit": 0,
+        "ttlSecondsAfterFinished": 86400,
+        "pendingTimeoutSeconds": 900,
+        "env": [],
+    }
+
+
+def test_job_settings_custom(custom_objs: list[Obj], tmp_path: Path) -> None:
+    _, job = config_files(custom_objs)
+    assert list(job) == JOB_SETTINGS_KEYS
+    assert job["image"] == "registry.example.com/ml/kubetune-trial:2024.1"
+    assert job["imagePullPolicy"] == "Always"
+    assert job["imagePullSecrets"] == [{"name": "regcred"}]
+    assert job["gpus"] == 2
+    assert job["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert job["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"},
+    ]
+    assert job["serviceAccountName"] == "tuner"
+    assert (job["activeDeadlineSeconds"], job["pendingTimeoutSeconds"]) == (1800, 600)
+    assert job["env"] == [{"name": "STORAGE_EMULATOR_HOST", "value": "http://127.0.0.1:4443"}]
+    # The launcher reads it as written (it refuses unknown keys).
+    path = tmp_path / "job.yaml"
+    path.write_text(one(custom_objs, "ConfigMap")["data"]["job.yaml"])
+    assert JobSettings.load(path) == JobSettings(**job)
+
+
+def test_large_integers_render_as_integers(render: Render) -> None:
+    # Helm reads values as float64, and Go prints 1e+06 for a million: the chart converts.
+    objs = render("--set", f"store={STORE}", "--set-json", "trial.activeDeadlineSeconds=1000000")
+    assert config_files(objs)[1]["activeDeadlineSeconds"] == 1_000_000
+
+
+def test_cpu_only_cluster(render: Render) -> None:
+    objs = render("--set", f"store={STORE}", "--set", "gpu.count=0", "--set-json", "tolerations=[]")
+    _, job = config_files(objs)
+    assert (job["gpus"], job["tolerations"]) == (0, [])
+
+
+# --- values the chart refuses -------------------------------------------------------
+
+
+def space(**dim: object) -> list[str]:
+    """Helm args setting a one-dimension study space."""
+    return ["--set-json", "study.space=" + json.dumps([dim])]
+
+
+NODES = "num_dense_nodes"
+BAD_VALUES = [
+    # (id, helm args, text the error must contain)
+    ("store-missing", [], "/store"),
+    ("store-s3", ["--set", "store=s3://x"], "/store"),
+    ("store-relative", ["--set", "store=studies/x"], "/store"),
+    ("name-not-dns", ["--set", "study.name=Bad_Name"], "/study/name"),
+    ("name-too-long", ["--set", f"study.name={'a' * 41}"], "/study/name"),
+    ("gpu-negative", ["--set", "gpu.count=-1"], "/gpu/count"),
+    ("gpu-fraction", ["--set-json", "gpu.count=1.5"], "/gpu/count"),
+    ("parallelism-zero", ["--set", "parallelism=0"], "/parallelism"),
+    ("unknown-top-level", ["--set", "paralelism=2"], "'paralelism' not allowed"),
+    ("unknown-study-key", ["--set", "study.budgets.max_trials=2"], "'budgets' not allowed"),
+    ("parallel-zero", ["--set", "study.budget.parallel=0"], "/study/budget/parallel"),
+    ("max-trials-zero", ["--set", "study.budget.max_trials=0"], "/study/budget/max_trials"),
+    ("metric-unknown", ["--set", "study.objective.metric=f1"], "/study/objective/metric"),
+    ("goal-unknown", ["--set", "study.objective.goal=max"], "/study/objective/goal"),
+    ("acq-unknown", ["--set", "study.optimizer.acq_func=UCB"], "/study/optimizer/acq_func"),
+    ("space-empty", ["--set-json", "study.space=[]"], "/study/space"),
+    ("space-name", space(name="dropout", type="real", low=0, high=1), "/study/space/0/name"),
+    ("space-type", space(name=NODES, type="int", low=1, high=9), "/study/space/0/type"),
+    ("space-integer-bounds", space(name=NODES, type="integer", low=1.5, high=9), "/study/space/0/low"),
+    ("space-categorical-values", space(name=NODES, type="categorical"), "values"),
+    ("space-extra-key", space(name=NODES, type="integer", low=1, high=9, prior="uniform"),
+     "'prior' not allowed"),
+    ("space-log-uniform-zero", space(name="learning_rate", type="real", low=0, high=1, prior="log-uniform"),
+     "/study/space/0/low"),
+    ("validation-split", ["--set-json", "study.trial.validation_split=1"], "/study/trial/validation_split"),
+    ("x0-unknown-param", ["--set-json", 'study.x0=[{"dropout":0.1}]'], "'dropout' not allowed"),
+    ("pull-policy", ["--set", "trialImage.pullPolicy=Sometimes"], "/trialImage/pullPolicy"),
+    ("trial-backoff", ["--set", "trial.backoffLimit=-1"], "/trial/backoffLimit"),
+    # Cross-field rules, checked by the templates (JSON schema cannot compare fields).
+    ("parallelism-over-budget", ["--set", "parallelism=61"], "study.budget.parallel"),
+    ("low-not-below-high", space(name=NODES, type="integer", low=9, high=9), "study.space[0].low"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "needle"), [c[1:] for c in BAD_VALUES], ids=[c[0] for c in BAD_VALUES])
+def test_bad_values_fail_at_template_time_naming_the_field(helm: Path, args: list[str], needle: str) -> None:
+    store = [] if any(a.startswith("store=") for a in args) or args == [] else ["--set", f"store={STORE}"]
+    proc = run_helm(helm, "template", RELEASE, CHART, *store, *args)
+    assert proc.returncode != 0, f"accepted: {args}"
+    assert needle in proc.stderr, proc.stderr
+    # The schema answers all but the cross-field rules, which the templates check.
+    by_schema = not needle.startswith("study.")
+    assert ("don't meet the specifications of the schema" in proc.stderr) == by_schema, proc.stderr
+    assert proc.stdout == ""
+
+
+def test_schema_enums_mirror_the_spec() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    assert schema["additionalProperties"] is False
+    study = schema["properties"]["study"]["properties"]
+    item = study["space"]["items"]["properties"]
+    assert item["name"]["enum"] == list(specmod.HYPERPARAMETERS)
+    assert item["prior"]["enum"] == list(specmod.PRIORS)
+    assert study["name"]["pattern"] == specmod.NAME_RE.pattern
+    assert study["name"]["maxLength"] == specmod.NAME_MAX
+    assert study["objective"]["properties"]["metric"]["enum"] == list(METRICS)
+    assert study["objective"]["properties"]["goal"]["enum"] == ["maximize", "minimize", None]
+    opt = study["optimizer"]["properties"]
+    assert opt["base_estimator"]["enum"] == list(specmod.BASE_ESTIMATORS)
+    assert opt["acq_func"]["enum"] == list(specmod.ACQ_FUNCS)
+    assert opt["initial_point_generator"]["enum"] == list(specmod.INITIAL_POINT_GENERATORS)
+    assert set(study["x0"]["items"]["properties"]) == set(specmod.HYPERPARAMETERS)
+    assert set(study) == set(Spec().to_dict())
+
+
+# --- NOTES.txt and the helm test hook --------------------------------------------------
+
+
+def test_notes_show_how_to_watch_and_pull_results(helm: Path, tmp_path: Path) -> None:
+    # `helm template` skips NOTES.txt: render it through `tpl` into a ConfigMap in a copy of the chart.
+    chart = tmp_path / "kubetune"
+    shutil.copytree(CHART, chart)
+    shutil.copy(chart / "templates" / "NOTES.txt", chart / "notes.txt")
+    (chart / "templates" / "notes.yaml").write_text(
+        'kind: ConfigMap\ndata:\n  notes: |\n{{ tpl (.Files.Get "notes.txt") . | indent 4 }}\n'
+    )
+    proc = run_helm(
+        helm, "template", RELEASE, chart, "--namespace", NAMESPACE, "-f", CUSTOM,
+        "--show-only", "templates/notes.yaml",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    notes = yaml.safe_load(proc.stdout)["data"]["notes"]
+    ns = f"-n {NAMESPACE}"
+    assert f"kubectl get jobs,pods {ns} -l kubetune.dev/study=fmnist-small -w" in notes
+    assert (
+        f"kubectl get jobs {ns} -l kubetune.dev/study=fmnist-small "
+        "-L kubetune.dev/val_loss,kubetune.dev/learning_rate,kubetune.dev/num_dense_nodes"
+    ) in notes
+    assert f"kubectl logs {ns} job/{RELEASE}-kubetune-controller -f" in notes
+    assert f"kubectl describe {ns} job {RELEASE}-kubetune-controller" in notes
+    assert "kubetune best gs://kubetune-test/studies/small" in notes
+    assert "gsutil cat gs://kubetune-test/studies/small/best.json" in notes
+    assert "3 at a time" in notes
+
+
+def test_helm_test_pod_runs_status_with_the_release_identity(custom_objs: list[Obj]) -> None:
+    pod = one(custom_objs, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["serviceAccountName"] == "tuner"
+    assert spec["automountServiceAccountToken"] is False
+    [c] = spec["containers"]
+    assert c["image"] == "registry.example.com/ml/kubetune-controller:2024.1"
+    assert c["command"] == ["kubetune", "status", "gs://kubetune-test/studies/small"]
+    assert c["env"] == [{"name": "STORAGE_EMULATOR_HOST", "value": "http://127.0.0.1:4443"}]
+
+
+# --- manifests/ ---------------------------------------------------------------------------
+
+
+def test_manifests_match_a_fresh_render(helm: Path) -> None:
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-f", "mk/chart.mk", "check-manifests", f"HELM={helm}"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"run `make manifests`:\n{proc.stdout}{proc.stderr}"
+
+
+def test_manifests_are_plain_objects_without_the_test_hook() -> None:
+    text = (REPO / "manifests" / "kubetune.yaml").read_text()
+    assert text.startswith("# kubetune:")
+    objs = [d for d in yaml.safe_load_all(text) if d]
+    assert sorted(o["kind"] for o in objs) == sorted(
+        ["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Job"]
+    )
+    assert "helm.sh/hook" not in text
+    assert all(o["metadata"]["namespace"] == "kubetune" for o in objs)
+    job = one(objs, "Job")
+    assert (
+        "gs://change-me/studies/fashion-mnist" in job["spec"]["template"]["spec"]["containers"][0]["command"]
+    )
