@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="trials done, running and failed; best so far")
     status.add_argument("store")
 
+    rep = sub.add_parser("report", help="write the HTML report (leaderboard, plots) from the store")
+    rep.add_argument("store")
+    rep.add_argument("--output", type=Path, help="the page to write (default: ./STUDY-report.html)")
+    rep.add_argument("--open", action="store_true", help="open it in a web browser")
+
     ds = sub.add_parser("dataset", help="Fashion-MNIST for trials, offline")
     dsub = ds.add_subparsers(dest="action", required=True, parser_class=_Parser)
     prep = dsub.add_parser("prepare", help="build the TFDS data dir from local files")
@@ -83,6 +89,8 @@ def _dispatch(ns: argparse.Namespace, argv: list[str]) -> int:
         return _best(ns.store)
     if ns.command == "status":
         return _status(ns.store)
+    if ns.command == "report":
+        return _report(ns.store, ns.output, ns.open)
     return _dataset(ns)
 
 
@@ -165,7 +173,30 @@ def _status(uri: str) -> int:
     return 0
 
 
+def _report(uri: str, output: Path | None, open_it: bool) -> int:
+    import webbrowser
+
+    from kubetune import report
+    from kubetune.history import read_study
+    from kubetune.store import open_store
+
+    # Rebuilt from the records, not copied from the store's report.html: it may lag or be missing.
+    spec, history = read_study(open_store(uri, create=False))
+    results = history.ordered_results()
+    page = report.report_html(spec, results, report.draw_figures(spec, results))
+    path = (output or Path(f"{spec.name}-report.html")).resolve()
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise KubetuneError(f"{path}: cannot write the report: {exc.strerror}") from None
+    print(path)
+    if open_it:
+        webbrowser.open(path.as_uri())
+    return 0
+
+
 def _dataset(ns: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first import
     from kubetune import dataset
 
     data_dir = ns.data_dir or dataset.data_dir()

@@ -130,12 +130,19 @@ def trial_command(req: TrialRequest) -> list[str]:
 
 
 def _params_arg(text: str) -> Params:
-    value = json.loads(text)
-    if not isinstance(value, dict) or not all(
-        isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value.values()
-    ):
-        raise argparse.ArgumentTypeError("must be a JSON object of numbers and strings")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
+    if not isinstance(value, dict) or not all(_is_param(v) for v in value.values()):
+        raise argparse.ArgumentTypeError("must be a JSON object of finite numbers and strings")
     return value
+
+
+def _is_param(v: object) -> bool:
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return isinstance(v, (int, str)) and not isinstance(v, bool)
 
 
 def add_trial_arguments(parser: argparse.ArgumentParser) -> None:

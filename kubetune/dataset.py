@@ -69,6 +69,7 @@ def _version_dir(root: Path) -> Path:
 
 
 def is_prepared(root: Path) -> bool:
+    """Whether ``root`` holds a complete copy that ``tfds.load`` can read offline."""
     return (_version_dir(root) / _MARKER).is_file()
 
 

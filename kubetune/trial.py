@@ -78,15 +78,15 @@ def _exists(store: Store, name: str) -> bool:
 
 
 def _train(req: TrialRequest, store: Store, started: float, log: Any) -> TrialResult:
+    s = req.settings
+    if s.epochs < 1:
+        raise UsageError(f"--epochs: must be at least 1, got {s.epochs}")
     # Must be set before TensorFlow loads; it silences most of its C++ logging.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     from kubetune import dataset, model
 
-    s = req.settings
-    if s.epochs < 1:
-        raise UsageError(f"--epochs: must be at least 1, got {s.epochs}")
     keras.utils.set_random_seed(s.seed)
     train, val, test, counts = dataset.load_splits(s, dataset.ensure(dataset.data_dir(), store))
     net = model.build_model(req.params)
@@ -94,7 +94,8 @@ def _train(req: TrialRequest, store: Store, started: float, log: Any) -> TrialRe
     log.info("training", params=req.params, epochs=s.epochs, images=counts, param_count=common["param_count"])
 
     # One fit() per epoch, so training time is measured apart from validation
-    # and a non-finite loss stops the trial at the end of its epoch.
+    # (epoch_times_s holds training seconds only) and a non-finite loss stops
+    # the trial at the end of its epoch.
     epoch_times: list[float] = []
     for epoch in range(1, s.epochs + 1):
         t0 = time.perf_counter()

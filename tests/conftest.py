@@ -47,3 +47,16 @@ def bucket(gcs: FakeGCS) -> str:
     name = next(_bucket_names)
     gcs.create_bucket(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tfds data dir holding Fashion-MNIST, prepared once per session (~10 s).
+
+    Built offline from the dataset-fashion-mnist package's IDX files (their
+    absence is an error, not a skip). Subprocesses get it as KUBETUNE_DATA_DIR
+    in their env; os.environ is left alone.
+    """
+    from kubetune import dataset  # imports TensorFlow: only for tests that ask
+
+    return dataset.prepare(tmp_path_factory.mktemp("tensorflow_datasets"))
