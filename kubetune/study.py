@@ -4,11 +4,13 @@ The store is the only state. On start the loop replays the trial records,
 adopts trials a previous controller left running (or launches them again
 under the same index), and continues until the budget is spent or too many
 trials failed. Every result written is followed by fresh ``best.json`` and
-``history.csv`` views.
+``history.csv`` views, and (at most every few seconds) the plots and
+``report.html``.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ log = get_logger("kubetune.study")
 
 # Fields a resumed study may change: raising max_trials extends a study.
 RESUMABLE_CHANGES = ("budget",)
+PLOTS_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Study:
         self.history = History()
         self.started = time.monotonic()
         self.durations: list[float] = []
+        self._drawn_at = -math.inf
 
     # --- the loop -------------------------------------------------------------
 
@@ -153,7 +157,11 @@ class Study:
         if launch is not None:
             self.durations.append(time.time() - launch.launched_at)
         results = self.history.ordered_results()
-        report.publish(self.store, self.spec, results)
+        # Plots cost about a second: redraw at most every PLOTS_EVERY_S (and at the end).
+        draw = time.monotonic() - self._drawn_at >= PLOTS_EVERY_S
+        report.publish(self.store, self.spec, results, plots=draw)
+        if draw:
+            self._drawn_at = time.monotonic()
         self.launcher.record(result, report.summarize(self.spec, results))
         event = "trial_succeeded" if result.succeeded else "trial_failed"
         log.info(

@@ -4,34 +4,25 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+# The real control plane's fixtures, registered once here so every folder
+# shares one control plane per session.
+from tests.cluster.fixtures import Kubectl, cluster_assets, control_plane, kubectl, kubelet, namespace
 from tests.gcs_emulator import FakeGCS
 
-REPO = Path(__file__).resolve().parent.parent
-BUILD_BINARIES = REPO / "tests" / "cluster" / "build-binaries.sh"
+__all__ = ["Kubectl", "cluster_assets", "control_plane", "kubectl", "kubelet", "namespace"]
+
 _bucket_names = (f"kubetune-test-{i}" for i in itertools.count())
 
 
 @pytest.fixture(scope="session")
-def assets() -> Path:
-    """The folder of built binaries (control plane, helm, fake-gcs-server).
-
-    Built on first use (minutes, cold) and cached outside git; a build failure
-    is an error, never a skip.
-    """
-    out = subprocess.run(["bash", str(BUILD_BINARIES)], check=True, capture_output=True, text=True)
-    return Path(out.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture(scope="session")
-def gcs(assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGCS]:
+def gcs(cluster_assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGCS]:
     """fake-gcs-server on loopback, with STORAGE_EMULATOR_HOST pointing at it."""
-    with FakeGCS(assets / "fake-gcs-server", tmp_path_factory.mktemp("gcs")) as server:
+    with FakeGCS(cluster_assets / "fake-gcs-server", tmp_path_factory.mktemp("gcs")) as server:
         old = os.environ.get("STORAGE_EMULATOR_HOST")
         os.environ["STORAGE_EMULATOR_HOST"] = server.host
         yield server

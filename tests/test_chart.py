@@ -40,8 +40,8 @@ JOB_SETTINGS_KEYS = [
 
 
 @pytest.fixture(scope="session")
-def helm(assets: Path) -> Path:
-    binary = assets / "helm"
+def helm(cluster_assets: Path) -> Path:
+    binary = cluster_assets / "helm"
     assert binary.is_file(), f"{binary}: not built by tests/cluster/build-binaries.sh"
     return binary
 

@@ -44,7 +44,7 @@ def test_job_runs_the_trial_command_line_on_a_gpu() -> None:
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][:2] == ["kubetune", "trial"]
     assert parse_trial_args(container["command"][2:]) == REQ  # the contract, round-tripped
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert job["spec"]["template"]["spec"]["tolerations"] == settings.tolerations
     assert job["spec"]["backoffLimit"] == 0
 

@@ -63,15 +63,36 @@ def test_load_spec_reads_a_file(tmp_path: Path) -> None:
 LR = "{name: learning_rate, type: real, low: 0.001, high: 0.1}"
 
 BAD = [
-    ("space: [{name: learning_rate, type: real, low: 0.1, high: 0.01}]", r"space\[0\]\.low: must be less than high"),
-    ("space: [{name: learning_rate, type: real, low: 0.1, high: 0.1}]", r"space\[0\]\.low: must be less than high"),
-    ("space: [{name: learning_rate, type: real, low: 1, high: 2, prior: gaussian}]", r"space\[0\]\.prior: must be one of"),
-    ("space: [{name: learning_rate, type: real, low: 0, high: 2, prior: log-uniform}]", r"space\[0\]\.low: a log-uniform prior needs low > 0"),
+    (
+        "space: [{name: learning_rate, type: real, low: 0.1, high: 0.01}]",
+        r"space\[0\]\.low: must be less than high",
+    ),
+    (
+        "space: [{name: learning_rate, type: real, low: 0.1, high: 0.1}]",
+        r"space\[0\]\.low: must be less than high",
+    ),
+    (
+        "space: [{name: learning_rate, type: real, low: 1, high: 2, prior: gaussian}]",
+        r"space\[0\]\.prior: must be one of",
+    ),
+    (
+        "space: [{name: learning_rate, type: real, low: 0, high: 2, prior: log-uniform}]",
+        r"space\[0\]\.low: a log-uniform prior needs low > 0",
+    ),
     ("space: []", r"space: must list at least one parameter"),
-    ("space: [{name: dropout, type: real, low: 0, high: 1}]", r"space\[0\]\.name: unknown hyperparameter 'dropout'"),
-    ("space: [{name: num_dense_layers, type: integer, low: 1.5, high: 3}]", r"space\[0\]\.low: must be an integer"),
+    (
+        "space: [{name: dropout, type: real, low: 0, high: 1}]",
+        r"space\[0\]\.name: unknown hyperparameter 'dropout'",
+    ),
+    (
+        "space: [{name: num_dense_layers, type: integer, low: 1.5, high: 3}]",
+        r"space\[0\]\.low: must be an integer",
+    ),
     ("space: [{name: num_dense_layers, type: integr, low: 1, high: 3}]", r"space\[0\]\.type: must be one of"),
-    ("space: [{name: num_dense_nodes, type: categorical, values: []}]", r"space\[0\]\.values: a categorical needs"),
+    (
+        "space: [{name: num_dense_nodes, type: categorical, values: []}]",
+        r"space\[0\]\.values: a categorical needs",
+    ),
     (f"space: [{LR}, {LR}]", r"space\[1\]\.name: 'learning_rate' appears twice"),
     ("space: [{type: real, low: 0, high: 1}]", r"space\[0\]\.name: required"),
     ("budget: {parallel: 0}", r"budget\.parallel: must be at least 1, got 0"),
@@ -82,10 +103,19 @@ BAD = [
     ("budget: {max_trials: ten}", r"budget\.max_trials: must be an integer, got a string 'ten'"),
     ("budget: {max_trials: true}", r"budget\.max_trials: must be an integer, got a boolean"),
     ("budget: [1, 2]", r"budget: must be a mapping, got a list"),
-    ("x0: [{learning_rate: 5.0, num_dense_layers: 1, num_dense_nodes: 12}]", r"x0\[0\]\.learning_rate: 5\.0 is outside"),
+    (
+        "x0: [{learning_rate: 5.0, num_dense_layers: 1, num_dense_nodes: 12}]",
+        r"x0\[0\]\.learning_rate: 5\.0 is outside",
+    ),
     ("x0: [{learning_rate: 0.001, num_dense_layers: 1}]", r"x0\[0\]\.num_dense_nodes: required"),
-    ("x0: [{learning_rate: 0.001, num_dense_layers: 1, num_dense_nodes: 12, extra: 1}]", r"x0\[0\]\.extra: unknown field"),
-    ("x0: [{learning_rate: 0.001, num_dense_layers: one, num_dense_nodes: 12}]", r"x0\[0\]\.num_dense_layers: must be an integer"),
+    (
+        "x0: [{learning_rate: 0.001, num_dense_layers: 1, num_dense_nodes: 12, extra: 1}]",
+        r"x0\[0\]\.extra: unknown field",
+    ),
+    (
+        "x0: [{learning_rate: 0.001, num_dense_layers: one, num_dense_nodes: 12}]",
+        r"x0\[0\]\.num_dense_layers: must be an integer",
+    ),
     ("objective: {metric: f1}", r"objective\.metric: must be one of"),
     ("objective: {metric: val_accuracy, goal: up}", r"objective\.goal: must be one of"),
     ("optimizer: {acq_func: UCB}", r"optimizer\.acq_func: must be one of"),
@@ -102,8 +132,11 @@ BAD = [
     ("nmae: x", r"nmae: unknown field \(did you mean 'name'\?\)"),
     ("name: [unclosed", r"spec: malformed YAML at line 1"),
     ("- just\n- a list", r"spec: must be a mapping, got a list"),
-    ("budget:\n  max_trials: 1\nx0:\n  - {learning_rate: 0.001, num_dense_layers: 1, num_dense_nodes: 12}\n"
-     "  - {learning_rate: 0.002, num_dense_layers: 1, num_dense_nodes: 12}", r"x0: 2 points but budget\.max_trials is 1"),
+    (
+        "budget:\n  max_trials: 1\nx0:\n  - {learning_rate: 0.001, num_dense_layers: 1, num_dense_nodes: 12}\n"
+        "  - {learning_rate: 0.002, num_dense_layers: 1, num_dense_nodes: 12}",
+        r"x0: 2 points but budget\.max_trials is 1",
+    ),
 ]
 
 

@@ -13,6 +13,7 @@ from kubetune.contract import (
     BEST_OBJECT,
     HISTORY_OBJECT,
     LaunchRecord,
+    Params,
     failed_result,
     params_object,
     result_object,
@@ -41,7 +42,7 @@ def run(spec: Spec, store: Store, **kw: object) -> tuple[Study, InProcessLaunche
     return study, launcher
 
 
-def points(store: Store) -> list[dict[str, object]]:
+def points(store: Store) -> list[Params]:
     h = read_history(store, "val_accuracy")
     return [h.launched[i].params for i in sorted(h.launched)]
 

@@ -138,9 +138,10 @@ def build_job(
 
 
 def _pod_spec(req: TrialRequest, settings: JobSettings) -> dict[str, Any]:
-    resources = {k: dict(v) for k, v in settings.resources.items()}
+    # Quantities are strings in the API ("2", "4Gi"); YAML may have given numbers.
+    resources = {k: {name: str(q) for name, q in v.items()} for k, v in settings.resources.items()}
     if settings.gpus > 0:
-        resources.setdefault("limits", {})[settings.gpuResource] = settings.gpus
+        resources.setdefault("limits", {})[settings.gpuResource] = str(settings.gpus)
     env = [
         {"name": "KUBETUNE_LOG_FORMAT", "value": "json"},
         {"name": "KUBETUNE_DATA_DIR", "value": DATA_DIR},

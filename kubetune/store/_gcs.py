@@ -9,6 +9,7 @@ Set ``STORAGE_EMULATOR_HOST`` to talk to an emulator with anonymous credentials.
 
 from __future__ import annotations
 
+import mimetypes
 import os
 
 from google.api_core import exceptions as gexc
@@ -105,7 +106,8 @@ def _client() -> storage.Client:
 
 
 def _type(name: str) -> str:
-    return "application/json" if name.endswith(".json") else "application/octet-stream"
+    # Served with its real type, a report.html or plot opens in the browser from the bucket.
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 def _reason(exc: gexc.GoogleAPICallError) -> str:

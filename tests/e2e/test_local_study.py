@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kubetune.contract import LaunchRecord, TrialResult, params_object, result_object
+from kubetune.contract import LaunchRecord, Params, TrialResult, params_object, result_object
 from kubetune.store import open_store
 
 pytestmark = pytest.mark.slow
@@ -75,7 +75,7 @@ def test_a_runner_killed_twice_resumes_and_completes(tmp_path: Path, prepared_da
     trials = 6
     spec = write_spec(tmp_path, trials=trials, parallel=2)
     store = tmp_path / "store"
-    first_params: dict[int, dict[str, object]] = {}
+    first_params: dict[int, Params] = {}
     for kill_after in (1, 3):  # SIGKILL once a result exists, then again mid-way
         runner = subprocess.Popen(
             [KUBETUNE, "run", str(spec), "--store", str(store)],

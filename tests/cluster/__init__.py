@@ -1,0 +1,1 @@
+"""Real Kubernetes control plane + local GPU kubelet for tests (see fixtures.py)."""

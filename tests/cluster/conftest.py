@@ -1,0 +1,1 @@
+"""The cluster fixtures are registered in tests/conftest.py, so all folders share one control plane."""

@@ -1,0 +1,155 @@
+"""Session-scoped pytest fixtures for a real test control plane and a local GPU kubelet.
+
+Import them into a conftest.py (tests/cluster/conftest.py does):
+
+    from tests.cluster.fixtures import *  # or relative: from .fixtures import *
+
+Fixtures:
+  cluster_assets  -> Path        folder holding etcd, kube-apiserver, ... helm,
+                                 fake-gcs-server (built by build-binaries.sh;
+                                 skipped only with KUBETUNE_SKIP_CLUSTER=1)
+  control_plane   -> ControlPlane  .kubeconfig .server .ca_file .api_client
+  kubelet         -> LocalKubelet  node gpu-node-0 with 1 nvidia.com/gpu
+  kubectl         -> Kubectl       kubectl("get", "pods", "-n", ns) -> CompletedProcess
+  namespace       -> str           fresh namespace enforcing restricted PSS
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from ._proc import wait_for
+from .controlplane import ControlPlane
+from .kubelet import LocalKubelet
+
+__all__ = ["Kubectl", "cluster_assets", "control_plane", "kubectl", "kubelet", "namespace"]
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+BUILD_SCRIPT = HERE / "build-binaries.sh"
+BUILD_TIMEOUT_S = 3 * 3600  # a cold build on 2 cores is long; a warm run is instant
+KUBECTL = os.environ.get("KUBETUNE_KUBECTL", "/usr/bin/kubectl")
+NAMESPACE_DELETE_TIMEOUT_S = 90.0
+
+
+@pytest.fixture(scope="session")
+def cluster_assets() -> Path:
+    """Build (or find) the control-plane binaries. A failed build is an error, not a skip."""
+    if os.environ.get("KUBETUNE_SKIP_CLUSTER") == "1":
+        pytest.skip("KUBETUNE_SKIP_CLUSTER=1")
+    proc = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{BUILD_SCRIPT} failed with {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def control_plane(cluster_assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd + apiserver + controller-manager + scheduler; logs under <work_dir>/logs."""
+    work_dir = tmp_path_factory.mktemp("controlplane")
+    with ControlPlane(assets=cluster_assets, work_dir=work_dir) as cp:
+        yield cp
+
+
+@pytest.fixture(scope="session")
+def kubelet(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKubelet]:
+    """A LocalKubelet for node gpu-node-0 with one nvidia.com/gpu."""
+    work_dir = tmp_path_factory.mktemp("kubelet")
+    with LocalKubelet(control_plane.kubeconfig, work_dir, gpu_count=1) as node:
+        yield node
+
+
+class Kubectl:
+    """Runs kubectl against the test cluster with the admin kubeconfig."""
+
+    def __init__(self, kubeconfig: Path, binary: str = KUBECTL) -> None:
+        self.kubeconfig = kubeconfig
+        self.binary = binary
+
+    def __call__(
+        self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        proc = subprocess.run(
+            [self.binary, f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
+        return proc
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: ControlPlane) -> Kubectl:
+    return Kubectl(control_plane.kubeconfig)
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace labelled pod-security enforce=restricted; deleted afterwards."""
+    core = client.CoreV1Api(control_plane.api_client)
+    stem = "".join(ch if ch.isalnum() else "-" for ch in request.node.name.lower())[:40].strip("-")
+    name = f"{stem}-{uuid.uuid4().hex[:6]}"
+    labels = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
+    # Pods are rejected by ServiceAccount admission until the controller made "default".
+    wait_for(
+        f"default ServiceAccount in {name}", lambda: core.read_namespaced_service_account("default", name), 60
+    )
+    yield name
+    _delete_namespace(core, name)
+
+
+def _delete_namespace(core: client.CoreV1Api, name: str) -> None:
+    """Delete it, and wait (bounded) until its pods are gone, so that a pod of one
+    test cannot hold the GPU in the next.
+
+    The namespace controller only starts on a deleted namespace after a fixed
+    5 s delay; its pods are deleted directly instead (a Terminating namespace
+    admits no new pods, so Jobs cannot replace them), and the namespace object
+    finishes terminating in the background."""
+    try:
+        core.delete_namespace(name, propagation_policy="Background")
+        core.delete_collection_namespaced_pod(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return
+        raise
+
+    def no_pods() -> bool:
+        try:
+            return not core.list_namespaced_pod(name).items
+        except ApiException as exc:
+            return bool(exc.status == 404)
+
+    try:
+        wait_for(
+            f"pods of namespace {name} to be deleted", no_pods, NAMESPACE_DELETE_TIMEOUT_S, interval_s=0.25
+        )
+    except TimeoutError as exc:
+        log.warning("%s", exc)
