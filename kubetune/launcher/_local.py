@@ -36,14 +36,17 @@ def _executable() -> str:
 class LocalLauncher:
     name = "local"
 
-    def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, log_dir: Path, env: dict[str, str] | None = None, executable: str | None = None
+    ) -> None:
         self.log_dir = log_dir
         self.env = env
+        self.executable = executable or _executable()
         self._procs: dict[int, tuple[subprocess.Popen[bytes], IO[bytes]]] = {}
 
     def launch(self, req: TrialRequest) -> None:
         argv = trial_command(req)
-        argv[0] = _executable()
+        argv[0] = self.executable
         self.log_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_dir / f"trial-{req.index:06d}.log", "ab")  # noqa: SIM115 - closed on exit
         proc = subprocess.Popen(
