@@ -20,10 +20,10 @@ _configured = False
 def configure(level: int = logging.INFO) -> None:
     global _configured
     fmt = os.environ.get("KUBETUNE_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=True)
+    renderer: list[Any] = (
+        [structlog.dev.ConsoleRenderer(colors=True), _clear_line]
         if fmt == "console"
-        else structlog.processors.JSONRenderer(sort_keys=True)
+        else [structlog.processors.JSONRenderer(sort_keys=True)]
     )
     structlog.configure(
         processors=[
@@ -31,13 +31,19 @@ def configure(level: int = logging.INFO) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            renderer,
+            *renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
     _configured = True
+
+
+def _clear_line(_logger: Any, _method: str, line: str) -> str:
+    # A terminal may show the study's progress line (no newline): wipe it first,
+    # the next progress update redraws it below the log line.
+    return "\r\033[K" + line
 
 
 def get_logger(name: str, **bound: Any) -> Any:
