@@ -1,7 +1,8 @@
 """The ``kubetune`` command: run a study, run one trial, read results, prepare data.
 
 Expected failures print one line, ``kubetune: <what>: <problem>``, and exit
-non-zero (2 for bad input); tracebacks are for bugs only. Heavy imports
+non-zero (2 for bad input, 3 for a study stopped by failed trials, 143 when
+stopped by SIGTERM); tracebacks are for bugs only. Heavy imports
 (TensorFlow, scikit-optimize, kubernetes) happen inside the subcommand that
 needs them, so ``kubetune best`` on a laptop needs neither.
 """
@@ -9,24 +10,40 @@ needs them, so ``kubetune best`` on a laptop needs neither.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
-from kubetune.errors import KubetuneError, UsageError
+from kubetune.errors import KubetuneError, StudyFailed, UsageError
 
 if TYPE_CHECKING:
+    from kubetune.launcher.job import JobSettings
     from kubetune.spec import Spec
     from kubetune.store import Store
+
+# The shell's convention for "killed by SIGTERM"; the chart's podFailurePolicy
+# ignores it, so a deleted or drained controller pod is replaced, not counted.
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no
+    ``except Exception`` on the way up swallows it and every ``finally``
+    (stop the trials, release the Lease) runs."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, not argparse's usage block: the user sees what is wrong.
-        raise UsageError(f"{self.prog}: {message}")
+        # main() prefixes "kubetune: ", so only the subcommand is named here.
+        where = self.prog.removeprefix("kubetune").strip()
+        raise UsageError(f"{where}: {message}" if where else message)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kubetune: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("kubetune: stopped by SIGTERM", file=sys.stderr)
+        return EXIT_TERMINATED
 
 
 def _dispatch(ns: argparse.Namespace, argv: list[str]) -> int:
@@ -98,29 +118,60 @@ def _run(ns: argparse.Namespace) -> int:
     from kubetune.spec import load_spec
     from kubetune.store import open_store
 
+    # Every input is checked before anything is created: the store folder,
+    # the Lease, a Job.
     spec = load_spec(ns.spec)
-    store = open_store(ns.store)
-    if ns.launcher != "kubernetes":
-        return _run_study(ns, spec, store)
-    from kubetune.launcher._kubernetes import api_client, own_namespace
-    from kubetune.lease import Lease
+    job_settings = _job_settings(ns)
+    with _sigterm_raises():
+        store = open_store(ns.store)
+        if ns.launcher != "kubernetes":
+            return _run_study(ns, spec, store, job_settings)
+        from kubetune.launcher._kubernetes import api_client, own_namespace
+        from kubetune.lease import Lease
 
-    lease = Lease(api_client(), own_namespace(), f"kubetune-{spec.name}")
-    lease.acquire()
-    lease.keep_renewing()
+        lease = Lease(api_client(), own_namespace(), f"kubetune-{spec.name}")
+        try:
+            lease.acquire()
+            lease.keep_renewing()
+            return _run_study(ns, spec, store, job_settings)
+        finally:
+            # Also on SIGTERM: a replacement controller takes over at once
+            # instead of waiting for the Lease to expire.
+            lease.release()
+
+
+def _job_settings(ns: argparse.Namespace) -> JobSettings | None:
+    if ns.launcher != "kubernetes" or ns.job_settings is None:
+        return None
+    from kubetune.launcher.job import JobSettings
+
+    return JobSettings.load(ns.job_settings)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM (pod deletion, node drain, ``kill``) into Terminated while inside."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        del frame
+        # A second SIGTERM kills at once, should the clean-up itself hang.
+        signal.signal(signum, signal.SIG_DFL)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        return _run_study(ns, spec, store)
+        yield
     finally:
-        lease.release()
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _run_study(ns: argparse.Namespace, spec: Spec, store: Store) -> int:
+def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: JobSettings | None) -> int:
     from kubetune.launcher import open_launcher
     from kubetune.progress import Progress
     from kubetune.study import Study
 
     log_dir = ns.log_dir or (Path(store.uri) / "logs" if "://" not in store.uri else Path("logs"))
-    launcher = open_launcher(ns.launcher, log_dir=log_dir, job_settings=ns.job_settings)
+    launcher = open_launcher(ns.launcher, log_dir=log_dir, job_settings=job_settings)
     progress = Progress()
     try:
         outcome = Study(spec, store, launcher, on_progress=progress).run()
@@ -139,12 +190,10 @@ def _run_study(ns: argparse.Namespace, spec: Spec, store: Store) -> int:
             )
         )
     if not outcome.completed:
-        print(
-            f"kubetune: study {spec.name!r} failed: {outcome.summary.failed} trials failed "
-            f"(budget.max_failed is {spec.budget.max_failed})",
-            file=sys.stderr,
+        raise StudyFailed(
+            f"study {spec.name!r} failed: {outcome.summary.failed} trials failed "
+            f"(budget.max_failed is {spec.budget.max_failed})"
         )
-        return 1
     return 0
 
 

@@ -12,6 +12,19 @@ class KubetuneError(Exception):
 
 
 class UsageError(KubetuneError):
-    """Bad input from the user: a spec, a value or a command line."""
+    """Bad input from the user: a spec, a value or a command line.
+
+    Exit 2 also fails the chart's controller Job at once: no restart fixes the input.
+    """
 
     exit_code = 2
+
+
+class StudyFailed(KubetuneError):
+    """The study ran and stopped because too many trials failed.
+
+    Its own exit code, so the chart's podFailurePolicy fails the controller Job
+    at once: a restarted controller would find the same failures and stop again.
+    """
+
+    exit_code = 3

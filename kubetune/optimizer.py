@@ -31,6 +31,7 @@ from skopt.space import Integer as SkInteger
 from skopt.space import Real as SkReal
 from skopt.space import Space
 from skopt.utils import cook_initial_point_generator
+from threadpoolctl import threadpool_limits
 
 from kubetune.contract import Params, ParamValue, TrialResult
 from kubetune.spec import Dimension, Integer, Real, Spec
@@ -99,7 +100,10 @@ def _from_model(
     lie = min(loss for _, loss in observed)
     xs = [_row(spec, p) for p, _ in observed] + [_row(spec, p) for p in pending]
     ys = [loss for _, loss in observed] + [lie] * len(pending)
-    with warnings.catch_warnings():
+    # One BLAS thread: the GP's matrices are at most a few hundred rows, too
+    # small to split, and OpenBLAS's spinning threads fight the rest of a busy
+    # 2-core controller (measured 3-10x slower fits; bench/controller.py).
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         # skopt warns when the acquisition picks an already evaluated point;
         # that is a legitimate answer late in a study, not an error.
         warnings.simplefilter("ignore", UserWarning)

@@ -31,6 +31,7 @@ class InProcessLauncher:
         self.fail = fail
         self.launched: list[TrialRequest] = []
         self.recorded: list[int] = []
+        self.concluded: bool | None = None
         self._running: dict[int, TrialRequest] = {}
 
     def launch(self, req: TrialRequest) -> None:
@@ -66,6 +67,9 @@ class InProcessLauncher:
 
     def record(self, result: TrialResult, summary: object) -> None:
         self.recorded.append(result.index)
+
+    def conclude(self, summary: object, completed: bool) -> None:
+        self.concluded = completed
 
     def close(self) -> None:
         self._running.clear()

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
+from kubetune import cli
 from kubetune import spec as specmod
 from kubetune.contract import METRICS, TrialRequest, TrialSettings
+from kubetune.errors import StudyFailed, UsageError
 from kubetune.launcher.job import JobSettings, build_job
 from kubetune.spec import Spec, parse_spec
 
@@ -280,7 +282,7 @@ def test_controller_job_runs_the_contract_command(default_objs: list[Obj]) -> No
     pod = tmpl["spec"]
     assert tmpl["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
     assert len(tmpl["metadata"]["annotations"]["checksum/config"]) == 64
-    assert pod["restartPolicy"] == "OnFailure"
+    assert pod["restartPolicy"] == "Never"  # podFailurePolicy needs it
     assert pod["serviceAccountName"] == one(default_objs, "ServiceAccount")["metadata"]["name"]
     assert pod["automountServiceAccountToken"] is True  # the controller talks to the API
     [c] = pod["containers"]
@@ -307,6 +309,23 @@ def test_controller_job_runs_the_contract_command(default_objs: list[Obj]) -> No
     [config] = [v for v in pod["volumes"] if v["name"] == mounts["/etc/kubetune"]]
     assert config["configMap"]["name"] == one(default_objs, "ConfigMap")["metadata"]["name"]
     assert "nodeSelector" not in pod and "tolerations" not in pod  # no GPU node needed
+
+
+def test_controller_job_fails_at_once_on_a_failed_study_and_ignores_disruptions(
+    default_objs: list[Obj],
+) -> None:
+    # The exit codes the rules name are the CLI's: bad input, a failed study, SIGTERM.
+    rules = one(default_objs, "Job")["spec"]["podFailurePolicy"]["rules"]
+    fail, sigterm, disrupted = rules
+    assert fail["action"] == "FailJob"
+    assert fail["onExitCodes"] == {
+        "containerName": "controller",
+        "operator": "In",
+        "values": [UsageError.exit_code, StudyFailed.exit_code],
+    }
+    assert sigterm["action"] == "Ignore"
+    assert sigterm["onExitCodes"]["values"] == [cli.EXIT_TERMINATED]
+    assert disrupted == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
 
 
 def test_controller_job_custom(custom_objs: list[Obj]) -> None:
@@ -465,6 +484,8 @@ BAD_VALUES = [
     ("unknown-top-level", ["--set", "paralelism=2"], "'paralelism' not allowed"),
     ("unknown-study-key", ["--set", "study.budgets.max_trials=2"], "'budgets' not allowed"),
     ("parallel-zero", ["--set", "study.budget.parallel=0"], "/study/budget/parallel"),
+    ("parallel-negative", ["--set", "study.budget.parallel=-2"], "/study/budget/parallel"),
+    ("max-trials-string", ["--set", "study.budget.max_trials=ten"], "/study/budget/max_trials"),
     ("max-trials-zero", ["--set", "study.budget.max_trials=0"], "/study/budget/max_trials"),
     ("metric-unknown", ["--set", "study.objective.metric=f1"], "/study/objective/metric"),
     ("goal-unknown", ["--set", "study.objective.goal=max"], "/study/objective/goal"),
@@ -476,9 +497,13 @@ BAD_VALUES = [
     ("space-categorical-values", space(name=NODES, type="categorical"), "values"),
     ("space-extra-key", space(name=NODES, type="integer", low=1, high=9, prior="uniform"),
      "'prior' not allowed"),
+    ("space-prior-unknown", space(name="learning_rate", type="real", low=0.1, high=1, prior="normal"),
+     "/study/space/0/prior"),
     ("space-log-uniform-zero", space(name="learning_rate", type="real", low=0, high=1, prior="log-uniform"),
      "/study/space/0/low"),
     ("validation-split", ["--set-json", "study.trial.validation_split=1"], "/study/trial/validation_split"),
+    ("epochs-boolean", ["--set-json", "study.trial.epochs=true"], "/study/trial/epochs"),
+    ("space-low-nan", space(name="learning_rate", type="real", low="nan", high=1), "/study/space/0/low"),
     ("x0-unknown-param", ["--set-json", 'study.x0=[{"dropout":0.1}]'], "'dropout' not allowed"),
     ("pull-policy", ["--set", "trialImage.pullPolicy=Sometimes"], "/trialImage/pullPolicy"),
     ("trial-backoff", ["--set", "trial.backoffLimit=-1"], "/trial/backoffLimit"),

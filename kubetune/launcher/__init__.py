@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kubetune.contract import TrialRequest, TrialResult
+from kubetune.launcher.job import JobSettings
 from kubetune.report import Summary
 
 
@@ -49,6 +50,9 @@ class Launcher(Protocol):
     def record(self, result: TrialResult, summary: Summary) -> None:
         """Show a read result where users look (Kubernetes: Job labels, Events)."""
 
+    def conclude(self, summary: Summary, completed: bool) -> None:
+        """Show how the study ended (Kubernetes: an Event on the controller's Job)."""
+
     def close(self) -> None:
         """Release resources. Local trials still running are stopped; Jobs live on."""
 
@@ -66,14 +70,14 @@ def exit_reason(code: int) -> str:
     return f"exited with code {code}"
 
 
-def open_launcher(kind: str, *, log_dir: Path, job_settings: Path | None = None) -> Launcher:
+def open_launcher(kind: str, *, log_dir: Path, job_settings: JobSettings | None = None) -> Launcher:
     """The launcher a study runs its trials with: ``local`` or ``kubernetes``."""
     if kind == "kubernetes":
         from kubetune.launcher._kubernetes import KubernetesLauncher
-        from kubetune.launcher.job import JobSettings
 
-        settings = JobSettings.load(job_settings) if job_settings else JobSettings()
-        return KubernetesLauncher.from_environment(settings)
+        return KubernetesLauncher.from_environment(
+            job_settings if job_settings is not None else JobSettings()
+        )
     from kubetune.launcher._local import LocalLauncher
 
     return LocalLauncher(log_dir)

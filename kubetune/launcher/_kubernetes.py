@@ -98,12 +98,14 @@ class _Informer:
                 self._watch_from(self._list())
                 backoff = 0.5
             except ApiException as exc:
-                if exc.status != 410:
+                if exc.status != 410 and not self._stop.is_set():
                     log.warning("watch_error", selector=self.selector, status=exc.status, reason=exc.reason)
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 30.0)
                 # 410 Gone: our resourceVersion is too old; re-list at once.
             except Exception as exc:
+                if self._stop.is_set():
+                    return  # stop() cut the stream: an ending, not an error
                 log.warning("watch_error", selector=self.selector, error=str(exc))
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -157,6 +159,7 @@ class KubernetesLauncher:
         self._jobs: dict[int, Obj] = {}
         self._pods: dict[int, dict[str, Obj]] = {}
         self._tracked: dict[int, float] = {}  # index -> when it was launched or adopted
+        self._unschedulable: set[int] = set()  # timed out Pending: delete once recorded
         self._changed: queue.Queue[int] = queue.Queue()
         self._informers: list[_Informer] = []
         self._study: str | None = None
@@ -226,8 +229,28 @@ class KubernetesLauncher:
         else:
             self._event("TrialFailed", f"trial {result.index} failed: {result.reason}", warning=True)
         self._patch_job(job_name(self._study, result.index), {"metadata": {"labels": labels}})
+        with self._lock:
+            unschedulable = result.index in self._unschedulable
+            self._unschedulable.discard(result.index)
+        if unschedulable:
+            self._delete_job(result.index)
         if self.owner is not None:
             self._patch_job(self.owner["metadata"]["name"], {"metadata": {"annotations": _progress(summary)}})
+
+    def conclude(self, summary: Summary, completed: bool) -> None:
+        """An Event on the controller's Job: `kubectl describe` says how the study ended.
+
+        The Job's own status follows from the controller's exit code (the
+        chart's podFailurePolicy fails it at once on a failed study).
+        """
+        outcome = "completed" if completed else "failed"
+        best = f"; best trial {summary.best.index}" if summary.best is not None else "; no trial succeeded"
+        message = f"study {outcome}: {summary.succeeded} trials succeeded, {summary.failed} failed{best}"
+        reason = "StudyCompleted" if completed else "StudyFailed"
+        self._event(reason, message, warning=not completed)
+        if self.owner is not None:
+            status = {f"{GROUP}/study-status": outcome}
+            self._patch_job(self.owner["metadata"]["name"], {"metadata": {"annotations": status}})
 
     def close(self) -> None:
         for informer in self._informers:
@@ -266,11 +289,10 @@ class KubernetesLauncher:
         if index is None:
             return
         with self._lock:
-            pods = self._pods.setdefault(index, {})
-            if kind == "DELETED":
-                pods.pop(obj["metadata"]["name"], None)
-            else:
-                pods[obj["metadata"]["name"]] = obj
+            # A DELETED event carries the pod's last state, which is kept: an
+            # evicted pod is often gone by the time its Job reports Failed, and
+            # its conditions and exit code are the reason to record.
+            self._pods.setdefault(index, {})[obj["metadata"]["name"]] = obj
         self._changed.put(index)
 
     def _drain(self, timeout: float) -> set[int]:
@@ -308,12 +330,19 @@ class KubernetesLauncher:
             for c in (job or {}).get("status", {}).get("conditions") or []
             if c.get("status") == "True"
         }
-        if "Complete" in conditions:
+        # A Succeeded pod already is the trial's exit 0 (one completion, so the
+        # Job can only complete); the Job's Complete condition follows ~1 s
+        # later, time every trial would otherwise pay (bench/: scaling, controller).
+        if "Complete" in conditions or any(_phase(p) == "Succeeded" for p in pods):
             return TrialExit(index, 0, "succeeded")
         if "Failed" in conditions:
             return _failure(index, conditions["Failed"], pods)
         if time.time() - since > self.settings.pendingTimeoutSeconds and not self._started(index):
-            self._delete_job(index)
+            # Deleted in record(), once its failure is in the store: a controller
+            # dying in between then finds the Job and adopts it, never creating
+            # a second Job for the index.
+            with self._lock:
+                self._unschedulable.add(index)
             return TrialExit(
                 index,
                 None,
@@ -401,6 +430,11 @@ def _failure(index: int, condition: Obj, pods: list[Obj]) -> TrialExit:
             detail = " (OOMKilled)" if term.get("reason") == "OOMKilled" else ""
             return TrialExit(index, code, f"{exit_reason(code)}{detail}; {why}")
     return TrialExit(index, None, why)
+
+
+def _phase(pod: Obj) -> str | None:
+    phase = pod.get("status", {}).get("phase")
+    return str(phase) if phase else None
 
 
 def _unschedulable(pods: list[Obj]) -> str:

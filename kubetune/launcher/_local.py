@@ -85,6 +85,9 @@ class LocalLauncher:
     def record(self, result: TrialResult, summary: Summary) -> None:
         del result, summary  # the terminal's progress line already shows it
 
+    def conclude(self, summary: Summary, completed: bool) -> None:
+        del summary, completed  # the exit code and the CLI's last line say it
+
     def close(self) -> None:
         for proc, out in self._procs.values():
             proc.kill()

@@ -36,7 +36,7 @@ class GCSStore:
         if not bucket_name:
             raise StoreError(f"store {uri}: missing bucket name (use gs://bucket/prefix)")
         prefix = prefix.strip("/")
-        store = cls(_client().bucket(bucket_name), prefix + "/" if prefix else "")
+        store = cls(_client(uri).bucket(bucket_name), prefix + "/" if prefix else "")
         store._check()
         return store
 
@@ -62,9 +62,19 @@ class GCSStore:
                 data, if_generation_match=0, timeout=TIMEOUT, retry=RETRY, content_type=_type(name)
             )
         except gexc.PreconditionFailed:
+            # A retried upload whose first attempt landed (its response was lost
+            # to a reset or a timeout) meets its own object: that is success.
+            if self._holds(name, data):
+                return
             raise AlreadyExists(f"{self.uri}/{name}: already written") from None
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"{self.uri}/{name}: write failed ({_reason(exc)})") from None
+
+    def _holds(self, name: str, data: bytes) -> bool:
+        try:
+            return self.get(name) == data
+        except NotFound:
+            return False
 
     def put(self, name: str, data: bytes) -> None:
         blob = self.bucket.blob(self.prefix + name)
@@ -91,7 +101,7 @@ class GCSStore:
             raise StoreError(f"{self.uri}: list failed ({_reason(exc)})") from None
 
 
-def _client() -> storage.Client:
+def _client(uri: str) -> storage.Client:
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 
@@ -100,7 +110,7 @@ def _client() -> storage.Client:
         return storage.Client()
     except DefaultCredentialsError:
         raise StoreError(
-            "store gs://: no Google Cloud credentials found "
+            f"store {uri}: no Google Cloud credentials found "
             "(use Workload Identity in the cluster, or `gcloud auth application-default login`)"
         ) from None
 

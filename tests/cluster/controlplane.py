@@ -47,6 +47,10 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
     # Fills the aggregated admin/edit/view ClusterRoles.
     "clusterrole-aggregation-controller",
+    # Fails and removes a deleted pod that was never scheduled, as on a real
+    # cluster: without it, such a pod of a Job with a podFailurePolicy (the
+    # chart's controller) keeps its Job-tracking finalizer, and its namespace.
+    "pod-garbage-collector-controller",
 )
 START_TIMEOUT_S = 180.0  # apiserver cold start on a loaded 2-core machine
 STOP_GRACE_S = 10.0

@@ -110,7 +110,14 @@ def kubectl(control_plane: ControlPlane) -> Kubectl:
 def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace labelled pod-security enforce=restricted; deleted afterwards."""
     core = client.CoreV1Api(control_plane.api_client)
-    stem = "".join(ch if ch.isalnum() else "-" for ch in request.node.name.lower())[:40].strip("-")
+    name = create_namespace(core, request.node.name)
+    yield name
+    delete_namespace(core, name)
+
+
+def create_namespace(core: client.CoreV1Api, stem: str) -> str:
+    """A fresh namespace enforcing restricted Pod Security, named after ``stem``; returns its name."""
+    stem = "".join(ch if ch.isalnum() else "-" for ch in stem.lower())[:40].strip("-")
     name = f"{stem}-{uuid.uuid4().hex[:6]}"
     labels = {
         "pod-security.kubernetes.io/enforce": "restricted",
@@ -121,11 +128,10 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
     wait_for(
         f"default ServiceAccount in {name}", lambda: core.read_namespaced_service_account("default", name), 60
     )
-    yield name
-    _delete_namespace(core, name)
+    return name
 
 
-def _delete_namespace(core: client.CoreV1Api, name: str) -> None:
+def delete_namespace(core: client.CoreV1Api, name: str) -> None:
     """Delete it, and wait (bounded) until its pods are gone, so that a pod of one
     test cannot hold the GPU in the next.
 

@@ -129,11 +129,24 @@ def test_rbac_grants_the_controller_exactly_its_work(
     ]  # fmt: skip
     wrong = [f"{v} {r}: expected yes" for v, r in allowed if not can_i(kubectl, user, v, r, namespace)]
     wrong += [f"{v} {r}: expected no" for v, r in denied if can_i(kubectl, user, v, r, namespace)]
-    # Nothing outside its namespace, nothing cluster-scoped.
-    wrong += [f"{v} {r} in default" for v, r in allowed[:1] if can_i(kubectl, user, v, r, "default")]
-    proc = kubectl("auth", "can-i", "list", "nodes", "--as", user, check=False)
-    if proc.stdout.strip() != "no":
-        wrong.append("list nodes")
+    # Nothing outside its namespace: not one of its own rights, and no Secret anywhere.
+    wrong += [
+        f"{v} {r} in {other}"
+        for other in ("default", "kube-system")
+        for v, r in [*allowed, ("get", "secrets"), ("list", "secrets"), ("watch", "secrets")]
+        if can_i(kubectl, user, v, r, other)
+    ]
+    # Nothing cluster-scoped.
+    cluster_wide = [
+        ("list", "nodes"), ("list", "namespaces"), ("list", "secrets"), ("create", "namespaces"),
+        ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+        ("create", "certificatesigningrequests.certificates.k8s.io"),
+    ]  # fmt: skip
+    for verb, resource in cluster_wide:
+        proc = kubectl("auth", "can-i", verb, resource, "--all-namespaces", "--as", user, check=False)
+        assert "doesn't have a resource type" not in proc.stderr, proc.stderr  # a real resource
+        if proc.stdout.strip() != "no":
+            wrong.append(f"{verb} {resource} cluster-wide")
     assert wrong == []
 
 

@@ -22,6 +22,8 @@ import yaml
 from tests.cluster.fixtures import Kubectl
 from tests.cluster.kubelet import LocalKubelet
 from tests.gcs_emulator import FakeGCS
+from tests.reliability._checks import assert_no_credentials
+from tests.reliability._cluster import namespace_logs, pod_tokens
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -100,9 +102,11 @@ def test_helm_install_runs_a_study_on_the_gpu_node(
 
     # Watch as a user would: with one GPU and parallel 2, one trial runs, one waits.
     most_running, saw_pending_beside_running, seen = 0, False, set[str]()
+    tokens = set[str]()  # the controller's API token, looked for in every log at the end
     deadline = time.monotonic() + 600
     while job_condition(kubectl, namespace, controller_name) is None:
         assert time.monotonic() < deadline, controller_log(kubectl, kubelet, namespace)
+        tokens = tokens or controller_tokens(kubectl, kubelet, namespace)
         phases = [p["status"].get("phase") for p in trial_pods(kubectl, namespace)]
         seen.update(p["metadata"]["name"] for p in trial_pods(kubectl, namespace))
         running = phases.count("Running")
@@ -144,6 +148,9 @@ def test_helm_install_runs_a_study_on_the_gpu_node(
     ).stdout.split()  # fmt: skip
     assert events.count("TrialStarted") == 4 and events.count("TrialSucceeded") == 4
 
+    # No credential in any log line, the controller's or the (real) trials'.
+    assert_no_credentials(namespace_logs(kubelet, namespace), tokens)
+
     # Uninstall: the trial Jobs go with the controller Job (ownerReferences + GC).
     uninstall = subprocess.run(
         [helm, "uninstall", "tune", "-n", namespace, "--kubeconfig", str(kubectl.kubeconfig)],
@@ -160,3 +167,10 @@ def controller_log(kubectl: Kubectl, kubelet: LocalKubelet, namespace: str) -> s
     """The controller's log tail, for a failure message (no `kubectl logs` without a real kubelet)."""
     pods = kubectl("get", "pods", "-n", namespace, "-l", CONTROLLER, "-o", "name").stdout.split()
     return kubelet.logs(namespace, pods[-1].removeprefix("pod/"))[-3000:] if pods else "no controller pod"
+
+
+def controller_tokens(kubectl: Kubectl, kubelet: LocalKubelet, namespace: str) -> set[str]:
+    """The API token mounted into the running controller pod (none before it runs)."""
+    pods = json.loads(kubectl("get", "pods", "-n", namespace, "-l", CONTROLLER, "-o", "json").stdout)["items"]
+    running = [p for p in pods if p["status"].get("phase") == "Running"]
+    return pod_tokens(kubelet, running[0]) if running else set()

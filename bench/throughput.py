@@ -1,0 +1,432 @@
+"""1. Trial throughput: our input pipeline and training loop against the notebook's.
+
+Every measurement is a fresh process, as a trial is, so TensorFlow's thread
+pools and caches start cold each time and thread settings can be applied
+before TensorFlow starts:
+
+* ``kubetune``: the real ``kubetune trial`` command line, with an empty data
+  dir and a local store holding the pushed dataset, so its wall time covers
+  process start, imports, fetching the dataset from the store, training and
+  evaluation. Epoch times come from its result record.
+* ``notebook``: a worker (``python -m bench.throughput WORKER_JSON``) running
+  the notebook's pipeline on the same 54,000 training images:
+  ``map(normalize).repeat().shuffle(60000).batch(512)`` and
+  ``fit(epochs=3, steps_per_epoch=ceil(n/512))``, on the same model.
+* variants of ours (the training loop before, XLA, thread settings, cache
+  and prefetch, bfloat16), in the same worker, two epochs each: the first
+  warms up, the second is measured.
+
+Images/s counts the steady epochs only (epoch 1 traces the graph and fills
+the cache or the shuffle buffer).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import PYTHON, REPO, Context, Section, interleave, machine, median, paired_ratio, table
+from kubetune.contract import TrialRequest, TrialSettings, result_object, trial_command
+
+BATCH = 512
+MODELS = {
+    "1x12": {"learning_rate": 0.001, "num_dense_layers": 1, "num_dense_nodes": 12},
+    "1x296": {"learning_rate": 0.001, "num_dense_layers": 1, "num_dense_nodes": 296},
+}
+ROUNDS = 3
+TARGET_RATIO = 1.3
+TARGET_STARTUP_S = 10.0
+KUBETUNE_BIN = str(Path(PYTHON).parent / "kubetune")
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One measured training process; JSON on its command line."""
+
+    pipeline: str  # "notebook" | "kubetune"
+    params: dict[str, Any]
+    data_dir: str
+    epochs: int = 3
+    train_subset: int | None = None  # None: the 54,000 images our trials train on
+    validation_split: float = 0.1  # smoke runs validate on fewer
+    xla: bool = False
+    inter_op: int = 0  # 0: TensorFlow's default
+    intra_op: int = 0
+    train_pipeline: str = ""  # "": dataset.load_splits as is; else a key of PIPELINES
+    per_epoch_fit: bool = False  # one fit() per epoch, as kubetune/trial.py did before
+    precision: str = "float32"  # or "mixed_bfloat16"
+
+
+# Variants of our pipeline, tried on 1x12; "as is" is the reference for their ratios.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "as is": {},
+    "one fit() per epoch (trial.py before)": {"per_epoch_fit": True},
+    "XLA jit_compile=True": {"xla": True},
+    "threads inter 1 / intra 2": {"inter_op": 1, "intra_op": 2},
+    "normalize before cache (float32 cache)": {"train_pipeline": "normalize, cache"},
+    "uint8 cache, parallel map, no prefetch": {"train_pipeline": "no prefetch"},
+    "mixed_bfloat16 (CPU has avx512_bf16)": {"precision": "mixed_bfloat16"},
+}
+
+
+def run(ctx: Context) -> Section:
+    data_dir = prepared_data_dir(ctx)
+    store = store_with_dataset(ctx, data_dir)
+    # Smoke: a few hundred images to train on, 600 to validate on, 256 to test on.
+    subset, split = (512, 0.01) if ctx.smoke else (None, 0.1)
+    epochs = 1 if ctx.smoke else 3
+    models = {"1x12": MODELS["1x12"]} if ctx.smoke else MODELS
+    counter = iter(range(10**6))
+
+    def one(name: str) -> dict[str, Any]:
+        table_name, variant = name.split(":", 1)
+        if table_name == "variant":
+            base = Worker("kubetune", MODELS["1x12"], str(data_dir), 1 if ctx.smoke else 2, subset, split)
+            return timed_worker(replace(base, **VARIANTS[variant]))
+        pipeline, model = variant.split(" ", 1)
+        if pipeline == "kubetune":
+            return kubetune_trial(store, next(counter), models[model], epochs, subset, ctx.work, split)
+        return timed_worker(Worker("notebook", models[model], str(data_dir), epochs, subset, split))
+
+    heads = [f"head:{p} {m}" for m in models for p in ("notebook", "kubetune")]
+    variants = [f"variant:{v}" for v in (["XLA jit_compile=True"] if ctx.smoke else VARIANTS)]
+    # The headline pairs and the variants are separate comparisons: each is interleaved on its own.
+    rounds = 1 if ctx.smoke else ROUNDS
+    if ctx.smoke:
+        runs = interleave(heads + variants, 1, one, concurrent=True)
+    else:
+        runs = {**interleave(heads, rounds, one), **interleave(variants, rounds, one)}
+    headline = {k.split(":", 1)[1]: v for k, v in runs.items() if k.startswith("head:")}
+    extra = {k.split(":", 1)[1]: v for k, v in runs.items() if k.startswith("variant:")}
+    return _section(headline, extra, models, epochs)
+
+
+def prepared_data_dir(ctx: Context) -> Path:
+    """Fashion-MNIST as a tfds data dir, prepared once (bench/.cache, or the test session's)."""
+    if ctx.data_dir is not None:
+        return ctx.data_dir
+    out = subprocess.run(
+        [KUBETUNE_BIN, "dataset", "prepare", "--data-dir", str(ctx.work.parent / "tensorflow_datasets")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def store_with_dataset(ctx: Context, data_dir: Path) -> Path:
+    """A local store holding the pushed dataset, as `kubetune dataset push` leaves it; one per run."""
+
+    def push() -> Path:
+        from kubetune import dataset
+        from kubetune.store import open_store
+
+        store = ctx.work / "store-with-dataset"
+        dataset.push(open_store(str(store)), data_dir)
+        return store
+
+    return ctx.once("store-with-dataset", push)
+
+
+# --- the two whole trials -------------------------------------------------------
+
+
+def kubetune_trial(
+    store: Path, index: int, params: dict[str, Any], epochs: int, subset: int | None, work: Path, split: float
+) -> dict[str, Any]:
+    """``kubetune trial`` as a Job runs it, with an empty data dir: fetches the dataset from the store."""
+    settings = TrialSettings(epochs=epochs, batch_size=BATCH, train_subset=subset, validation_split=split,
+                             test_subset=256 if subset else None)  # fmt: skip
+    req = TrialRequest(str(store), "throughput", index, params, settings, "val_accuracy")
+    argv = [KUBETUNE_BIN, *trial_command(req)[1:]]
+    with tempfile.TemporaryDirectory(dir=work, prefix="data-") as fresh:
+        env = {
+            **os.environ,
+            "KUBETUNE_DATA_DIR": fresh,
+            "KUBETUNE_LOG_FORMAT": "json",
+            "KUBETUNE_FASHION_MNIST_SOURCE": str(Path(fresh) / "none"),
+        }
+        t0 = time.time()
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        wall = time.time() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"kubetune trial exited {proc.returncode}: {proc.stderr[-2000:]}")
+    result = json.loads((store / result_object(index)).read_text())
+    return {
+        "wall_s": wall,
+        "startup_s": _logged_at(proc.stderr, "training") - t0,
+        "epoch_s": result["epoch_times_s"],
+        "images": _train_images(subset),
+        "val_accuracy": result["metrics"]["val_accuracy"],
+    }
+
+
+def _logged_at(stderr: str, event: str) -> float:
+    """When the trial logged ``event`` (its JSON log lines carry ISO timestamps)."""
+    for line in stderr.splitlines():
+        if line.startswith("{"):
+            doc = json.loads(line)
+            if doc.get("event") == event:
+                return datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00")).timestamp()
+    raise RuntimeError(f"no {event!r} line in the trial's log")
+
+
+def _train_images(subset: int | None) -> int:
+    return subset or 54_000
+
+
+def timed_worker(worker: Worker) -> dict[str, Any]:
+    t0 = time.time()
+    proc = subprocess.run(
+        [PYTHON, "-m", "bench.throughput", json.dumps(asdict(worker))],
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.time() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {worker} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["wall_s"] = wall
+    out["startup_s"] = out.pop("fit_started_at") - t0
+    return out
+
+
+# --- inside a worker process ----------------------------------------------------
+
+
+@dataclass
+class EpochClock:
+    """Training seconds per epoch, for a single fit() over several epochs."""
+
+    times: list[float] = field(default_factory=list)
+    _t0: float = 0.0
+
+    def callback(self) -> Any:
+        import keras
+
+        clock = self
+
+        class _Cb(keras.callbacks.Callback):  # type: ignore[misc]
+            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+                clock._t0 = time.perf_counter()
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                clock.times.append(time.perf_counter() - clock._t0)
+
+        return _Cb()
+
+
+def work(w: Worker) -> dict[str, Any]:
+    """Train as ``w`` says; epoch times and validation accuracy."""
+    import tensorflow as tf
+
+    # Thread pools are fixed when TensorFlow's runtime starts: set them first.
+    tf.config.threading.set_inter_op_parallelism_threads(w.inter_op)
+    tf.config.threading.set_intra_op_parallelism_threads(w.intra_op)
+    import keras
+
+    from kubetune import dataset, model, trial
+    from kubetune.log import get_logger
+
+    if w.precision != "float32":
+        keras.mixed_precision.set_global_policy(w.precision)
+    keras.utils.set_random_seed(0)
+    settings = TrialSettings(
+        epochs=w.epochs, batch_size=BATCH, train_subset=w.train_subset, validation_split=w.validation_split
+    )
+    train, val, _, counts = dataset.load_splits(settings, Path(w.data_dir))
+    net = model.build_model(w.params)
+    if w.xla:
+        net.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=w.params["learning_rate"]),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=True,
+        )
+    if w.train_pipeline:
+        train = _train_pipeline(Path(w.data_dir), counts["train"], w.train_pipeline)
+    fit_started = time.time()
+    if w.pipeline == "notebook":
+        epochs = _notebook_fit(net, Path(w.data_dir), counts["train"], w.epochs)
+    elif w.per_epoch_fit:
+        epochs = _per_epoch_fit(net, train, val, w.epochs)
+    else:
+        epochs = trial.train_epochs(net, train, val, w.epochs, get_logger("bench.throughput"))[1]
+    val_accuracy = float(net.evaluate(val, verbose=0, return_dict=True)["accuracy"])
+    return {
+        "fit_started_at": fit_started,
+        "epoch_s": epochs,
+        "images": counts["train"],
+        "val_accuracy": val_accuracy,
+    }
+
+
+def _per_epoch_fit(net: Any, train: Any, val: Any, epochs: int) -> list[float]:
+    """kubetune/trial.py's loop before it moved to one fit(): a fit() and an evaluate() per epoch."""
+    times = []
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        net.fit(train, epochs=epoch, initial_epoch=epoch - 1, shuffle=False, verbose=0)
+        times.append(time.perf_counter() - t0)
+        net.evaluate(val, verbose=0)
+    return times
+
+
+def _notebook_fit(net: Any, data_dir: Path, n: int, epochs: int) -> list[float]:
+    """The notebook's cells 4, 6 and 7, on the same first n training images."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    def normalize(images: Any, labels: Any) -> tuple[Any, Any]:
+        images = tf.cast(images, tf.float32)
+        images /= 255
+        return images, labels
+
+    train = tfds.builder("fashion_mnist", data_dir=str(data_dir)).as_dataset(
+        split=f"train[:{n}]", as_supervised=True
+    )
+    train = train.map(normalize).repeat().shuffle(60000).batch(BATCH)
+    clock = EpochClock()
+    net.fit(
+        train, epochs=epochs, steps_per_epoch=math.ceil(n / BATCH), verbose=0, callbacks=[clock.callback()]
+    )
+    return clock.times
+
+
+def _train_pipeline(data_dir: Path, n: int, variant: str) -> Any:
+    """Our training pipeline with one thing changed, same seed and order otherwise."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    def normalize(images: Any, labels: Any) -> tuple[Any, Any]:
+        return tf.cast(images, tf.float32) / 255.0, labels
+
+    ds = tfds.builder("fashion_mnist", data_dir=str(data_dir)).as_dataset(
+        split=f"train[:{n}]", as_supervised=True, shuffle_files=False
+    )
+    if variant == "normalize, cache":  # float32 in the cache: normalized once, not every epoch
+        ds = ds.map(normalize, num_parallel_calls=tf.data.AUTOTUNE).cache()
+        return ds.shuffle(n, seed=0, reshuffle_each_iteration=True).batch(BATCH).prefetch(tf.data.AUTOTUNE)
+    batches = ds.cache().shuffle(n, seed=0, reshuffle_each_iteration=True).batch(BATCH)
+    if variant == "no prefetch":
+        return batches.map(normalize, num_parallel_calls=tf.data.AUTOTUNE)
+    raise ValueError(f"unknown pipeline variant {variant!r}")
+
+
+# --- the report -------------------------------------------------------------------
+
+
+def images_per_s(run: dict[str, Any]) -> float:
+    steady = run["epoch_s"][1:] or run["epoch_s"]
+    return float(run["images"] * len(steady) / sum(steady))
+
+
+def _section(
+    headline: dict[str, list[dict[str, Any]]],
+    extra: dict[str, list[dict[str, Any]]],
+    models: dict[str, Any],
+    epochs: int,
+) -> Section:
+    s = Section("throughput", "1. Trial throughput")
+    rounds = max(len(r) for r in headline.values())
+    s.add(
+        f"{machine().line()}; tensorflow-cpu, batch 512, learning rate 0.001, 54,000 training images, "
+        f"{epochs} epochs. {rounds} rounds, the variants interleaved within each round; medians, and ratios "
+        "as the median of the per-round ratios. `kubetune` is the real `kubetune trial` process with an "
+        "empty data dir and the dataset pushed to a local store (start-up: process start to its "
+        "`training` log line: imports, dataset fetched from the store, pipelines, model). `notebook` is a "
+        "process running the notebook's pipeline on the same images and model (start-up: process start to "
+        "`fit()`, reading the already prepared data dir; it validates nothing per epoch, and its 106 "
+        "steps of 512 see 54,272 images an epoch, counted as 54,000)."
+    )
+    rows = []
+    for m in models:
+        nb, ours = headline[f"notebook {m}"], headline[f"kubetune {m}"]
+        ratio = paired_ratio([images_per_s(r) for r in ours], [images_per_s(r) for r in nb])
+        rows.append(
+            [
+                m,
+                median([images_per_s(r) for r in nb]),
+                median([images_per_s(r) for r in ours]),
+                f"**{ratio:.2f}x**",
+                median([r["startup_s"] for r in nb]),
+                median([r["startup_s"] for r in ours]),
+                median([r["wall_s"] for r in nb]),
+                median([r["wall_s"] for r in ours]),
+                median([r["val_accuracy"] for r in nb]),
+                median([r["val_accuracy"] for r in ours]),
+            ]
+        )
+    s.add(
+        table(
+            [
+                "model",
+                "notebook img/s",
+                "kubetune img/s",
+                "kubetune / notebook",
+                "notebook start-up s",
+                "kubetune start-up s",
+                "notebook wall s",
+                "kubetune wall s",
+                "notebook val acc",
+                "kubetune val acc",
+            ],
+            rows,
+        )
+    )
+    s.add(_verdict(headline, models))
+    s.add(
+        "Variants of our pipeline on 1x12, each in a fresh process, 2 epochs (the second measured), "
+        "interleaved; ratio against `as is` in the same round. Nothing trained changes (batch 512, same "
+        "seed, same order); bfloat16 changes the arithmetic, so its accuracy is shown beside it."
+    )
+    base = [images_per_s(r) for r in extra.get("as is", next(iter(extra.values())))]
+    vrows = [
+        [
+            name,
+            median([images_per_s(r) for r in runs]),
+            f"{paired_ratio([images_per_s(r) for r in runs], base):.2f}x",
+            median([r["startup_s"] for r in runs]),
+            median([r["val_accuracy"] for r in runs]),
+        ]
+        for name, runs in extra.items()
+    ]
+    s.add(table(["variant", "img/s (epoch 2)", "vs as is", "start-up s", "val acc"], vrows))
+    s.add(
+        "Mixed float16 precision is only meaningful on a GPU (tensor cores); there is none here, so it "
+        "was not measured. On a GPU node it would be the first thing to try."
+    )
+    s.data = {"headline": headline, "variants": extra}
+    return s
+
+
+def _verdict(headline: dict[str, list[dict[str, Any]]], models: dict[str, Any]) -> str:
+    parts = []
+    for m in models:
+        ours, nb = headline[f"kubetune {m}"], headline[f"notebook {m}"]
+        ratio = paired_ratio([images_per_s(r) for r in ours], [images_per_s(r) for r in nb])
+        startup = median([r["startup_s"] for r in ours])
+        ok = ratio >= TARGET_RATIO and startup < TARGET_STARTUP_S
+        verdict = "met" if ok else "missed"
+        parts.append(f"{m}: {ratio:.2f}x the notebook's images/s, start-up {startup:.1f} s ({verdict})")
+    return (
+        f"Target ≥ {TARGET_RATIO}x the notebook's images/s and start-up < {TARGET_STARTUP_S:.0f} s: "
+        + "; ".join(parts)
+        + "."
+    )
+
+
+if __name__ == "__main__":
+    print(json.dumps(work(Worker(**json.loads(sys.argv[1])))))

@@ -1,0 +1,19 @@
+# Benchmarks (bench/). Included from the top-level Makefile; runs alone too:
+#   make -f mk/bench.mk bench | bench-smoke
+# `bench` runs everything (20-40 min on 2 cores; the search benchmark's trained
+# evaluations are cached in bench/.cache, so a re-run is shorter) and
+# regenerates BENCHMARKS.md. `bench-smoke` runs each benchmark on tiny inputs
+# in seconds, so they keep working; CI runs the same as tests/test_bench_smoke.py.
+
+BENCH_PYTHON ?= .venv/bin/python
+# From the top-level Makefile: the venv, the dataset's IDX files and the test
+# control plane's binaries first (alone, this file assumes they are there).
+BENCH_PREREQS := $(if $(BIN),venv binaries $(FASHION_MNIST)/train-images-idx3-ubyte.gz)
+
+.PHONY: bench bench-smoke
+
+bench: $(BENCH_PREREQS)
+	$(BENCH_PYTHON) -m bench
+
+bench-smoke: $(BENCH_PREREQS)
+	$(BENCH_PYTHON) -m pytest -q -p no:cacheprovider tests/test_bench_smoke.py

@@ -1,0 +1,39 @@
+"""Fixtures of the reliability suite: the fake-trial shim, a namespace per module."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from tests.cluster.controlplane import ControlPlane
+from tests.cluster.fixtures import create_namespace, delete_namespace
+from tests.fake_trial import shim_dir
+
+
+@pytest.fixture(scope="session")
+def shim() -> Iterator[Path]:
+    """A PATH folder whose ``kubetune trial`` is tests/fake_trial.py; ``shim / "kubetune"`` runs it.
+
+    Kept outside /tmp: controller and trial pods mount an emptyDir over /tmp
+    (the local kubelet binds it in each container's mount namespace), which
+    would hide a shim kept there.
+    """
+    parent = Path.home() / ".cache" / "kubetune"
+    parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="reliability-shim-", dir=parent))
+    yield shim_dir(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def module_namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """One restricted namespace for a module whose tests share a study run or a clean slate."""
+    core = client.CoreV1Api(control_plane.api_client)
+    name = create_namespace(core, request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_"))
+    yield name
+    delete_namespace(core, name)

@@ -1,0 +1,210 @@
+"""The controller killed at random points of one study, again and again, and restarted.
+
+Locally the runner is SIGKILLed six times; in the cluster the controller pod is
+deleted five times (the local kubelet SIGTERMs it, or with --grace-period=0
+SIGKILLs it at once) and the controller Job makes a new pod each time. Every
+time the study completes with each trial index recorded exactly once, no trial
+Job created twice for one index, and best.json equal to the best record.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubetune.cli import EXIT_TERMINATED
+from kubetune.contract import LaunchRecord, Params
+from kubetune.store import Store, open_store
+from tests.cluster._rest import Rest
+from tests.cluster.controlplane import ControlPlane
+from tests.cluster.fixtures import Kubectl
+from tests.cluster.kubelet import LocalKubelet
+from tests.gcs_emulator import FakeGCS
+from tests.reliability import _cluster as cl
+from tests.reliability._checks import (
+    REPO,
+    assert_consistent,
+    assert_no_credentials,
+    fake_cli,
+    fake_cli_env,
+    named,
+    run,
+    wait_until,
+)
+
+SPEC = """
+name: %(name)s
+optimizer: {n_initial_points: 3, random_state: 0}
+budget: {max_trials: %(trials)d, parallel: 2, max_failed: 2}
+trial: {epochs: 1}
+"""
+
+
+def sleeps(trials: int, seed: int) -> dict[str, Any]:
+    """Fake trials of 1.5-3 s, different per index, the same on every run of the test."""
+    rng = random.Random(seed)
+    return {str(i): {"sleep": round(rng.uniform(1.5, 3.0), 2)} for i in range(trials)}
+
+
+def launched_params(store: Store) -> dict[int, Params]:
+    names = [n for n in store.list("trials/") if n.endswith("params.json")]
+    return {(r := LaunchRecord.from_json(store.get(n))).index: r.params for n in names}
+
+
+# --- on one machine --------------------------------------------------------------------------
+
+
+def test_a_local_study_sigkilled_six_times_completes_each_trial_once(tmp_path: Path, shim: Path) -> None:
+    # Long enough that six short lives (at most ~2 trials each) cannot finish it.
+    trials, rng = 12, random.Random(1)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC % {"name": "local-kills", "trials": trials})
+    store_path = tmp_path / "store"
+    env = fake_cli_env(shim, sleeps(trials, seed=1))
+    first_params: dict[int, Params] = {}
+    for kill in range(6):
+        log = tmp_path / f"run-{kill}.log"
+        with log.open("w") as out:
+            runner = subprocess.Popen(
+                fake_cli("run", str(spec), "--store", str(store_path)), env=env, cwd=REPO, stderr=out
+            )
+        # A random point inside the loop: after it replayed the store, before it ends.
+        wait_until("the runner to start its loop", lambda: "study_" in log.read_text(), 60)  # noqa: B023
+        time.sleep(rng.uniform(0.0, 2.0))
+        assert runner.poll() is None, f"the study ended before kill {kill}: make it longer"
+        runner.send_signal(signal.SIGKILL)
+        runner.wait(timeout=30)
+        for index, params in launched_params(open_store(str(store_path))).items():
+            first_params.setdefault(index, params)
+    store = open_store(str(store_path))
+    assert len([n for n in store.list("trials/") if n.endswith("result.json")]) < trials
+
+    final = run(fake_cli("run", str(spec), "--store", str(store_path)), env)
+    assert final.returncode == 0, final.stderr[-3000:]
+    _, history = assert_consistent(store, trials)
+    for index, params in first_params.items():  # relaunched under its index with its parameters
+        assert history.launched[index].params == params
+
+
+def test_sigterm_stops_a_local_study_at_once_and_it_resumes(tmp_path: Path, shim: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC % {"name": "local-sigterm", "trials": 4})
+    store_path = tmp_path / "store"
+    log = tmp_path / "run.log"
+    env = fake_cli_env(shim, {"default": {"sleep": 0.2}, "0": {"sleep": 600}})
+    with log.open("w") as out:
+        runner = subprocess.Popen(
+            fake_cli("run", str(spec), "--store", str(store_path)), env=env, cwd=REPO, stderr=out
+        )
+    started = wait_until("trial 0 to start", lambda: named(log.read_text(), "trial_started"), 60)
+    trial_pid = int(started[0]["pid"])
+
+    sent = time.monotonic()
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=10) == EXIT_TERMINATED
+    assert time.monotonic() - sent < 5
+    assert log.read_text().splitlines()[-1] == "kubetune: stopped by SIGTERM"
+    assert not Path(f"/proc/{trial_pid}").exists()  # its trial stopped with it
+
+    again = run(fake_cli("run", str(spec), "--store", str(store_path)), fake_cli_env(shim, {}))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_consistent(open_store(str(store_path)), 4)
+
+
+# --- in the cluster ------------------------------------------------------------------------------
+
+STUDY = "kills"
+# Long enough that five short lives cannot finish it: with one GPU, each runs
+# about one trial and queues the next before it is killed.
+TRIALS = 20
+
+
+@dataclass(frozen=True)
+class Kill:
+    pod: str
+    graceful: bool  # kubectl delete (SIGTERM, then SIGKILL after the grace period) or --grace-period=0
+    held_lease: bool  # the pod had taken the Lease when it was killed
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_controller_pod_deleted_five_times_the_study_completes_each_trial_once(
+    cluster_assets: Path,
+    control_plane: ControlPlane,
+    kubectl: Kubectl,
+    kubelet: LocalKubelet,
+    namespace: str,
+    gcs: FakeGCS,
+    bucket: str,
+    shim: Path,
+    tmp_path: Path,
+) -> None:
+    rest = Rest(control_plane.kubeconfig)
+    store = f"gs://{bucket}/{STUDY}"
+    study = {
+        "name": STUDY,
+        "optimizer": {"n_initial_points": 3, "random_state": 0},
+        "budget": {"max_trials": TRIALS, "parallel": 2, "max_failed": 2},
+        "trial": {"epochs": 1},
+    }
+    values = cl.chart_values(store, study, cl.fake_trial_env(shim, sleeps(TRIALS, seed=2), gcs.host))
+    rng = random.Random(2)
+    kills: list[Kill] = []
+    tokens: set[str] = set()
+    with cl.JobRecorder(control_plane.kubeconfig, namespace) as recorder:
+        cl.helm_install(cluster_assets, control_plane.kubeconfig, namespace, values, tmp_path)
+        for graceful in (True, False, True, True, False):
+            pod = wait_new_controller_running(rest, namespace, {k.pod for k in kills})
+            tokens |= cl.pod_tokens(kubelet, rest.get(f"/api/v1/namespaces/{namespace}/pods/{pod}"))
+            time.sleep(rng.uniform(0.5, 3.0))
+            assert cl.finished(cl.controller_job(rest, namespace)) is None, "the study ended too soon"
+            held = bool(named(controller_log(kubelet, namespace, pod), "lease_acquired"))
+            grace = [] if graceful else ["--grace-period=0", "--force"]
+            kubectl("delete", "pod", pod, "-n", namespace, "--wait=false", *grace)
+            kills.append(Kill(pod, graceful, held))
+        job = cl.wait_controller_finished(rest, namespace, timeout_s=300)
+        uids = recorder.added()
+
+    killed = [k.pod for k in kills]
+    left = controller_pods(rest, namespace)  # the deleted ones are gone from the API
+    logs = {pod: controller_log(kubelet, namespace, pod) for pod in killed + left}
+    assert cl.finished(job) == "Complete", "\n".join(text[-2000:] for text in logs.values())
+    [last] = left  # one new pod per kill, no more
+    assert_consistent(open_store(store), TRIALS)
+    trial_jobs = {name: ids for name, ids in uids.items() if name.startswith(f"{STUDY}-")}
+    assert sorted(trial_jobs) == [f"{STUDY}-{i:06d}" for i in range(TRIALS)]
+    assert all(len(ids) == 1 for ids in trial_jobs.values()), trial_jobs
+    # A pod stopped by SIGTERM released the Lease on its way out: its successor never waited.
+    for kill, successor in zip(kills, [*killed[1:], last], strict=True):
+        if kill.graceful and kill.held_lease:
+            assert "kubetune: stopped by SIGTERM" in logs[kill.pod].splitlines()[-3:], logs[kill.pod][-2000:]
+            assert not named(logs[successor], "lease_waiting"), f"{successor} waited after {kill}"
+        assert named(logs[successor], "lease_acquired"), successor
+    assert_no_credentials(logs, tokens)
+    rest.close()
+
+
+def controller_pods(rest: Rest, namespace: str) -> list[str]:
+    return [str(p["metadata"]["name"]) for p in cl.pods(rest, namespace, cl.CONTROLLER)]
+
+
+def controller_log(kubelet: LocalKubelet, namespace: str, pod: str) -> str:
+    return kubelet.logs(namespace, pod)
+
+
+def wait_new_controller_running(rest: Rest, namespace: str, killed: set[str]) -> str:
+    def running() -> str | None:
+        for pod in cl.pods(rest, namespace, cl.CONTROLLER):
+            if pod["metadata"]["name"] not in killed and cl.phase(pod) == "Running":
+                return str(pod["metadata"]["name"])
+        return None
+
+    # The Job controller holds a replacement back 10 s after a pod failure, doubling each time.
+    return wait_until("a new controller pod Running", running, 240, interval_s=0.1)

@@ -1,0 +1,383 @@
+"""Trials that fail in every way we know, locally and as Kubernetes Jobs.
+
+Each failure is recorded as a failed trial with its reason while the study
+goes on; after budget.max_failed failures the study stops with a failed
+status, and best.json still holds the best finished trial. Failures are never
+told to the optimizer as invented scores.
+
+The cluster study runs once (module fixture) and is read by several tests:
+its trials fail by exit code, exit 137, activeDeadlineSeconds, malformed and
+out-of-range records, NaN loss, a pod that cannot schedule (the only GPU is
+held by another pod) and an evicted pod. The same run is then checked for
+security: the controller's own token, restricted Pod Security, clean logs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from kubetune.contract import TrialResult
+from kubetune.errors import StudyFailed
+from kubetune.history import read_study
+from kubetune.launcher._kubernetes import KubernetesLauncher
+from kubetune.launcher.job import JobSettings
+from kubetune.store import open_store
+from tests.cluster._rest import ApiError, Rest
+from tests.cluster.controlplane import ControlPlane
+from tests.cluster.helpers import gpu_pod_spec
+from tests.cluster.kubelet import LocalKubelet
+from tests.gcs_emulator import FakeGCS
+from tests.reliability import _cluster as cl
+from tests.reliability._checks import (
+    assert_best_is_the_best_record,
+    assert_failures_not_told,
+    assert_no_credentials,
+    fake_cli,
+    fake_cli_env,
+    run,
+)
+
+# --- on one machine ------------------------------------------------------------------
+
+LOCAL_SPEC = """
+name: local-faults
+optimizer: {n_initial_points: 2, random_state: 0}
+budget: {max_trials: 10, parallel: 1, max_failed: 5}
+trial: {epochs: 1}
+"""
+LOCAL_FAKE = {
+    "default": {"sleep": 0.1},
+    "1": {"exit": 1},
+    "2": {"exit": 137},
+    "4": {"write": "malformed"},
+    "5": {"write": "out_of_range"},
+    "6": {"write": "nan"},
+}
+# Index -> a piece of the recorded reason.
+LOCAL_REASONS = {
+    1: "exited with code 1",
+    2: "killed by SIGKILL (exit 137",
+    4: "malformed result record: not valid JSON",
+    5: "malformed result record: metrics.val_accuracy: must be within [0, 1], got 1.7",
+    6: "loss became NaN at epoch 1",
+}
+
+
+def test_local_failures_are_recorded_and_max_failed_fails_the_study(tmp_path: Path, shim: Path) -> None:
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(LOCAL_SPEC)
+    store_path = tmp_path / "store"
+    out = run(fake_cli("run", str(spec_path), "--store", str(store_path)), fake_cli_env(shim, LOCAL_FAKE))
+
+    assert out.returncode == StudyFailed.exit_code, out.stderr[-3000:]
+    assert out.stderr.splitlines()[-1] == (
+        "kubetune: study 'local-faults' failed: 5 trials failed (budget.max_failed is 5)"
+    )
+    assert "Traceback" not in out.stderr
+    spec, history = read_study(open_store(str(store_path)))
+    assert sorted(history.results) == list(range(7))  # stopped at the fifth failure
+    assert_reasons(history.ordered_results(), LOCAL_REASONS)
+    assert_best_is_the_best_record(open_store(str(store_path)), spec, history.ordered_results())
+    assert json.loads(out.stdout)["index"] in (0, 3)  # the CLI still prints the best trial
+    assert_failures_not_told(spec, history)
+
+
+def assert_reasons(results: list[TrialResult], reasons: dict[int, str]) -> None:
+    failed = {r.index: r.reason or "" for r in results if not r.succeeded}
+    assert sorted(failed) == sorted(reasons), failed
+    wrong = {i: failed[i] for i, piece in reasons.items() if piece not in failed[i]}
+    assert wrong == {}, f"reasons missing their cause: {wrong}"
+
+
+# --- the reason of an evicted trial -------------------------------------------------------
+
+
+def test_an_evicted_pod_gone_before_its_job_failed_still_gives_the_reason() -> None:
+    # The order the watches may deliver: the pod's last state, the pod deleted
+    # (its Job let go of it), then the Job's Failed condition. The reason is in
+    # the pod that is gone.
+    launcher = KubernetesLauncher(client.ApiClient(), "ns", JobSettings())  # no API call is made
+    launcher._study = "s"
+    launcher._tracked[3] = time.time()
+    labels = {"kubetune.dev/study": "s", "kubetune.dev/trial": "3"}
+    evicted = {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+               "message": "Eviction API: evicting"}  # fmt: skip
+    pod = {
+        "metadata": {"name": "s-000003-x", "labels": labels, "creationTimestamp": "2030-01-01T00:00:00Z"},
+        "status": {"phase": "Failed", "conditions": [evicted],
+                   "containerStatuses": [{"state": {"terminated": {"exitCode": 143}}}]},
+    }  # fmt: skip
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
+    launcher._on_pod("MODIFIED", pod)
+    launcher._on_pod("DELETED", pod)
+    launcher._on_job("MODIFIED", {"metadata": {"labels": labels}, "status": {"conditions": [failed]}})
+    [ex] = launcher.wait(0)
+    assert (ex.index, ex.reason) == (3, "pod evicted (EvictionByEvictionAPI: Eviction API: evicting)")
+
+
+# --- in the cluster ------------------------------------------------------------------------
+
+STUDY = "faults"
+PENDING_S = 8  # pendingTimeoutSeconds: a normal trial schedules in about a second
+DEADLINE_S = 10  # activeDeadlineSeconds: a normal fake trial ends in 1-3 s
+FAKE = {
+    "default": {"sleep": 0.2},
+    "2": {"exit": 1},
+    "3": {"exit": 137},
+    "5": {"write": "malformed"},
+    "6": {"write": "out_of_range"},
+    "7": {"write": "nan"},
+    "8": {"hang": True},
+    "9": {"sleep": 300},  # evicted by the test while it runs
+}
+Obj = dict[str, Any]
+# Trial 0 cannot schedule: the node's only GPU is held by another pod.
+REASONS = {
+    0: f"not scheduled within {PENDING_S} s: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu",
+    2: "exited with code 1",
+    3: "killed by SIGKILL (exit 137",
+    5: "malformed result record: not valid JSON",
+    6: "malformed result record: metrics.val_accuracy: must be within [0, 1]",
+    7: "loss became NaN at epoch 1",
+    8: "DeadlineExceeded",
+    9: "pod evicted (EvictionByEvictionAPI",
+}
+
+
+@dataclass
+class FailedStudy:
+    namespace: str
+    store: str
+    controller: Obj
+    controller_pods: list[Obj]
+    trial_pods: list[Obj]
+    events: list[Obj]
+    logs: dict[str, str]  # pod name -> what it printed
+    tokens: set[str]  # the API tokens the controller pods were given
+    job_uids: dict[str, list[str]]  # Job name -> UIDs of its ADDED events
+    jobs: list[str]  # the Jobs left at the end
+
+
+@pytest.fixture(scope="module")
+def failed_study(
+    cluster_assets: Path,
+    control_plane: ControlPlane,
+    kubelet: LocalKubelet,
+    module_namespace: str,
+    gcs: FakeGCS,
+    shim: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[FailedStudy]:
+    ns = module_namespace
+    rest = Rest(control_plane.kubeconfig)
+    bucket = "kubetune-reliability-faults"
+    gcs.create_bucket(bucket)
+    store = f"gs://{bucket}/{STUDY}"
+    study = {
+        "name": STUDY,
+        "optimizer": {"n_initial_points": 2, "random_state": 0},
+        "budget": {"max_trials": 12, "parallel": 1, "max_failed": len(REASONS)},
+        "trial": {"epochs": 1},
+    }
+    trial = {"activeDeadlineSeconds": DEADLINE_S, "pendingTimeoutSeconds": PENDING_S}
+    values = cl.chart_values(store, study, cl.fake_trial_env(shim, FAKE, gcs.host), trial=trial)
+    # The node's one GPU is taken before the study starts, and given back once
+    # trial 0 failed for want of it.
+    hog = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "gpu-hog"},
+        "spec": gpu_pod_spec(["sleep", "600"]),
+    }
+    rest.post(f"/api/v1/namespaces/{ns}/pods", hog)
+    cl.wait_pod_running(rest, ns, "gpu-hog")
+    with cl.JobRecorder(control_plane.kubeconfig, ns) as recorder:
+        cl.helm_install(
+            cluster_assets, control_plane.kubeconfig, ns, values, tmp_path_factory.mktemp("values")
+        )
+        tokens = cl.wait_controller_token(rest, kubelet, ns)
+        cl.wait_result(store, 0, timeout_s=60)
+        rest.delete(f"/api/v1/namespaces/{ns}/pods/gpu-hog")
+        cl.evict(rest, ns, cl.wait_trial_pod_running(rest, ns, STUDY, 9, timeout_s=120))
+        controller = cl.wait_controller_finished(rest, ns, timeout_s=120)
+    yield FailedStudy(
+        namespace=ns,
+        store=store,
+        controller=controller,
+        controller_pods=cl.pods(rest, ns, cl.CONTROLLER),
+        trial_pods=cl.pods(rest, ns, f"{cl.TRIAL},kubetune.dev/study={STUDY}"),
+        events=cl.items(rest, f"/api/v1/namespaces/{ns}/events"),
+        logs=cl.namespace_logs(kubelet, ns),
+        tokens=tokens,
+        job_uids=recorder.added(),
+        jobs=[j["metadata"]["name"] for j in cl.items(rest, f"/apis/batch/v1/namespaces/{ns}/jobs")],
+    )
+    rest.close()
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_each_failure_is_recorded_with_its_reason(failed_study: FailedStudy) -> None:
+    _, history = read_study(open_store(failed_study.store))
+    results = history.ordered_results()
+    assert sorted(history.results) == list(range(10)), sorted(history.results)
+    assert_reasons(results, REASONS)
+    assert [r.index for r in results if r.succeeded] == [1, 4]
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_max_failed_fails_the_controller_job_at_once_with_an_event(failed_study: FailedStudy) -> None:
+    status = failed_study.controller["status"]
+    failed = {c["type"]: c for c in status.get("conditions") or []}["Failed"]
+    assert failed["status"] == "True"
+    assert failed["reason"] == "PodFailurePolicy"  # exit 3: no second controller pod tried again
+    assert len(failed_study.controller_pods) == 1
+    name = failed_study.controller["metadata"]["name"]
+    mine = [e for e in failed_study.events if e["involvedObject"]["name"] == name]
+    [study_failed] = [e for e in mine if e["reason"] == "StudyFailed"]
+    assert study_failed["type"] == "Warning"
+    assert re.fullmatch(
+        r"study failed: 2 trials succeeded, 8 failed; best trial [14]", study_failed["message"]
+    )
+    annotations = failed_study.controller["metadata"]["annotations"]
+    assert annotations["kubetune.dev/study-status"] == "failed"
+    assert annotations["kubetune.dev/trials-failed"] == "8"
+    reasons = [e["reason"] for e in mine]
+    assert reasons.count("TrialFailed") == 8 and reasons.count("TrialSucceeded") == 2
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_best_json_still_holds_the_best_finished_trial(failed_study: FailedStudy) -> None:
+    store = open_store(failed_study.store)
+    spec, history = read_study(store)
+    assert_best_is_the_best_record(store, spec, history.ordered_results())
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_failed_trials_are_not_told_to_the_optimizer(failed_study: FailedStudy) -> None:
+    spec, history = read_study(open_store(failed_study.store))
+    assert_failures_not_told(spec, history)
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_one_job_per_trial_and_the_unschedulable_one_deleted(failed_study: FailedStudy) -> None:
+    names = {f"{STUDY}-{i:06d}" for i in range(10)}
+    trial_jobs = {n: uids for n, uids in failed_study.job_uids.items() if n.startswith(f"{STUDY}-0")}
+    assert set(trial_jobs) == names
+    assert all(len(uids) == 1 for uids in trial_jobs.values()), trial_jobs
+    # The Job that never scheduled is deleted once its failure is recorded; the others stay
+    # (until ttlSecondsAfterFinished), labelled with their outcome.
+    assert sorted(n for n in failed_study.jobs if n in names) == sorted(names - {f"{STUDY}-000000"})
+
+
+# --- what the same run shows about security ------------------------------------------------
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_no_credential_in_any_log(failed_study: FailedStudy) -> None:
+    pods = [p["metadata"]["name"] for p in failed_study.controller_pods + failed_study.trial_pods]
+    assert set(pods) <= set(failed_study.logs)  # every pod's log was read
+    assert any(failed_study.logs[p] for p in pods)
+    assert_no_credentials({p: failed_study.logs[p] for p in pods}, failed_study.tokens)
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_the_controller_token_reads_no_secret_and_stays_in_its_namespace(
+    failed_study: FailedStudy, control_plane: ControlPlane
+) -> None:
+    # The very token the controller pod was given, not an impersonation of its account.
+    [token] = failed_study.tokens
+    ns = failed_study.namespace
+    asked = {
+        "list its trial pods": ("GET", f"/api/v1/namespaces/{ns}/pods"),
+        "list secrets": ("GET", f"/api/v1/namespaces/{ns}/secrets"),
+        "list secrets elsewhere": ("GET", "/api/v1/namespaces/kube-system/secrets"),
+        "list jobs elsewhere": ("GET", "/apis/batch/v1/namespaces/default/jobs"),
+        "create a job elsewhere": ("POST", "/apis/batch/v1/namespaces/default/jobs"),
+        "list pods elsewhere": ("GET", "/api/v1/namespaces/default/pods"),
+        "list nodes": ("GET", "/api/v1/nodes"),
+        "list namespaces": ("GET", "/api/v1/namespaces"),
+    }
+    answers = {what: cl.status_with_token(control_plane, token, *call) for what, call in asked.items()}
+    assert answers == {what: 200 if what == "list its trial pods" else 403 for what in asked}
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_controller_and_trial_pods_run_under_restricted_pod_security(
+    failed_study: FailedStudy, control_plane: ControlPlane
+) -> None:
+    rest = Rest(control_plane.kubeconfig)
+    ns = failed_study.namespace
+    labels = rest.get(f"/api/v1/namespaces/{ns}")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    # Admitted, and they ran: the kubelet ran a pod for the controller and for trials 1-9
+    # (trial 0's pod was admitted too: the scheduler's reason for it is in its record).
+    ran = {name.rsplit("-", 1)[0] for name in failed_study.logs}
+    assert {"rel-kubetune-controller", *(f"{STUDY}-{i:06d}" for i in range(1, 10))} <= ran
+    for pod in failed_study.controller_pods + failed_study.trial_pods:  # those not deleted since
+        [status] = pod["status"]["containerStatuses"]
+        assert "terminated" in status["state"], pod["metadata"]["name"]
+    # Trials talk to the bucket, never to the API: no token is mounted into them.
+    for pod in failed_study.trial_pods:
+        assert pod["spec"]["automountServiceAccountToken"] is False
+        assert not [v for v in pod["spec"]["volumes"] if v["name"].startswith("kube-api-access")]
+    # The namespace does enforce it: a pod without the restricted settings is refused.
+    loose = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "loose"},
+             "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["true"]}]}}  # fmt: skip
+    with pytest.raises(ApiError) as refused:
+        rest.post(f"/api/v1/namespaces/{ns}/pods", loose)
+    assert refused.value.status == 403 and "violates PodSecurity" in refused.value.body
+    rest.close()
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_a_node_selector_no_node_has_fails_the_trial_then_the_study(
+    cluster_assets: Path,
+    control_plane: ControlPlane,
+    kubelet: LocalKubelet,
+    namespace: str,
+    gcs: FakeGCS,
+    bucket: str,
+    shim: Path,
+    tmp_path: Path,
+) -> None:
+    del kubelet  # runs the controller; the trial never gets a node
+    rest = Rest(control_plane.kubeconfig)
+    store = f"gs://{bucket}/nowhere"
+    study = {"name": "nowhere", "budget": {"max_trials": 3, "parallel": 1, "max_failed": 1}}
+    env = cl.fake_trial_env(shim, {}, gcs.host)
+    values = cl.chart_values(store, study, env, trial={"pendingTimeoutSeconds": 3})
+    values["nodeSelector"] = {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}  # the node has a T4
+    cl.helm_install(cluster_assets, control_plane.kubeconfig, namespace, values, tmp_path)
+    job = cl.wait_controller_finished(rest, namespace, timeout_s=120)
+
+    [failed] = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]
+    assert failed["reason"] == "PodFailurePolicy"
+    _, history = read_study(open_store(store))
+    [result] = history.ordered_results()
+    assert not result.succeeded
+    unmatched = "1 node(s) didn't match Pod's node affinity/selector"
+    assert (result.reason or "").startswith(f"not scheduled within 3 s: 0/1 nodes are available: {unmatched}")
+    events = cl.items(rest, f"/api/v1/namespaces/{namespace}/events")
+    [study_failed] = [e for e in events if e["reason"] == "StudyFailed"]
+    assert study_failed["message"] == "study failed: 0 trials succeeded, 1 failed; no trial succeeded"
+    assert json.loads(open_store(store).get("best.json"))["best"] is None
+    assert cl.items(rest, f"/apis/batch/v1/namespaces/{namespace}/jobs", cl.TRIAL) == []  # deleted
+    rest.close()
