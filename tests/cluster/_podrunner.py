@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MountStrategy = Literal["unshare", "rewrite"]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SA_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 # Rewrite mode only: the process cannot see files at SA_MOUNT_PATH, so the
@@ -282,7 +283,8 @@ def build_launch(
         return Launch([_rewrite(a, mounts) for a in argv], env, cwd)
     # No workingDir: "/", as a runtime without an image WORKDIR would (the scratch
     # folder may sit under a mount such as an emptyDir at /tmp).
-    return Launch(_unshare_argv(ctx, argv, mounts, workdir or "/"), env, None)
+    keep = [str(REPO_ROOT), *env.get("PATH", "").split(os.pathsep)]
+    return Launch(_unshare_argv(ctx, argv, mounts, workdir or "/", keep), env, None)
 
 
 def _mount_order(mounts: Sequence[tuple[str, Path, bool]]) -> list[tuple[str, Path, bool]]:
@@ -296,17 +298,37 @@ def _mount_order(mounts: Sequence[tuple[str, Path, bool]]) -> list[tuple[str, Pa
     return sorted(mounts, key=lambda m: (shadows(m[0]), m[0].count("/")))
 
 
+def _hidden_by(mounts: Sequence[tuple[str, Path, bool]], keep: Sequence[str]) -> list[str]:
+    """The existing folders of ``keep`` that some mountPath would cover."""
+    covered = [mp.rstrip("/") + "/" for mp, _, _ in mounts]
+    return [p for p in dict.fromkeys(keep) if Path(p).is_dir() and any(p.startswith(c) for c in covered)]
+
+
 def _unshare_argv(
-    ctx: RunnerContext, argv: list[str], mounts: Sequence[tuple[str, Path, bool]], workdir: str
+    ctx: RunnerContext,
+    argv: list[str],
+    mounts: Sequence[tuple[str, Path, bool]],
+    workdir: str,
+    keep: Sequence[str] = (),
 ) -> list[str]:
     """Wrap argv: private mount namespace, bind each volume at its real mountPath."""
     lines = ["set -e"]
+    hidden = _hidden_by(mounts, keep)
+    if hidden:
+        # These host folders (the repo and its venv, PATH entries) lie under a
+        # mountPath such as an emptyDir at /tmp: stash them in a private tmpfs
+        # and bind them back on top, so the pod's command still resolves.
+        lines.append("mount -t tmpfs kubelet-stash /mnt")
+        for i, path in enumerate(hidden):
+            lines += [f"mkdir -p /mnt/keep{i}", f"mount --bind {shlex.quote(path)} /mnt/keep{i}"]
     for mount_path, source, read_only in _mount_order(mounts):
         ctx.mountpoints.ensure(Path(mount_path), is_file=source.is_file())
         target, src = shlex.quote(mount_path), shlex.quote(str(source))
         lines.append(f"mount --bind {src} {target}")
         if read_only:
             lines.append(f"mount -o remount,bind,ro {target}")
+    for i, path in enumerate(hidden):
+        lines += [f"mkdir -p {shlex.quote(path)}", f"mount --bind /mnt/keep{i} {shlex.quote(path)}"]
     if any(workdir == mp or workdir.startswith(mp.rstrip("/") + "/") for mp, _, _ in mounts):
         # Inside a volume: create it there, after the mounts (as a runtime would).
         lines.append(f"mkdir -p {shlex.quote(workdir)}")
