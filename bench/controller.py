@@ -260,7 +260,10 @@ def _section(
         "`suggest()` alone (fresh `Optimizer`, told the N results, one `ask`), the variants interleaved "
         "per round; median seconds, and the EI that each variant's point reaches under one reference GP "
         "(fitted as kubetune fits it) as a fraction of the EI of kubetune's own point (1.0: as good an "
-        "acquisition optimum; far below 1: it settled for a worse point)."
+        "acquisition optimum; far below 1: it settled for a worse point). The GP's kernel fit is "
+        "numerically touchy on these noise-free synthetic values: with BLAS threads = nproc the same data "
+        "can fit other hyperparameters, whose optimum then scores near 0 under the reference GP; that row's "
+        "EI column compares two fits, not two acquisition optimisers."
     )
     s.add(table(vheader, vrows))
     s.data = {"gaps": gaps_by_n, "suggest_variants": {str(n): v for n, v in variants.items()}}

@@ -135,8 +135,8 @@ def train_epochs(
     """Train for ``epochs``, validating after each; the Keras history and training seconds per epoch.
 
     One fit() for all epochs: a fit() per epoch re-creates the input
-    iterators every epoch, and tearing down the last one sometimes held that
-    fit() for ~3 s after its last batch (1.2x fewer images/s; bench/throughput.py).
+    iterators every epoch, and tearing down the last one often held that fit()
+    for ~3 s after its last batch (0.67x the images/s; bench/throughput.py).
     A non-finite loss stops training at the end of its epoch.
     """
     import keras
