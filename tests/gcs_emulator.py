@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
-from types import TracebackType
+
+from tests.cluster._proc import Service, free_port
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class FakeGCS:
+class FakeGCS(Service):
     def __init__(self, binary: Path, workdir: Path) -> None:
         self.binary = binary
         self.workdir = workdir
@@ -24,32 +18,32 @@ class FakeGCS:
         self.host = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> FakeGCS:
+    def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / "fake-gcs-server.log", "wb")
-        self._proc = subprocess.Popen(
-            [
-                str(self.binary),
-                "-scheme",
-                "http",
-                "-host",
-                "127.0.0.1",
-                "-port",
-                str(self.port),
-                "-backend",
-                "memory",
-                "-public-host",
-                f"127.0.0.1:{self.port}",
-                "-external-url",
-                self.host,
-                "-log-level",
-                "warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        # The child keeps its own copy of the file descriptor.
+        with open(self.workdir / "fake-gcs-server.log", "wb") as log:
+            self._proc = subprocess.Popen(
+                [
+                    str(self.binary),
+                    "-scheme",
+                    "http",
+                    "-host",
+                    "127.0.0.1",
+                    "-port",
+                    str(self.port),
+                    "-backend",
+                    "memory",
+                    "-public-host",
+                    f"127.0.0.1:{self.port}",
+                    "-external-url",
+                    self.host,
+                    "-log-level",
+                    "warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self._wait_ready()
-        return self
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -73,9 +67,7 @@ class FakeGCS:
         )
         urllib.request.urlopen(req, timeout=5).close()
 
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def stop(self) -> None:
         if self._proc is not None:
             self._proc.terminate()
             self._proc.wait(timeout=10)

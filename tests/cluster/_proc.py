@@ -14,8 +14,30 @@ from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+S = TypeVar("S", bound="Service")
 
 _PR_SET_PDEATHSIG = 1
+
+
+class Service:
+    """A context manager that start()s on enter, stop()s on exit, and stops a failed start."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: S) -> S:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def free_ports(count: int) -> list[int]:

@@ -23,12 +23,11 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import yaml
 from kubernetes import client, config
 
-from ._proc import free_port, free_ports, spawn, stop_group, tail, wait_for
+from ._proc import Service, free_port, free_ports, spawn, stop_group, tail, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +195,7 @@ class _Component:
 
 
 @dataclass
-class ControlPlane:
+class ControlPlane(Service):
     """etcd + kube-apiserver + kube-controller-manager + kube-scheduler on 127.0.0.1.
 
     Use as a context manager. After __enter__:
@@ -250,22 +249,6 @@ class ControlPlane:
         config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
         cfg.connection_pool_maxsize = pool_maxsize
         return client.ApiClient(cfg)
-
-    def __enter__(self) -> ControlPlane:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ---- lifecycle ------------------------------------------------------
 

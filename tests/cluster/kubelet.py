@@ -46,7 +46,6 @@ import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Literal, cast
 from urllib.parse import urlparse
 
@@ -59,7 +58,7 @@ from ._podrunner import (
     force_delete,
     now_rfc3339,
 )
-from ._proc import wait_for
+from ._proc import Service, wait_for
 from ._rest import MERGE_PATCH, ApiError, Json, Rest, WatchExpired
 
 log = logging.getLogger(__name__)
@@ -112,7 +111,7 @@ def _micro_time() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class LocalKubelet:
+class LocalKubelet(Service):
     """Runs the pods of one fake GPU node locally. Use as a context manager."""
 
     def __init__(
@@ -161,22 +160,6 @@ class LocalKubelet:
         self._registered_at = now_rfc3339()
 
     # ---- public ---------------------------------------------------------
-
-    def __enter__(self) -> LocalKubelet:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self, timeout_s: float = 60.0) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
