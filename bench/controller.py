@@ -41,7 +41,7 @@ from kubetune.contract import LaunchRecord, TrialResult, params_object, result_o
 from kubetune.spec import Budget, Spec
 from kubetune.store import Store, open_store
 from kubetune.study import Study, claim_store
-from tests.synthetic import objective
+from tests.fake_trial import objective
 
 FINISHED = (10, 50, 100, 200)
 GAPS = 7  # measured launches per N (the first launch of a run has no gap before it)
@@ -232,7 +232,7 @@ def _section(
         "kube-scheduler v1.36) and the LocalKubelet on loopback; the controller is a `Study` with the "
         "real `KubernetesLauncher`, in the bench process; trials are the fake trial (sleep 0), one at a "
         "time. The store holds N finished synthetic trials (x0, the initial design, then random points; "
-        "objective `tests.synthetic.objective`) before the measured trials start. Median seconds over "
+        "objective `tests.fake_trial.objective`) before the measured trials start. Median seconds over "
         f"{max(len(g) for g in gaps_by_n.values())} consecutive trial gaps per N; max in brackets."
     )
     header = ["stage", *[f"N={n}" for n in gaps_by_n]]

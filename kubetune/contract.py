@@ -72,6 +72,12 @@ def index_of(name: str) -> int | None:
 
 # --- trial settings and command line -----------------------------------------
 
+# Keras dtype policies a trial may train under. float32 is the default and the
+# notebook's arithmetic; the mixed ones compute in 16 bits and keep float32
+# weights: mixed_float16 pays off on GPU tensor cores, mixed_bfloat16 on CPUs
+# with AVX512_BF16 / AMX and on recent GPUs (BENCHMARKS.md, section 1).
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
 
 @dataclass(frozen=True)
 class TrialSettings:
@@ -83,6 +89,7 @@ class TrialSettings:
     validation_split: float = 0.1
     test_subset: int | None = None  # None: the whole test split
     seed: int = 0
+    precision: str = "float32"  # one of PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,8 @@ def trial_command(req: TrialRequest) -> list[str]:
         argv += ["--train-subset", str(s.train_subset)]
     if s.test_subset is not None:
         argv += ["--test-subset", str(s.test_subset)]
+    if s.precision != TrialSettings.precision:
+        argv += ["--precision", s.precision]
     return argv
 
 
@@ -158,6 +167,7 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=TrialSettings.seed)
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--test-subset", type=int, default=None)
+    parser.add_argument("--precision", choices=PRECISIONS, default=TrialSettings.precision)
 
 
 def request_from_args(ns: argparse.Namespace) -> TrialRequest:
@@ -174,6 +184,7 @@ def request_from_args(ns: argparse.Namespace) -> TrialRequest:
             validation_split=ns.validation_split,
             test_subset=ns.test_subset,
             seed=ns.seed,
+            precision=ns.precision,
         ),
     )
 

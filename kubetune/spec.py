@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from kubetune.contract import METRICS, Params, ParamValue, TrialSettings
+from kubetune.contract import METRICS, PRECISIONS, Params, ParamValue, TrialSettings
 from kubetune.errors import UsageError
 
 # The CNN's hyperparameters and the value a trial uses for any not searched.
@@ -375,6 +375,9 @@ def _trial(f: _Fields) -> TrialSettings:
         raise SpecError(f"trial.validation_split: must be between 0 and 1 (exclusive), got {split}")
     train_subset = f.get("train_subset", int, None)
     test_subset = f.get("test_subset", int, None)
+    precision = f.get("precision", str, d.precision)
+    if precision not in PRECISIONS:
+        raise SpecError(f"{f.where('precision')}: {precision!r} is not one of {list(PRECISIONS)}")
     settings = TrialSettings(
         epochs=_positive(f.get("epochs", int, d.epochs), f.where("epochs")),
         batch_size=_positive(f.get("batch_size", int, d.batch_size), f.where("batch_size")),
@@ -382,6 +385,7 @@ def _trial(f: _Fields) -> TrialSettings:
         validation_split=split,
         test_subset=None if test_subset is None else _positive(test_subset, f.where("test_subset")),
         seed=_positive(f.get("seed", int, d.seed), f.where("seed"), 0),
+        precision=precision,
     )
     f.done()
     return settings

@@ -10,7 +10,6 @@ trials failed. Every result written is followed by fresh ``best.json`` and
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,9 @@ log = get_logger("kubetune.study")
 # Fields a resumed study may change: raising max_trials extends a study.
 RESUMABLE_CHANGES = ("budget",)
 PLOTS_EVERY_S = 10.0
+# A redraw waits while a trial is due to finish before it would be done
+# (launching the next trial comes first), but never past this.
+PLOTS_MAX_STALE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ class Study:
         self.history = History()
         self.started = time.monotonic()
         self.durations: list[float] = []
-        self._drawn_at = -math.inf
+        self._drawn_at = time.monotonic()  # nothing to draw before the first result
+        self._draw_s = 1.0  # what a redraw costs; measured after the first
         self._plots_stale = False
 
     # --- the loop -------------------------------------------------------------
@@ -80,13 +83,14 @@ class Study:
         )
         self._resume()
         self.on_progress(self)
-        while True:
-            self._fill()
-            if not self.launcher.running():
-                break
+        self._fill()
+        while self.launcher.running():
             self._redraw_plots_if_due()
-            for ex in self.launcher.wait(self.poll_s):
-                self._finish(ex)
+            finished = [self._finish(ex) for ex in self.launcher.wait(self.poll_s)]
+            # Successors first: the views, annotations and Events can wait
+            # the few tens of milliseconds a launch takes.
+            self._fill()
+            self._announce(finished)
             self.on_progress(self)
         summary = report.summarize(self.spec, self.history.ordered_results())
         report.publish(self.store, self.spec, self.history.ordered_results())
@@ -148,7 +152,8 @@ class Study:
             objective=self.spec.objective.metric,
         )
 
-    def _finish(self, ex: TrialExit) -> None:
+    def _finish(self, ex: TrialExit) -> TrialResult:
+        """Read (or, for a trial that could not write it, record) the result of a trial that ended."""
         launch = self.history.launched.get(ex.index)
         objective = self.spec.objective.metric
         result = read_result(self.store, ex.index, launch, objective)
@@ -159,26 +164,43 @@ class Study:
         self.history.results[ex.index] = result
         if launch is not None:
             self.durations.append(time.time() - launch.launched_at)
+        return result
+
+    def _announce(self, finished: list[TrialResult]) -> None:
+        """best.json and history.csv, then each trial's annotations, Event and log line."""
+        if not finished:
+            return
         results = self.history.ordered_results()
         report.publish(self.store, self.spec, results, plots=False)
         self._plots_stale = True
-        self.launcher.record(result, report.summarize(self.spec, results))
-        event = "trial_succeeded" if result.succeeded else "trial_failed"
-        log.info(
-            event, index=ex.index, value=result.objective_value, reason=result.reason, params=result.params
-        )
+        summary = report.summarize(self.spec, results)
+        for result in finished:
+            self.launcher.record(result, summary)
+            event = "trial_succeeded" if result.succeeded else "trial_failed"
+            log.info(event, index=result.index, value=result.objective_value, reason=result.reason,
+                     params=result.params)  # fmt: skip
 
     def _redraw_plots_if_due(self) -> None:
-        """Plots and report.html cost about a second: at most every PLOTS_EVERY_S (and at the end).
-
-        Called once the free slots are filled, so a redraw never holds up the
-        next trial's launch (it cost 0.35 s per 3-s trial at parallel 1; bench/scaling.py).
-        """
-        if not self._plots_stale or time.monotonic() - self._drawn_at < PLOTS_EVERY_S:
+        """Plots and report.html cost about a second: redrawn when :func:`redraw_due` says so."""
+        if not self._plots_stale:
             return
+        stale_s = time.monotonic() - self._drawn_at
+        if not redraw_due(stale_s, self._draw_s, self._next_exit_in_s()):
+            return
+        t0 = time.monotonic()
         report.publish(self.store, self.spec, self.history.ordered_results())
         self._drawn_at = time.monotonic()
+        self._draw_s = self._drawn_at - t0
         self._plots_stale = False
+
+    def _next_exit_in_s(self) -> float | None:
+        """When the first running trial should finish, from the mean trial time so far."""
+        if not self.durations:
+            return None
+        mean = sum(self.durations) / len(self.durations)
+        launched = self.history.launched
+        starts = [launched[i].launched_at for i in self.launcher.running() if i in launched]
+        return min(starts) + mean - time.time() if starts else None
 
     def _record_failure(self, failure: TrialResult) -> TrialResult:
         try:
@@ -198,6 +220,22 @@ class Study:
         left = self.spec.budget.max_trials - len(self.history.results)
         rounds = -(-left // self.spec.budget.parallel)
         return rounds * sum(self.durations) / len(self.durations)
+
+
+def redraw_due(stale_s: float, draw_s: float, next_exit_in_s: float | None) -> bool:
+    """Whether to redraw plots that have been stale for ``stale_s`` seconds now.
+
+    At most every PLOTS_EVERY_S; and not while a trial is due to finish within
+    the ``draw_s`` a redraw takes, since its exit would wait for the redraw
+    before the next trial launches (with 3-s trials at parallel 8, each
+    redraw held up several launches by a second; bench/scaling.py). Never
+    staler than PLOTS_MAX_STALE_S.
+    """
+    if stale_s < PLOTS_EVERY_S:
+        return False
+    if stale_s >= PLOTS_MAX_STALE_S or next_exit_in_s is None:
+        return True
+    return next_exit_in_s > draw_s
 
 
 def claim_store(store: Store, spec: Spec) -> None:

@@ -88,10 +88,13 @@ def _train(req: TrialRequest, store: Store, started: float, log: Any) -> TrialRe
     from kubetune import dataset, model
 
     keras.utils.set_random_seed(s.seed)
+    # Before the model is built: layers take their dtypes from the policy.
+    keras.mixed_precision.set_global_policy(s.precision)
     train, val, test, counts = dataset.load_splits(s, dataset.ensure(dataset.data_dir(), store))
     net = model.build_model(req.params)
     common: dict[str, Any] = {"param_count": net.count_params(), "seed": s.seed, "versions": _versions()}
-    log.info("training", params=req.params, epochs=s.epochs, images=counts, param_count=common["param_count"])
+    log.info("training", params=req.params, epochs=s.epochs, images=counts, param_count=common["param_count"],
+             precision=s.precision)  # fmt: skip
 
     fit, epoch_times = train_epochs(net, train, val, s.epochs, log)
     loss = fit["loss"][-1]

@@ -1,4 +1,4 @@
-"""A synthetic trial for tests of the loop: a cheap, deterministic objective.
+"""A synthetic launcher for tests of the loop: the fake trial's objective, run in-process.
 
 It stands in for the CNN only where a test isolates the GP loop; the real
 trial runs in tests/test_trial.py and the end-to-end studies.
@@ -7,18 +7,11 @@ trial runs in tests/test_trial.py and the end-to-end studies.
 from __future__ import annotations
 
 import contextlib
-import math
 
-from kubetune.contract import Params, TrialRequest, TrialResult, result_object
+from kubetune.contract import TrialRequest, TrialResult, result_object
 from kubetune.launcher import TrialExit
 from kubetune.store import AlreadyExists, Store
-
-
-def objective(params: Params) -> float:
-    """Peaks at learning_rate 3e-3 with one dense layer, like the real CNN roughly does."""
-    lr = float(params["learning_rate"])
-    layers = int(params.get("num_dense_layers", 1))
-    return 0.92 - 0.05 * (math.log10(lr) + 2.5) ** 2 - 0.01 * (layers - 1)
+from tests.fake_trial import objective
 
 
 class InProcessLauncher:

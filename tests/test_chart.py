@@ -18,7 +18,7 @@ import yaml
 
 from kubetune import cli
 from kubetune import spec as specmod
-from kubetune.contract import METRICS, TrialRequest, TrialSettings
+from kubetune.contract import METRICS, PRECISIONS, TrialRequest, TrialSettings
 from kubetune.errors import StudyFailed, UsageError
 from kubetune.launcher.job import JobSettings, build_job
 from kubetune.spec import Spec, parse_spec
@@ -503,6 +503,7 @@ BAD_VALUES = [
      "/study/space/0/low"),
     ("validation-split", ["--set-json", "study.trial.validation_split=1"], "/study/trial/validation_split"),
     ("epochs-boolean", ["--set-json", "study.trial.epochs=true"], "/study/trial/epochs"),
+    ("precision-unknown", ["--set", "study.trial.precision=float16"], "/study/trial/precision"),
     ("space-low-nan", space(name="learning_rate", type="real", low="nan", high=1), "/study/space/0/low"),
     ("x0-unknown-param", ["--set-json", 'study.x0=[{"dropout":0.1}]'], "'dropout' not allowed"),
     ("pull-policy", ["--set", "trialImage.pullPolicy=Sometimes"], "/trialImage/pullPolicy"),
@@ -542,6 +543,7 @@ def test_schema_enums_mirror_the_spec() -> None:
     assert opt["acq_func"]["enum"] == list(specmod.ACQ_FUNCS)
     assert opt["initial_point_generator"]["enum"] == list(specmod.INITIAL_POINT_GENERATORS)
     assert set(study["x0"]["items"]["properties"]) == set(specmod.HYPERPARAMETERS)
+    assert study["trial"]["properties"]["precision"]["enum"] == list(PRECISIONS)
     assert set(study) == set(Spec().to_dict())
 
 

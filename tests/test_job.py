@@ -16,7 +16,7 @@ REQ = TrialRequest(
     study="fashion-mnist",
     index=7,
     params={"learning_rate": 0.00775, "num_dense_layers": 1, "num_dense_nodes": 296},
-    settings=TrialSettings(epochs=3, train_subset=2048),
+    settings=TrialSettings(epochs=3, train_subset=2048, precision="mixed_float16"),
     objective="val_accuracy",
 )
 OWNER = {"metadata": {"name": "fm-controller", "uid": "1234", "labels": {"app.kubernetes.io/instance": "fm"}}}

@@ -21,13 +21,14 @@ import pytest
 from PIL import Image
 from structlog.testing import capture_logs
 
-from kubetune import cli, plots, report
+from kubetune import cli, plots, report, study
 from kubetune.contract import BEST_OBJECT, HISTORY_OBJECT, Params, TrialResult, failed_result
 from kubetune.history import read_study
 from kubetune.spec import parse_spec
 from kubetune.store import Store, open_store
 from kubetune.study import Study
-from tests.synthetic import InProcessLauncher, objective
+from tests.fake_trial import objective
+from tests.synthetic import InProcessLauncher
 
 REPO = Path(__file__).resolve().parent.parent
 KUBETUNE = REPO / ".venv" / "bin" / "kubetune"
@@ -165,13 +166,42 @@ def test_a_failing_report_does_not_fail_publish(
     assert store.list() == [BEST_OBJECT, HISTORY_OBJECT]
 
 
-def test_plots_are_redrawn_at_most_every_few_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_instant_trials_leave_the_redraw_to_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     drawn: list[int] = []
     monkeypatch.setattr(report, "publish_report", lambda store, spec, results: drawn.append(len(results)))
     store = open_store(str(tmp_path))
-    Study(SPEC, store, InProcessLauncher(store), poll_s=0.0).run()  # instant trials
-    assert drawn == [1, SPEC.budget.max_trials]  # after the first trial, then at the end
+    Study(SPEC, store, InProcessLauncher(store), poll_s=0.0).run()  # a trial always about to finish
+    assert drawn == [SPEC.budget.max_trials]
     assert len(store.list("trials/")) == 2 * SPEC.budget.max_trials  # every record still written
+
+
+def test_slow_trials_see_the_plots_redrawn_between_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[int] = []
+    monkeypatch.setattr(report, "publish_report", lambda store, spec, results: drawn.append(len(results)))
+    monkeypatch.setattr(study, "redraw_due", lambda *_: True)  # as if each trial took minutes
+    store = open_store(str(tmp_path))
+    Study(SPEC, store, InProcessLauncher(store), poll_s=0.0).run()
+    n = SPEC.budget.max_trials
+    assert drawn[-1] == n and drawn[:-1] == sorted(set(drawn[:-1])) and len(drawn) > 2
+
+
+@pytest.mark.parametrize(
+    ("stale_s", "draw_s", "next_exit_in_s", "due"),
+    [
+        (study.PLOTS_EVERY_S - 1, 1.0, None, False),  # drawn moments ago
+        (study.PLOTS_EVERY_S, 1.0, None, True),  # nothing running, or no trial timed yet
+        (study.PLOTS_EVERY_S, 1.0, 5.0, True),  # the next exit is further off than a redraw takes
+        (study.PLOTS_EVERY_S, 1.0, 0.5, False),  # a trial finishes first: launch its successor first
+        (study.PLOTS_EVERY_S, 1.0, -3.0, False),  # overdue: may finish any moment
+        (study.PLOTS_MAX_STALE_S, 1.0, 0.5, True),  # but never staler than this
+    ],
+)
+def test_a_redraw_waits_for_a_trial_about_to_finish(
+    stale_s: float, draw_s: float, next_exit_in_s: float | None, due: bool
+) -> None:
+    assert study.redraw_due(stale_s, draw_s, next_exit_in_s) is due
 
 
 # --- the page ------------------------------------------------------------------------

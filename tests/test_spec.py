@@ -36,7 +36,8 @@ def test_full_spec_round_trips_through_its_canonical_yaml() -> None:
         optimizer: {acq_func: LCB, n_initial_points: 3, random_state: 7, initial_point_generator: lhs}
         budget: {max_trials: 8, parallel: 2, max_failed: 2, failure_penalty: 5}
         x0: [{learning_rate: 0.001, num_dense_nodes: 64}]
-        trial: {epochs: 1, train_subset: 2048, test_subset: 512, validation_split: 0.2, seed: 3}
+        trial: {epochs: 1, train_subset: 2048, test_subset: 512, validation_split: 0.2, seed: 3,
+                precision: mixed_bfloat16}
         """
     )
     spec = parse_spec(text)
@@ -44,6 +45,7 @@ def test_full_spec_round_trips_through_its_canonical_yaml() -> None:
     assert spec.space[0] == Real("learning_rate", 1e-4, 1e-2, "log-uniform")  # "1e-4" read as a number
     assert spec.space[1] == Categorical("num_dense_nodes", (16, 64, 256))
     assert spec.budget.failure_penalty == 5.0
+    assert spec.trial.precision == "mixed_bfloat16"
     assert parse_spec(spec.to_yaml()) == spec
     assert spec.full_params({"learning_rate": 0.01})["num_dense_layers"] == 1
 
@@ -125,6 +127,7 @@ BAD = [
     ("name: -leading-dash", r"name: '-leading-dash' is not DNS-safe"),
     (f"name: {'a' * 41}", r"name: at most 40 characters"),
     ("trial: {validation_split: 1.5}", r"trial\.validation_split: must be between 0 and 1"),
+    ("trial: {precision: float16}", r"trial\.precision: 'float16' is not one of \['float32', "),
     ("trial: {epochs: 0}", r"trial\.epochs: must be at least 1"),
     ("trial: {batch_size: 1.0e+3}", r"trial\.batch_size: must be an integer"),
     ("trial: {epochs: .nan}", r"trial\.epochs: must be an integer"),

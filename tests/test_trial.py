@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -84,6 +85,23 @@ def test_nan_loss_records_a_failure(prepared_data_dir: Path, tmp_path: Path) -> 
     result = TrialResult.from_json((tmp_path / "store" / contract.result_object(1)).read_bytes())
     assert result.status == "failed" and result.objective_value is None
     assert result.reason == "loss became NaN at epoch 1"
+
+
+@pytest.mark.slow
+def test_precision_changes_the_arithmetic_not_the_model(prepared_data_dir: Path, tmp_path: Path) -> None:
+    results = {}
+    for index, precision in enumerate(("float32", "mixed_bfloat16")):
+        req = request(tmp_path / "store", index, NOTEBOOK_X0)
+        req = dataclasses.replace(req, settings=dataclasses.replace(SMALL, precision=precision))
+        out = run_trial(req, prepared_data_dir)
+        assert out.returncode == contract.EXIT_OK, out.stderr
+        assert f'"precision": "{precision}"' in out.stderr
+        record = tmp_path / "store" / contract.result_object(index)
+        results[precision] = TrialResult.from_json(record.read_bytes())
+    f32, bf16 = results["float32"], results["mixed_bfloat16"]
+    assert bf16.param_count == f32.param_count  # the same CNN, float32 weights
+    assert bf16.metrics["loss"] != f32.metrics["loss"]  # 16-bit compute rounds differently
+    assert abs(bf16.metrics["val_accuracy"] - f32.metrics["val_accuracy"]) < 0.05
 
 
 class _LosingStore:
