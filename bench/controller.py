@@ -8,7 +8,7 @@ study runs a few more, one at a time. For each gap between two trials:
     result.json written  (file mtime, by the fake trial)
     -> pod Succeeded     (kubelet: process exit noticed, status written)
     -> launcher.wait()   (our pod informer sees it and returns the exit)
-    -> suggest() starts  (after _finish: read the result, publish views, label the Job)
+    -> suggest() starts  (after _finish: read the result; views and the Job label come after the launch)
     -> suggest() returns (GP fit + acquisition)
     -> Job created       (params.json, create_namespaced_job returned)
 
@@ -50,7 +50,7 @@ STAGES = ("kubelet", "detect", "bookkeeping", "suggest", "create")
 STAGE_NAMES = {
     "kubelet": "result → pod Succeeded (kubelet)",
     "detect": "pod Succeeded → wait() returns (our informer)",
-    "bookkeeping": "wait() → suggest() (read result, views, Job label)",
+    "bookkeeping": "wait() → suggest() (read the result; views and Job label follow the launch)",
     "suggest": "suggest() (GP fit + EI)",
     "create": "params.json + create Job",
 }

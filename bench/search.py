@@ -37,7 +37,7 @@ from kubetune.spec import Budget, OptimizerSettings, Spec
 
 TRAIN, VAL = 6000, 2000
 BUDGET = 16
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2, 3, 4)
 CHECKPOINTS = (1, 4, 8, 12, 16)
 METHODS = ("kubetune p1", "kubetune p4", "random", "gp_minimize")
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import threading
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -20,6 +21,7 @@ from tests.cluster._rest import Rest, WatchExpired
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.kubelet import LocalKubelet
 from tests.fake_trial import ENV as FAKE_ENV
+from tests.gcs_emulator import FakeGCS
 from tests.reliability._checks import REPO, wait_until
 
 CHART = REPO / "charts" / "kubetune"
@@ -42,8 +44,9 @@ def fake_trial_env(shim: Path, fake: dict[str, Any], gcs_host: str) -> list[dict
 
 
 def chart_values(
-    store: str, study: dict[str, Any], env: list[dict[str, str]], *, trial: dict[str, int] | None = None
+    store: str, study: dict[str, Any], env: list[dict[str, str]], **extra: Any
 ) -> dict[str, Any]:
+    """Chart values for a study with fake trials on the test cluster; ``extra`` top-level values win."""
     values: dict[str, Any] = {
         "store": store,
         "study": study,
@@ -52,9 +55,7 @@ def chart_values(
         "controller": {"tolerations": [GPU_TOLERATION]},
         "extraEnv": env,
     }
-    if trial:
-        values["trial"] = trial
-    return values
+    return {**values, **extra}
 
 
 def helm_install(
@@ -68,6 +69,66 @@ def helm_install(
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+
+
+def controller_env(kubeconfig: Path, namespace: str, gcs_host: str, **extra: str) -> dict[str, str]:
+    """The environment of a ``kubetune run --launcher kubernetes`` process outside the cluster."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "KUBETUNE_"))}
+    env.update(
+        KUBECONFIG=str(kubeconfig),  # api_client() falls back to it outside a pod
+        KUBETUNE_NAMESPACE=namespace,
+        STORAGE_EMULATOR_HOST=gcs_host,
+        **extra,
+    )
+    return env
+
+
+@dataclass(frozen=True)
+class Testbed:
+    """The session's test cluster, fake GCS and fake-trial shim."""
+
+    assets: Path
+    control_plane: ControlPlane
+    kubelet: LocalKubelet
+    gcs: FakeGCS
+    shim: Path
+
+    def trial_env(self, fake: dict[str, Any]) -> list[dict[str, str]]:
+        return fake_trial_env(self.shim, fake, self.gcs.host)
+
+    def controller_env(self, namespace: str, **extra: str) -> dict[str, str]:
+        return controller_env(self.control_plane.kubeconfig, namespace, self.gcs.host, **extra)
+
+
+@dataclass
+class Rig:
+    """One namespace of the testbed, where a test installs a study with fake trials."""
+
+    bed: Testbed
+    namespace: str
+    folder: Path  # for the values file
+    rest: Rest = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rest = Rest(self.bed.control_plane.kubeconfig)
+
+    @property
+    def kubelet(self) -> LocalKubelet:
+        return self.bed.kubelet
+
+    def install(self, store: str, study: dict[str, Any], fake: dict[str, Any], **values: Any) -> None:
+        """``helm install`` the chart with fake trials behaving as ``fake`` says."""
+        chart = chart_values(store, study, self.bed.trial_env(fake), **values)
+        helm_install(self.bed.assets, self.bed.control_plane.kubeconfig, self.namespace, chart, self.folder)
+
+    def recorder(self) -> JobRecorder:
+        return JobRecorder(self.bed.control_plane.kubeconfig, self.namespace)
+
+    def wait_controller_finished(self, timeout_s: float) -> Obj:
+        return wait_controller_finished(self.rest, self.namespace, timeout_s)
+
+    def close(self) -> None:
+        self.rest.close()
 
 
 class JobRecorder:

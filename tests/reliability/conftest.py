@@ -1,4 +1,4 @@
-"""Fixtures of the reliability suite: the fake-trial shim, a namespace per module."""
+"""Fixtures of the reliability suite: the fake-trial shim, a namespace per module, a rig per test."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from kubernetes import client
 
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import create_namespace, delete_namespace
+from tests.cluster.kubelet import LocalKubelet
 from tests.fake_trial import shim_dir
+from tests.gcs_emulator import FakeGCS
+from tests.reliability._cluster import Rig, Testbed
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +40,18 @@ def module_namespace(control_plane: ControlPlane, request: pytest.FixtureRequest
     name = create_namespace(core, request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_"))
     yield name
     delete_namespace(core, name)
+
+
+@pytest.fixture(scope="session")
+def testbed(
+    cluster_assets: Path, control_plane: ControlPlane, kubelet: LocalKubelet, gcs: FakeGCS, shim: Path
+) -> Testbed:
+    return Testbed(cluster_assets, control_plane, kubelet, gcs, shim)
+
+
+@pytest.fixture
+def rig(testbed: Testbed, namespace: str, tmp_path: Path) -> Iterator[Rig]:
+    """A fresh namespace on the testbed, ready for ``rig.install`` of a study with fake trials."""
+    rig = Rig(testbed, namespace, tmp_path)
+    yield rig
+    rig.close()

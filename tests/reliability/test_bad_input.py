@@ -11,7 +11,6 @@ controller can see fails its Job at once (the last test here).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,6 @@ from kubetune.errors import UsageError
 from kubetune.store import open_store
 from tests.cluster._rest import Rest
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.kubelet import LocalKubelet
 from tests.gcs_emulator import FakeGCS
 from tests.reliability import _cluster as cl
 from tests.reliability._checks import KUBETUNE, run
@@ -138,7 +136,9 @@ def test_bad_input_is_refused_in_one_line_and_creates_nothing(
     if case.job is not None:
         (tmp_path / "job.yaml").write_text(case.job)
         argv += ["--job-settings", str(tmp_path / "job.yaml")]
-    env = cluster_env(control_plane, module_namespace, gcs, tmp_path)
+    # No application-default credentials either.
+    env = cl.controller_env(control_plane.kubeconfig, module_namespace, gcs.host,
+                            CLOUDSDK_CONFIG=str(tmp_path / "no-gcloud"))  # fmt: skip
     env.update(case.env)
     env = {k: v for k, v in env.items() if v != ""}
 
@@ -164,17 +164,6 @@ def store_for(case: Bad, bucket: str, tmp_path: Path) -> str:
     return case.store
 
 
-def cluster_env(control_plane: ControlPlane, namespace: str, gcs: FakeGCS, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "KUBETUNE_"))}
-    env.update(
-        KUBECONFIG=str(control_plane.kubeconfig),
-        KUBETUNE_NAMESPACE=namespace,
-        STORAGE_EMULATOR_HOST=gcs.host,
-        CLOUDSDK_CONFIG=str(tmp_path / "no-gcloud"),  # no application-default credentials either
-    )
-    return env
-
-
 def created_in_cluster(control_plane: ControlPlane, namespace: str) -> list[str]:
     rest = Rest(control_plane.kubeconfig)
     paths = {
@@ -195,27 +184,14 @@ def created_in_store(store: str, bucket: str, tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_bad_spec_the_chart_cannot_see_fails_the_controller_job_at_once(
-    cluster_assets: Path,
-    control_plane: ControlPlane,
-    kubelet: LocalKubelet,
-    namespace: str,
-    gcs: FakeGCS,
-    bucket: str,
-    shim: Path,
-    tmp_path: Path,
-) -> None:
+def test_a_bad_spec_the_chart_cannot_see_fails_the_controller_job_at_once(rig: cl.Rig, bucket: str) -> None:
     # JSON schema cannot compare x0 with the space: the controller refuses it
     # (exit 2) and the podFailurePolicy fails the Job at once, with no retry.
-    rest = Rest(control_plane.kubeconfig)
-    study = {"name": "late", "x0": [{**NOTEBOOK_POINT, "learning_rate": 0.5}]}
-    values = cl.chart_values(f"gs://{bucket}/late", study, cl.fake_trial_env(shim, {}, gcs.host))
-    cl.helm_install(cluster_assets, control_plane.kubeconfig, namespace, values, tmp_path)
-    job = cl.wait_controller_finished(rest, namespace, timeout_s=120)
+    rig.install(f"gs://{bucket}/late", {"name": "late", "x0": [{**NOTEBOOK_POINT, "learning_rate": 0.5}]}, {})
+    job = rig.wait_controller_finished(timeout_s=120)
     [failed] = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]
     assert failed["reason"] == "PodFailurePolicy"
-    [pod] = cl.pods(rest, namespace, cl.CONTROLLER)  # one try, not backoffLimit + 1
-    log = kubelet.logs(namespace, pod["metadata"]["name"])
+    [pod] = cl.pods(rig.rest, rig.namespace, cl.CONTROLLER)  # one try, not backoffLimit + 1
+    log = rig.kubelet.logs(rig.namespace, pod["metadata"]["name"])
     assert log == "kubetune: x0[0].learning_rate: 0.5 is outside [1e-05, 0.1]\n"
     assert open_store(f"gs://{bucket}").list() == []
-    rest.close()

@@ -23,10 +23,8 @@ from kubetune.cli import EXIT_TERMINATED
 from kubetune.contract import LaunchRecord, Params
 from kubetune.store import Store, open_store
 from tests.cluster._rest import Rest
-from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import Kubectl
 from tests.cluster.kubelet import LocalKubelet
-from tests.gcs_emulator import FakeGCS
 from tests.reliability import _cluster as cl
 from tests.reliability._checks import (
     REPO,
@@ -136,17 +134,9 @@ class Kill:
 @pytest.mark.cluster
 @pytest.mark.slow
 def test_controller_pod_deleted_five_times_the_study_completes_each_trial_once(
-    cluster_assets: Path,
-    control_plane: ControlPlane,
-    kubectl: Kubectl,
-    kubelet: LocalKubelet,
-    namespace: str,
-    gcs: FakeGCS,
-    bucket: str,
-    shim: Path,
-    tmp_path: Path,
+    rig: cl.Rig, kubectl: Kubectl, bucket: str
 ) -> None:
-    rest = Rest(control_plane.kubeconfig)
+    rest, namespace, kubelet = rig.rest, rig.namespace, rig.kubelet
     store = f"gs://{bucket}/{STUDY}"
     study = {
         "name": STUDY,
@@ -154,12 +144,11 @@ def test_controller_pod_deleted_five_times_the_study_completes_each_trial_once(
         "budget": {"max_trials": TRIALS, "parallel": 2, "max_failed": 2},
         "trial": {"epochs": 1},
     }
-    values = cl.chart_values(store, study, cl.fake_trial_env(shim, sleeps(TRIALS, seed=2), gcs.host))
     rng = random.Random(2)
     kills: list[Kill] = []
     tokens: set[str] = set()
-    with cl.JobRecorder(control_plane.kubeconfig, namespace) as recorder:
-        cl.helm_install(cluster_assets, control_plane.kubeconfig, namespace, values, tmp_path)
+    with rig.recorder() as recorder:
+        rig.install(store, study, sleeps(TRIALS, seed=2))
         for graceful in (True, False, True, True, False):
             pod = wait_new_controller_running(rest, namespace, {k.pod for k in kills})
             tokens |= cl.pod_tokens(kubelet, rest.get(f"/api/v1/namespaces/{namespace}/pods/{pod}"))
@@ -188,7 +177,6 @@ def test_controller_pod_deleted_five_times_the_study_completes_each_trial_once(
             assert not named(logs[successor], "lease_waiting"), f"{successor} waited after {kill}"
         assert named(logs[successor], "lease_acquired"), successor
     assert_no_credentials(logs, tokens)
-    rest.close()
 
 
 def controller_pods(rest: Rest, namespace: str) -> list[str]:

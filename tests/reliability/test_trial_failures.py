@@ -34,8 +34,6 @@ from kubetune.store import open_store
 from tests.cluster._rest import ApiError, Rest
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.helpers import gpu_pod_spec
-from tests.cluster.kubelet import LocalKubelet
-from tests.gcs_emulator import FakeGCS
 from tests.reliability import _cluster as cl
 from tests.reliability._checks import (
     assert_best_is_the_best_record,
@@ -169,18 +167,12 @@ class FailedStudy:
 
 @pytest.fixture(scope="module")
 def failed_study(
-    cluster_assets: Path,
-    control_plane: ControlPlane,
-    kubelet: LocalKubelet,
-    module_namespace: str,
-    gcs: FakeGCS,
-    shim: Path,
-    tmp_path_factory: pytest.TempPathFactory,
+    testbed: cl.Testbed, module_namespace: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FailedStudy]:
-    ns = module_namespace
-    rest = Rest(control_plane.kubeconfig)
+    rig = cl.Rig(testbed, module_namespace, tmp_path_factory.mktemp("values"))
+    ns, rest, kubelet = rig.namespace, rig.rest, rig.kubelet
     bucket = "kubetune-reliability-faults"
-    gcs.create_bucket(bucket)
+    testbed.gcs.create_bucket(bucket)
     store = f"gs://{bucket}/{STUDY}"
     study = {
         "name": STUDY,
@@ -189,7 +181,6 @@ def failed_study(
         "trial": {"epochs": 1},
     }
     trial = {"activeDeadlineSeconds": DEADLINE_S, "pendingTimeoutSeconds": PENDING_S}
-    values = cl.chart_values(store, study, cl.fake_trial_env(shim, FAKE, gcs.host), trial=trial)
     # The node's one GPU is taken before the study starts, and given back once
     # trial 0 failed for want of it.
     hog = {
@@ -200,10 +191,8 @@ def failed_study(
     }
     rest.post(f"/api/v1/namespaces/{ns}/pods", hog)
     cl.wait_pod_running(rest, ns, "gpu-hog")
-    with cl.JobRecorder(control_plane.kubeconfig, ns) as recorder:
-        cl.helm_install(
-            cluster_assets, control_plane.kubeconfig, ns, values, tmp_path_factory.mktemp("values")
-        )
+    with rig.recorder() as recorder:
+        rig.install(store, study, FAKE, trial=trial)
         tokens = cl.wait_controller_token(rest, kubelet, ns)
         cl.wait_result(store, 0, timeout_s=60)
         rest.delete(f"/api/v1/namespaces/{ns}/pods/gpu-hog")
@@ -221,7 +210,7 @@ def failed_study(
         job_uids=recorder.added(),
         jobs=[j["metadata"]["name"] for j in cl.items(rest, f"/apis/batch/v1/namespaces/{ns}/jobs")],
     )
-    rest.close()
+    rig.close()
 
 
 @pytest.mark.cluster
@@ -348,25 +337,15 @@ def test_controller_and_trial_pods_run_under_restricted_pod_security(
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_a_node_selector_no_node_has_fails_the_trial_then_the_study(
-    cluster_assets: Path,
-    control_plane: ControlPlane,
-    kubelet: LocalKubelet,
-    namespace: str,
-    gcs: FakeGCS,
-    bucket: str,
-    shim: Path,
-    tmp_path: Path,
-) -> None:
-    del kubelet  # runs the controller; the trial never gets a node
-    rest = Rest(control_plane.kubeconfig)
+def test_a_node_selector_no_node_has_fails_the_trial_then_the_study(rig: cl.Rig, bucket: str) -> None:
+    # The kubelet runs the controller; the trial never gets a node.
+    rest, namespace = rig.rest, rig.namespace
     store = f"gs://{bucket}/nowhere"
     study = {"name": "nowhere", "budget": {"max_trials": 3, "parallel": 1, "max_failed": 1}}
-    env = cl.fake_trial_env(shim, {}, gcs.host)
-    values = cl.chart_values(store, study, env, trial={"pendingTimeoutSeconds": 3})
-    values["nodeSelector"] = {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}  # the node has a T4
-    cl.helm_install(cluster_assets, control_plane.kubeconfig, namespace, values, tmp_path)
-    job = cl.wait_controller_finished(rest, namespace, timeout_s=120)
+    # The test node has a T4, no H100.
+    rig.install(store, study, {}, trial={"pendingTimeoutSeconds": 3},
+                nodeSelector={"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"})  # fmt: skip
+    job = rig.wait_controller_finished(timeout_s=120)
 
     [failed] = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]
     assert failed["reason"] == "PodFailurePolicy"
@@ -380,4 +359,3 @@ def test_a_node_selector_no_node_has_fails_the_trial_then_the_study(
     assert study_failed["message"] == "study failed: 0 trials succeeded, 1 failed; no trial succeeded"
     assert json.loads(open_store(store).get("best.json"))["best"] is None
     assert cl.items(rest, f"/apis/batch/v1/namespaces/{namespace}/jobs", cl.TRIAL) == []  # deleted
-    rest.close()

@@ -9,7 +9,6 @@ holder is SIGTERMed: it releases the Lease, and the third takes over at once.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -21,10 +20,6 @@ import yaml
 
 from kubetune.cli import EXIT_TERMINATED
 from kubetune.store import open_store
-from tests.cluster._rest import Rest
-from tests.cluster.controlplane import ControlPlane
-from tests.cluster.kubelet import LocalKubelet
-from tests.gcs_emulator import FakeGCS
 from tests.reliability import _cluster as cl
 from tests.reliability._checks import KUBETUNE, assert_consistent, events, named, wait_until
 
@@ -69,15 +64,9 @@ class Controller:
 
 
 def test_only_the_lease_holder_launches_and_the_other_takes_over(
-    control_plane: ControlPlane,
-    kubelet: LocalKubelet,
-    namespace: str,
-    gcs: FakeGCS,
-    bucket: str,
-    shim: Path,
-    tmp_path: Path,
+    rig: cl.Rig, bucket: str, tmp_path: Path
 ) -> None:
-    del kubelet  # runs the trial Jobs
+    # The kubelet runs the trial Jobs; the controllers are processes here.
     store = f"gs://{bucket}/{STUDY}"
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC)
@@ -88,22 +77,15 @@ def test_only_the_lease_holder_launches_and_the_other_takes_over(
                 "image": "kubetune/trial:test",  # never pulled: the local kubelet runs the command
                 "gpus": 1,
                 "tolerations": [cl.GPU_TOLERATION],
-                "env": cl.fake_trial_env(shim, {"default": {"sleep": 1.5}}, gcs.host),
+                "env": rig.bed.trial_env({"default": {"sleep": 1.5}}),
             }
         )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "KUBETUNE_"))}
-    env.update(
-        KUBECONFIG=str(control_plane.kubeconfig),  # api_client() falls back to it outside a pod
-        KUBETUNE_NAMESPACE=namespace,
-        STORAGE_EMULATOR_HOST=gcs.host,
-        KUBETUNE_LOG_FORMAT="json",
-    )
+    env = rig.bed.controller_env(rig.namespace, KUBETUNE_LOG_FORMAT="json")
     argv = [KUBETUNE, "run", str(spec), "--store", store, "--launcher", "kubernetes",
             "--job-settings", str(job_settings)]  # fmt: skip
-    rest = Rest(control_plane.kubeconfig)
     run = Runs(argv, env, tmp_path)
-    with cl.JobRecorder(control_plane.kubeconfig, namespace) as recorder, run:
+    with rig.recorder() as recorder, run:
         a = run.start("a")
         wait_until("a to launch a trial", lambda: a.has("lease_acquired") and a.launched(), 60)
         b = run.start("b")
@@ -135,10 +117,9 @@ def test_only_the_lease_holder_launches_and_the_other_takes_over(
         order = [e["event"] for e in events(ctl.log)]
         if "trial_started" in order:
             assert order.index("lease_acquired") < order.index("trial_started"), ctl.name
-    lease = rest.get(f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/kubetune-{STUDY}")
+    lease = rig.rest.get(f"/apis/coordination.k8s.io/v1/namespaces/{rig.namespace}/leases/kubetune-{STUDY}")
     assert not lease["spec"].get("holderIdentity")  # released by the last holder
     assert lease["spec"]["leaseTransitions"] >= 2
-    rest.close()
 
 
 class Runs:
