@@ -41,7 +41,7 @@ from kubetune.contract import LaunchRecord, TrialResult, params_object, result_o
 from kubetune.spec import Budget, Spec
 from kubetune.store import Store, open_store
 from kubetune.study import Study, claim_store
-from tests.fake_trial import objective
+from tests.fake_trial import objective, succeeded
 
 FINISHED = (10, 50, 100, 200)
 GAPS = 7  # measured launches per N (the first launch of a run has no gap before it)
@@ -102,15 +102,7 @@ def prepopulate(store: Store, spec: Spec, n: int, seed: int = 1) -> None:
     for i, params in enumerate(first + rest):
         value = objective(params)
         store.create(params_object(i), LaunchRecord(i, params, now, "kubernetes").to_json())
-        result = TrialResult(
-            index=i,
-            status="succeeded",
-            params=params,
-            objective=spec.objective.metric,
-            objective_value=value,
-            metrics={spec.objective.metric: value},
-            wall_time_s=1.0,
-        )
+        result = succeeded(i, params, spec.objective.metric, value, wall_time_s=1.0)
         store.create(result_object(i), result.to_json())
 
 
@@ -144,16 +136,7 @@ def synthetic_results(spec: Spec, n: int, seed: int = 1) -> list[TrialResult]:
     for i, row in enumerate(space.rvs(n, random_state=seed)):
         params = optimizer._point(spec, row)
         value = objective(params)
-        out.append(
-            TrialResult(
-                index=i,
-                status="succeeded",
-                params=params,
-                objective="val_accuracy",
-                objective_value=value,
-                metrics={"val_accuracy": value},
-            )
-        )
+        out.append(succeeded(i, params, "val_accuracy", value))
     return out
 
 

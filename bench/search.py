@@ -34,6 +34,7 @@ from bench.common import CACHE, Context, Section, log, machine, median, table
 from kubetune import optimizer
 from kubetune.contract import Params, TrialResult
 from kubetune.spec import Budget, OptimizerSettings, Spec
+from tests.fake_trial import succeeded
 
 TRAIN, VAL = 6000, 2000
 BUDGET = 16
@@ -121,17 +122,7 @@ def kubetune_run(f: Objective, seed: int, budget: int, parallel: int) -> list[fl
             index = len(finished) + len(running)
             running.append((index, optimizer.suggest(spec, index, finished, [p for _, p in running])))
         index, params = running.popleft()
-        value = f(params, seed)
-        finished.append(
-            TrialResult(
-                index=index,
-                status="succeeded",
-                params=params,
-                objective="val_accuracy",
-                objective_value=value,
-                metrics={"val_accuracy": value},
-            )
-        )
+        finished.append(succeeded(index, params, "val_accuracy", f(params, seed)))
     return [r.objective_value or 0.0 for r in sorted(finished, key=lambda r: r.index)]
 
 

@@ -46,6 +46,12 @@ def objective(params: Params) -> float:
     return 0.92 - 0.05 * (math.log10(lr) + 2.5) ** 2 - 0.01 * (layers - 1)
 
 
+def succeeded(index: int, params: Params, metric: str, value: float, **extra: Any) -> TrialResult:
+    """A succeeded record reporting the objective's metric alone, as every synthetic trial writes."""
+    return TrialResult(index=index, status="succeeded", params=params, objective=metric,
+                       objective_value=value, metrics={metric: value}, **extra)  # fmt: skip
+
+
 def behaviour(index: int) -> dict[str, Any]:
     table = json.loads(os.environ.get(ENV) or "{}")
     return {**table.get("default", {}), **table.get(str(index), {})}
@@ -60,9 +66,7 @@ def record(index: int, params: dict[str, Any], metric: str, how: str) -> bytes:
                            "objective_value": 1.7, "metrics": {metric: 1.7}}).encode()  # fmt: skip
     if how == "nan":
         return failed_result(index, params, metric, "loss became NaN at epoch 1").to_json()
-    result = TrialResult(index=index, status="succeeded", params=params, objective=metric,
-                         objective_value=value, metrics={metric: value}, wall_time_s=0.0)  # fmt: skip
-    return result.to_json()
+    return succeeded(index, params, metric, value, wall_time_s=0.0).to_json()
 
 
 def _age_s() -> float:

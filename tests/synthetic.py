@@ -11,7 +11,7 @@ import contextlib
 from kubetune.contract import TrialRequest, TrialResult, result_object
 from kubetune.launcher import TrialExit
 from kubetune.store import AlreadyExists, Store
-from tests.fake_trial import objective
+from tests.fake_trial import objective, succeeded
 
 
 class InProcessLauncher:
@@ -46,14 +46,7 @@ class InProcessLauncher:
         if index in self.fail:
             return [TrialExit(index, 1, "exited with code 1")]
         value = objective(req.params)
-        result = TrialResult(
-            index=index,
-            status="succeeded",
-            params=req.params,
-            objective=req.objective,
-            objective_value=value,
-            metrics={req.objective: value},
-        )
+        result = succeeded(index, req.params, req.objective, value)
         with contextlib.suppress(AlreadyExists):  # a replayed trial already wrote it
             self.store.create(result_object(index), result.to_json())
         return [TrialExit(index, 0, "succeeded")]
