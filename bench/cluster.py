@@ -24,13 +24,13 @@ from typing import Any
 from kubernetes import client, watch
 
 from bench.common import PYTHON, REPO, Context
-from kubetune import optimizer, report
 from kubetune.contract import Params, TrialRequest
+from kubetune.controller import optimizer, report
+from kubetune.controller.study import Study
+from kubetune.kubernetes import KubernetesLauncher
+from kubetune.kubernetes.job import STUDY_LABEL, TRIAL_LABEL, JobSettings
 from kubetune.launcher import TrialExit
-from kubetune.launcher._kubernetes import KubernetesLauncher
-from kubetune.launcher.job import STUDY_LABEL, TRIAL_LABEL, JobSettings
 from kubetune.spec import Spec
-from kubetune.study import Study
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.kubelet import LocalKubelet
 from tests.fake_trial import shim_dir

@@ -36,11 +36,11 @@ from threadpoolctl import threadpool_limits
 
 from bench.cluster import BenchCluster, JobClock, Probe, instrumented, shared_cluster
 from bench.common import Context, Section, interleave, log, median, table
-from kubetune import optimizer
 from kubetune.contract import LaunchRecord, TrialResult, params_object, result_object
+from kubetune.controller import optimizer
+from kubetune.controller.study import Study, claim_store
 from kubetune.spec import Budget, Spec
 from kubetune.store import Store, open_store
-from kubetune.study import Study, claim_store
 from tests.fake_trial import objective, succeeded
 
 FINISHED = (10, 50, 100, 200)

@@ -24,7 +24,8 @@ from typing import Any
 
 from bench.common import PYTHON, REPO, Context, Section, interleave, machine, median, table
 from bench.throughput import KUBETUNE_BIN, prepared_data_dir, store_with_dataset
-from kubetune.contract import TrialRequest, TrialSettings, trial_command
+from kubetune.contract import TrialRequest, trial_command
+from kubetune.kinds import CnnSettings
 
 STUDY_TRIALS = 200
 PARALLEL = 4
@@ -71,7 +72,7 @@ _PEAK_OF_CHILD = (
 
 def trial_rss(store: Path, index: int, subset: int | None, work: Path) -> dict[str, Any]:
     small = subset is not None  # smoke: validate and test on a few hundred images too
-    settings = TrialSettings(epochs=1, train_subset=subset, validation_split=0.01 if small else 0.1,
+    settings = CnnSettings(epochs=1, train_subset=subset, validation_split=0.01 if small else 0.1,
                              test_subset=256 if small else None)  # fmt: skip
     req = TrialRequest(str(store), "memory", index, {}, settings, "val_accuracy")
     argv = [PYTHON, "-c", _PEAK_OF_CHILD, KUBETUNE_BIN, *trial_command(req)[1:]]
@@ -93,10 +94,10 @@ def _status_mb(field: str) -> float:
 
 
 def _controller(work: Path, trials: int, parallel: int) -> dict[str, Any]:
-    from kubetune.launcher._local import LocalLauncher
+    from kubetune.controller.study import Study
+    from kubetune.launcher import LocalLauncher
     from kubetune.spec import Budget, Spec
     from kubetune.store import open_store
-    from kubetune.study import Study
     from tests.fake_trial import ENV, shim_dir
 
     after_imports = _status_mb("VmRSS")

@@ -23,10 +23,10 @@ from typing import Any
 
 from bench.cluster import BenchCluster, JobClock, Probe, instrumented, shared_cluster
 from bench.common import Context, Section, interleave, log, machine, median, table
-from kubetune import study as study_module
+from kubetune.controller import study as study_module
+from kubetune.controller.study import Study
 from kubetune.spec import Budget, Spec
 from kubetune.store import open_store
-from kubetune.study import Study
 
 PARALLEL = (1, 4, 8)
 TRIALS = 48

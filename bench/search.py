@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from bench.common import CACHE, Context, Section, log, machine, median, table
-from kubetune import optimizer
 from kubetune.contract import Params, TrialResult
+from kubetune.controller import optimizer
 from kubetune.spec import Budget, OptimizerSettings, Spec
 from tests.fake_trial import succeeded
 
@@ -86,7 +86,7 @@ class Evaluations:
         import keras
         import tensorflow as tf
 
-        from kubetune import model
+        from kubetune.trial import model
 
         (x, y), (vx, vy) = self._load()
         keras.backend.clear_session()

@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import PYTHON, REPO, Context, Section, interleave, machine, median, paired_ratio, table
-from kubetune.contract import TrialRequest, TrialSettings, result_object, trial_command
+from kubetune.contract import TrialRequest, result_object, trial_command
+from kubetune.kinds import CnnSettings
 
 BATCH = 512
 MODELS = {
@@ -69,7 +70,7 @@ class Worker:
     inter_op: int = 0  # 0: TensorFlow's default
     intra_op: int = 0
     train_pipeline: str = ""  # "": dataset.load_splits as is; else one of _train_pipeline's
-    per_epoch_fit: bool = False  # one fit() per epoch, as kubetune/trial.py did before
+    per_epoch_fit: bool = False  # one fit() per epoch, as kubetune/trial/cnn.py did before
 
 
 # Variants of our pipeline, tried on 1x12; "as is" is the reference for their ratios.
@@ -79,7 +80,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "as is": {},
     NOTEBOOK_VARIANT: {"pipeline": "notebook"},
     CEILING_VARIANT: {"train_pipeline": "none"},
-    "one fit() per epoch (trial.py before)": {"per_epoch_fit": True},
+    "one fit() per epoch (trial/cnn.py before)": {"per_epoch_fit": True},
     "XLA jit_compile=True": {"xla": True},
     "threads inter 1 / intra 2": {"inter_op": 1, "intra_op": 2},
     "normalize before cache (float32 cache)": {"train_pipeline": "normalize, cache"},
@@ -140,8 +141,8 @@ def store_with_dataset(ctx: Context, data_dir: Path) -> Path:
     """A local store holding the pushed dataset, as `kubetune dataset push` leaves it; one per run."""
 
     def push() -> Path:
-        from kubetune import dataset
         from kubetune.store import open_store
+        from kubetune.trial import dataset
 
         store = ctx.work / "store-with-dataset"
         dataset.push(open_store(str(store)), data_dir)
@@ -164,7 +165,7 @@ def kubetune_trial(
     precision: str,
 ) -> dict[str, Any]:
     """``kubetune trial`` as a Job runs it, with an empty data dir: fetches the dataset from the store."""
-    settings = TrialSettings(epochs=epochs, batch_size=BATCH, train_subset=subset, validation_split=split,
+    settings = CnnSettings(epochs=epochs, batch_size=BATCH, train_subset=subset, validation_split=split,
                              test_subset=256 if subset else None, precision=precision)  # fmt: skip
     req = TrialRequest(str(store), "throughput", index, params, settings, "val_accuracy")
     argv = [KUBETUNE_BIN, *trial_command(req)[1:]]
@@ -257,11 +258,11 @@ def work(w: Worker) -> dict[str, Any]:
     tf.config.threading.set_intra_op_parallelism_threads(w.intra_op)
     import keras
 
-    from kubetune import dataset, model, trial
     from kubetune.log import get_logger
+    from kubetune.trial import cnn, dataset, model
 
     keras.utils.set_random_seed(0)
-    settings = TrialSettings(
+    settings = CnnSettings(
         epochs=w.epochs, batch_size=BATCH, train_subset=w.train_subset, validation_split=w.validation_split
     )
     train, val, _, counts = dataset.load_splits(settings, Path(w.data_dir))
@@ -284,7 +285,7 @@ def work(w: Worker) -> dict[str, Any]:
     elif w.per_epoch_fit:
         epochs = _per_epoch_fit(net, train, val, w.epochs)
     else:
-        epochs = trial.train_epochs(net, train, val, w.epochs, get_logger("bench.throughput"))[1]
+        epochs = cnn.train_epochs(net, train, val, w.epochs, get_logger("bench.throughput"))[1]
     val_accuracy = float(net.evaluate(val, verbose=0, return_dict=True)["accuracy"])
     return {
         "fit_started_at": fit_started,
@@ -295,7 +296,7 @@ def work(w: Worker) -> dict[str, Any]:
 
 
 def _per_epoch_fit(net: Any, train: Any, val: Any, epochs: int) -> list[float]:
-    """kubetune/trial.py's loop before it moved to one fit(): a fit() and an evaluate() per epoch."""
+    """kubetune/trial/cnn.py's loop before it moved to one fit(): a fit() and an evaluate() per epoch."""
     times = []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NoReturn
 from kubetune.errors import KubetuneError, StudyFailed, UsageError
 
 if TYPE_CHECKING:
-    from kubetune.launcher.job import JobSettings
+    from kubetune.kubernetes import JobSettings
     from kubetune.spec import Spec
     from kubetune.store import Store
 
@@ -48,6 +48,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     from kubetune.contract import add_trial_arguments
+    from kubetune.kinds import CNN
 
     p = _Parser(prog="kubetune", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -59,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-dir", type=Path, help="local trial logs (default: STORE/logs or ./logs)")
     run.add_argument("--job-settings", type=Path, help="trial Job settings (YAML; --launcher kubernetes)")
 
-    add_trial_arguments(sub.add_parser("trial", help="run one trial (what each Job runs)"))
+    add_trial_arguments(sub.add_parser("trial", help="run one trial (what each Job runs)"), CNN)
 
     best = sub.add_parser("best", help="print the best trial's parameters and metrics as JSON")
     best.add_argument("store")
@@ -126,8 +127,7 @@ def _run(ns: argparse.Namespace) -> int:
         store = open_store(ns.store)
         if ns.launcher != "kubernetes":
             return _run_study(ns, spec, store, job_settings)
-        from kubetune.launcher._kubernetes import api_client, own_namespace
-        from kubetune.lease import Lease
+        from kubetune.kubernetes import Lease, api_client, own_namespace
 
         lease = Lease(api_client(), own_namespace(), f"kubetune-{spec.name}")
         try:
@@ -143,7 +143,7 @@ def _run(ns: argparse.Namespace) -> int:
 def _job_settings(ns: argparse.Namespace) -> JobSettings | None:
     if ns.launcher != "kubernetes" or ns.job_settings is None:
         return None
-    from kubetune.launcher.job import JobSettings
+    from kubetune.kubernetes import JobSettings
 
     return JobSettings.load(ns.job_settings)
 
@@ -166,15 +166,23 @@ def _sigterm_raises() -> Iterator[None]:
 
 
 def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: JobSettings | None) -> int:
-    from kubetune.launcher import open_launcher
-    from kubetune.progress import Progress
-    from kubetune.study import Study
+    from kubetune.controller.observer import StudyObserver, Unobserved
+    from kubetune.controller.progress import Progress
+    from kubetune.controller.study import Study
+    from kubetune.launcher import Launcher, LocalLauncher
 
-    log_dir = ns.log_dir or (Path(store.uri) / "logs" if "://" not in store.uri else Path("logs"))
-    launcher = open_launcher(ns.launcher, log_dir=log_dir, job_settings=job_settings)
+    launcher: Launcher
+    observer: StudyObserver
+    if ns.launcher == "kubernetes":
+        from kubetune.kubernetes import JobSettings, connect
+
+        launcher, observer = connect(spec.name, job_settings or JobSettings())
+    else:
+        log_dir = ns.log_dir or (Path(store.uri) / "logs" if "://" not in store.uri else Path("logs"))
+        launcher, observer = LocalLauncher(log_dir), Unobserved()
     progress = Progress()
     try:
-        outcome = Study(spec, store, launcher, on_progress=progress).run()
+        outcome = Study(spec, store, launcher, observer=observer, on_progress=progress).run()
     finally:
         progress.close()
         launcher.close()
@@ -198,8 +206,8 @@ def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: J
 
 
 def _best(uri: str) -> int:
-    from kubetune import report
-    from kubetune.history import read_study
+    from kubetune.controller import report
+    from kubetune.controller.history import read_study
     from kubetune.store import open_store
 
     spec, history = read_study(open_store(uri, create=False))
@@ -211,8 +219,8 @@ def _best(uri: str) -> int:
 
 
 def _status(uri: str) -> int:
-    from kubetune import report
-    from kubetune.history import read_study
+    from kubetune.controller import report
+    from kubetune.controller.history import read_study
     from kubetune.store import open_store
 
     spec, history = read_study(open_store(uri, create=False))
@@ -225,8 +233,8 @@ def _status(uri: str) -> int:
 def _report(uri: str, output: Path | None, open_it: bool) -> int:
     import webbrowser
 
-    from kubetune import report
-    from kubetune.history import read_study
+    from kubetune.controller import report
+    from kubetune.controller.history import read_study
     from kubetune.store import open_store
 
     # Rebuilt from the records, not copied from the store's report.html: it may lag or be missing.
@@ -246,7 +254,7 @@ def _report(uri: str, output: Path | None, open_it: bool) -> int:
 
 def _dataset(ns: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first import
-    from kubetune import dataset
+    from kubetune.trial import dataset
 
     data_dir = ns.data_dir or dataset.data_dir()
     if ns.action == "prepare":

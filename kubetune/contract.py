@@ -1,10 +1,10 @@
-"""The contract between the controller and a trial.
+"""The contract between the controller and a trial, whatever the trial trains.
 
-Everything the two sides agree on lives here and nowhere else: the trial's
-command line, the object names in the store, and the JSON schema of the
-records. The controller builds a command with :func:`trial_command`; the trial
-parses it with :func:`parse_trial_args`; both name objects with the helpers
-below. This module imports nothing heavy, so both sides can use it.
+Both sides agree on three things, defined here: the object names in the store,
+the JSON schema of the records, and the shape of a trial's command line (the
+generic options; a trial kind, ``kubetune.kinds``, adds its own settings).
+What a kind reports and how it trains belong to the kind. This module imports
+nothing heavy, so both images can use it.
 """
 
 from __future__ import annotations
@@ -14,24 +14,17 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
+
+from kubetune.settings import add_arguments, from_args, to_argv
 
 SCHEMA_VERSION = 1
 
 ParamValue = float | int | str
 Params = dict[str, ParamValue]
-
-# Metrics a trial reports; an objective must name one of them.
-METRICS: dict[str, Literal["maximize", "minimize"]] = {
-    "val_accuracy": "maximize",
-    "val_loss": "minimize",
-    "test_accuracy": "maximize",
-    "test_loss": "minimize",
-    "accuracy": "maximize",
-    "loss": "minimize",
-}
-# Accuracies are fractions; anything else in a record is a malformed result.
-BOUNDED_METRICS = ("val_accuracy", "test_accuracy", "accuracy")
+Goal = Literal["maximize", "minimize"]
+Status = Literal["succeeded", "failed", "pruned"]
+STATUSES: tuple[Status, ...] = ("succeeded", "failed", "pruned")
 
 # Exit codes of `kubetune trial`.
 EXIT_OK = 0
@@ -43,8 +36,14 @@ EXIT_ALREADY_RECORDED = 4  # another run of this trial index wrote first
 SPEC_OBJECT = "study.yaml"
 BEST_OBJECT = "best.json"
 HISTORY_OBJECT = "history.csv"
+REPORT_OBJECT = "report.html"
+PLOTS_PREFIX = "plots/"
 DATASET_PREFIX = "dataset/"
 TRIALS_PREFIX = "trials/"
+
+
+def plot_object(name: str) -> str:
+    return f"{PLOTS_PREFIX}{name}.png"
 
 
 def trial_prefix(index: int) -> str:
@@ -70,72 +69,65 @@ def index_of(name: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-# --- trial settings and command line -----------------------------------------
-
-# Keras dtype policies a trial may train under. float32 is the default and the
-# notebook's arithmetic; the mixed ones compute in 16 bits and keep float32
-# weights: mixed_float16 pays off on GPU tensor cores, mixed_bfloat16 on CPUs
-# with AVX512_BF16 / AMX and on recent GPUs (BENCHMARKS.md, section 1).
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-
-
-@dataclass(frozen=True)
-class TrialSettings:
-    """How each trial trains; the same for every trial of a study."""
-
-    epochs: int = 3
-    batch_size: int = 512
-    train_subset: int | None = None  # None: every training image not held out
-    validation_split: float = 0.1
-    test_subset: int | None = None  # None: the whole test split
-    seed: int = 0
-    precision: str = "float32"  # one of PRECISIONS
+# --- the trial's command line -----------------------------------------------
 
 
 @dataclass(frozen=True)
 class TrialRequest:
-    """Everything a trial needs; rendered as its command line."""
+    """Everything a trial needs; rendered as its command line.
+
+    ``settings`` is the trial kind's settings dataclass (the same for every
+    trial of a study); its fields become options after the generic ones.
+    """
 
     store: str
     study: str
     index: int
     params: Params
-    settings: TrialSettings
+    settings: Any
     objective: str
 
 
 def trial_command(req: TrialRequest) -> list[str]:
     """The exact argv a trial runs with, locally and in a Kubernetes Job."""
-    s = req.settings
-    argv = [
-        "kubetune",
-        "trial",
-        "--store",
-        req.store,
-        "--study",
-        req.study,
-        "--index",
-        str(req.index),
-        "--objective",
-        req.objective,
-        "--params",
-        json.dumps(req.params, sort_keys=True),
-        "--epochs",
-        str(s.epochs),
-        "--batch-size",
-        str(s.batch_size),
-        "--validation-split",
-        repr(s.validation_split),
-        "--seed",
-        str(s.seed),
-    ]
-    if s.train_subset is not None:
-        argv += ["--train-subset", str(s.train_subset)]
-    if s.test_subset is not None:
-        argv += ["--test-subset", str(s.test_subset)]
-    if s.precision != TrialSettings.precision:
-        argv += ["--precision", s.precision]
-    return argv
+    generic = ["--store", req.store, "--study", req.study, "--index", str(req.index),
+               "--objective", req.objective, "--params", json.dumps(req.params, sort_keys=True)]  # fmt: skip
+    return ["kubetune", "trial", *generic, *to_argv(req.settings)]
+
+
+def parse_trial_args(argv: Sequence[str], kind: TrialKindInfo) -> TrialRequest:
+    """Parse a trial command line (without the leading ``kubetune trial``)."""
+    parser = argparse.ArgumentParser(prog="kubetune trial")
+    add_trial_arguments(parser, kind)
+    ns = parser.parse_args(list(argv))
+    return TrialRequest(
+        store=ns.store,
+        study=ns.study,
+        index=ns.index,
+        params=ns.params,
+        settings=from_args(ns, kind.settings_type),
+        objective=ns.objective,
+    )
+
+
+def add_trial_arguments(parser: argparse.ArgumentParser, kind: TrialKindInfo) -> None:
+    """The generic options, then one per field of the kind's settings."""
+    parser.add_argument("--store", required=True, help="store URI: a folder or gs://bucket/prefix")
+    parser.add_argument("--study", required=True)
+    parser.add_argument("--index", required=True, type=int)
+    parser.add_argument("--objective", required=True, choices=sorted(kind.metrics))
+    parser.add_argument("--params", required=True, type=_params_arg, help="JSON object")
+    add_arguments(parser, kind.settings_type)
+
+
+class TrialKindInfo(Protocol):
+    """What the contract needs of a trial kind (``kubetune.kinds``) to speak its command line."""
+
+    @property
+    def settings_type(self) -> type: ...
+
+    @property
+    def metrics(self) -> Mapping[str, Goal]: ...
 
 
 def _params_arg(text: str) -> Params:
@@ -152,48 +144,6 @@ def _is_param(v: object) -> bool:
     if isinstance(v, float):
         return math.isfinite(v)
     return isinstance(v, (int, str)) and not isinstance(v, bool)
-
-
-def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
-    """The trial's arguments; `kubetune trial` registers exactly these."""
-    parser.add_argument("--store", required=True, help="store URI: a folder or gs://bucket/prefix")
-    parser.add_argument("--study", required=True)
-    parser.add_argument("--index", required=True, type=int)
-    parser.add_argument("--objective", required=True, choices=sorted(METRICS))
-    parser.add_argument("--params", required=True, type=_params_arg, help="JSON object")
-    parser.add_argument("--epochs", type=int, default=TrialSettings.epochs)
-    parser.add_argument("--batch-size", type=int, default=TrialSettings.batch_size)
-    parser.add_argument("--validation-split", type=float, default=TrialSettings.validation_split)
-    parser.add_argument("--seed", type=int, default=TrialSettings.seed)
-    parser.add_argument("--train-subset", type=int, default=None)
-    parser.add_argument("--test-subset", type=int, default=None)
-    parser.add_argument("--precision", choices=PRECISIONS, default=TrialSettings.precision)
-
-
-def request_from_args(ns: argparse.Namespace) -> TrialRequest:
-    return TrialRequest(
-        store=ns.store,
-        study=ns.study,
-        index=ns.index,
-        params=ns.params,
-        objective=ns.objective,
-        settings=TrialSettings(
-            epochs=ns.epochs,
-            batch_size=ns.batch_size,
-            train_subset=ns.train_subset,
-            validation_split=ns.validation_split,
-            test_subset=ns.test_subset,
-            seed=ns.seed,
-            precision=ns.precision,
-        ),
-    )
-
-
-def parse_trial_args(argv: Sequence[str]) -> TrialRequest:
-    """Parse a trial command line (without the leading ``kubetune trial``)."""
-    parser = argparse.ArgumentParser(prog="kubetune trial")
-    add_trial_arguments(parser)
-    return request_from_args(parser.parse_args(list(argv)))
 
 
 # --- records ------------------------------------------------------------------
@@ -236,11 +186,12 @@ class TrialResult:
     """``trials/NNNNNN/result.json``: the outcome of one trial, written once.
 
     A succeeded record carries a finite ``objective_value``; a failed one
-    carries a ``reason`` and no objective value.
+    carries a ``reason`` and no objective value. A pruned one (stopped early
+    by a stopping rule) carries a ``reason`` and its last value, if any.
     """
 
     index: int
-    status: Literal["succeeded", "failed"]
+    status: Status
     params: Params
     objective: str
     objective_value: float | None = None
@@ -260,19 +211,28 @@ class TrialResult:
     def succeeded(self) -> bool:
         return self.status == "succeeded"
 
-    def to_json(self) -> bytes:
-        validate_result(self)
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    def to_json(self, bounds: MetricBounds | None = None) -> bytes:
+        validate_result(self, bounds or {})
         return _dump(asdict(self))
 
     @classmethod
-    def from_json(cls, data: bytes) -> TrialResult:
+    def from_json(cls, data: bytes, bounds: MetricBounds | None = None) -> TrialResult:
         obj = _load(data)
         try:
             result = cls(**obj)
         except TypeError as exc:
             raise RecordError(f"result record: {exc}") from exc
-        validate_result(result)
+        validate_result(result, bounds or {})
         return result
+
+
+# The range a metric must fall in (accuracies are fractions), declared by the
+# trial kind that reports it; a value outside makes the record malformed.
+MetricBounds = Mapping[str, tuple[float, float]]
 
 
 def failed_result(index: int, params: Params, objective: str, reason: str, **extra: Any) -> TrialResult:
@@ -281,28 +241,27 @@ def failed_result(index: int, params: Params, objective: str, reason: str, **ext
     )
 
 
-def validate_result(r: TrialResult) -> None:
+def validate_result(r: TrialResult, bounds: MetricBounds) -> None:
     """Reject records the optimizer must never see: NaN, out of range, mislabelled."""
-    if r.status not in ("succeeded", "failed"):
-        raise RecordError(f"status: must be 'succeeded' or 'failed', got {r.status!r}")
-    if r.objective not in METRICS:
-        raise RecordError(f"objective: unknown metric {r.objective!r}")
-    if r.status == "failed":
+    if r.status not in STATUSES:
+        raise RecordError(f"status: must be one of {', '.join(STATUSES)}, got {r.status!r}")
+    if not isinstance(r.objective, str) or not r.objective:
+        raise RecordError(f"objective: must name a metric, got {r.objective!r}")
+    for name, v in r.metrics.items():
+        if not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise RecordError(f"metrics.{name}: must be a finite number, got {v!r}")
+        low, high = bounds.get(name, (-math.inf, math.inf))
+        if not low <= v <= high:
+            raise RecordError(f"metrics.{name}: must be within [{low:g}, {high:g}], got {v!r}")
+    if r.status != "succeeded":
         if not r.reason:
-            raise RecordError("reason: a failed record must say why")
+            raise RecordError(f"reason: a {r.status} record must say why")
         return
     value = r.objective_value
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         raise RecordError(f"objective_value: must be a finite number, got {value!r}")
     if r.metrics.get(r.objective) != value:
         raise RecordError(f"metrics.{r.objective}: must equal objective_value")
-    for name in BOUNDED_METRICS:
-        v = r.metrics.get(name)
-        if v is not None and not 0.0 <= v <= 1.0:
-            raise RecordError(f"metrics.{name}: must be within [0, 1], got {v!r}")
-    for name, v in r.metrics.items():
-        if not math.isfinite(v):
-            raise RecordError(f"metrics.{name}: must be finite, got {v!r}")
 
 
 def _dump(obj: Mapping[str, Any]) -> bytes:

@@ -28,3 +28,7 @@ class StudyFailed(KubetuneError):
     """
 
     exit_code = 3
+
+
+class SpecError(UsageError):
+    """The study spec, or a setting declared like one, is invalid; the message names the field."""

@@ -14,19 +14,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
-from kubetune.contract import METRICS, PRECISIONS, Params, ParamValue, TrialSettings
-from kubetune.errors import UsageError
+from kubetune.contract import Goal, Params, ParamValue
+from kubetune.errors import SpecError
+from kubetune.kinds import CNN, CnnSettings, TrialKind
+from kubetune.settings import check, setting, settings_of
 
-# The CNN's hyperparameters and the value a trial uses for any not searched.
-HYPERPARAMETERS: dict[str, ParamValue] = {
-    "learning_rate": 0.001,
-    "num_dense_layers": 1,
-    "num_dense_nodes": 12,
-}
 # A study name becomes part of Job names (DNS-1123 labels of at most 63
 # characters) with a "-NNNNNN" suffix per trial, and label values.
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -35,10 +31,7 @@ BASE_ESTIMATORS = ("GP", "RF", "ET", "GBRT")
 ACQ_FUNCS = ("EI", "PI", "LCB", "gp_hedge")
 INITIAL_POINT_GENERATORS = ("random", "sobol", "halton", "hammersly", "lhs")
 PRIORS = ("uniform", "log-uniform")
-
-
-class SpecError(UsageError):
-    """The spec is invalid; the message names the field."""
+_S = TypeVar("_S")
 
 
 @dataclass(frozen=True)
@@ -68,25 +61,25 @@ Dimension = Real | Integer | Categorical
 @dataclass(frozen=True)
 class Objective:
     metric: str = "val_accuracy"
-    goal: Literal["maximize", "minimize"] = "maximize"
+    goal: Goal = "maximize"
 
 
 @dataclass(frozen=True)
 class OptimizerSettings:
-    base_estimator: str = "GP"
-    acq_func: str = "EI"
-    n_initial_points: int = 10
-    initial_point_generator: str = "random"
-    random_state: int = 0
+    base_estimator: str = setting("GP", choices=BASE_ESTIMATORS)
+    acq_func: str = setting("EI", choices=ACQ_FUNCS)
+    n_initial_points: int = setting(10, minimum=0, help="random points before the surrogate model is used")
+    initial_point_generator: str = setting("random", choices=INITIAL_POINT_GENERATORS)
+    random_state: int = setting(0, minimum=0, help="seeds the optimizer")
 
 
 @dataclass(frozen=True)
 class Budget:
-    max_trials: int = 60
-    parallel: int = 1
-    max_failed: int = 5
+    max_trials: int = setting(60, minimum=1, help="trials in total")
+    parallel: int = setting(1, minimum=1, help="trial Jobs at once")
+    max_failed: int = setting(5, minimum=1, help="failed trials before the study fails")
     # Told to the optimizer for a failed trial; None: failures are not told.
-    failure_penalty: float | None = None
+    failure_penalty: float | None = setting(None)
 
 
 def _notebook_space() -> tuple[Dimension, ...]:
@@ -105,11 +98,16 @@ class Spec:
     optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
     budget: Budget = field(default_factory=Budget)
     x0: tuple[Params, ...] = ({"learning_rate": 0.001, "num_dense_layers": 1, "num_dense_nodes": 12},)
-    trial: TrialSettings = field(default_factory=TrialSettings)
+    trial: CnnSettings = field(default_factory=CnnSettings)
+
+    @property
+    def kind(self) -> TrialKind:
+        """What the trials train: today always the built-in CNN."""
+        return CNN
 
     def full_params(self, point: Params) -> Params:
         """A point of the space completed with the defaults of unsearched hyperparameters."""
-        return {**HYPERPARAMETERS, **point}
+        return {**self.kind.hyperparameters, **point}
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical form: what is stored as the study snapshot."""
@@ -162,13 +160,14 @@ def parse_spec(text: str, source: str = "spec") -> Spec:
 
 def spec_from_dict(doc: Any) -> Spec:
     top = _Fields(doc, "")
+    kind = CNN
     spec = Spec(
         name=_name(top.get("name", str, Spec.name)),
-        objective=_objective(top.section("objective")),
-        space=_space(top.get("space", list, None)),
-        optimizer=_optimizer(top.section("optimizer")),
-        budget=_budget(top.section("budget")),
-        trial=_trial(top.section("trial")),
+        objective=_objective(top.section("objective"), kind),
+        space=_space(top.get("space", list, None), kind),
+        optimizer=_section(top.section("optimizer"), OptimizerSettings),
+        budget=_section(top.section("budget"), Budget),
+        trial=_section(top.section("trial"), CnnSettings),
     )
     x0 = top.get("x0", list, None)
     if x0 is not None:
@@ -249,12 +248,6 @@ def _kind(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def _positive(value: int, where: str, minimum: int = 1) -> int:
-    if value < minimum:
-        raise SpecError(f"{where}: must be at least {minimum}, got {value}")
-    return value
-
-
 def _choice(value: str, choices: tuple[str, ...], where: str) -> str:
     if value not in choices:
         raise SpecError(f"{where}: must be one of {', '.join(choices)}; got {value!r}")
@@ -272,19 +265,20 @@ def _name(name: str) -> str:
     return name
 
 
-def _objective(f: _Fields) -> Objective:
-    metric = _choice(f.get("metric", str, Objective.metric), tuple(METRICS), f.where("metric"))
-    goal = _choice(f.get("goal", str, METRICS[metric]), ("maximize", "minimize"), f.where("goal"))
+def _objective(f: _Fields, kind: TrialKind) -> Objective:
+    metrics = kind.metrics
+    metric = _choice(f.get("metric", str, Objective.metric), tuple(metrics), f.where("metric"))
+    goal = _choice(f.get("goal", str, metrics[metric]), ("maximize", "minimize"), f.where("goal"))
     f.done()
     return Objective(metric, goal)  # type: ignore[arg-type]
 
 
-def _space(items: list[Any] | None) -> tuple[Dimension, ...]:
+def _space(items: list[Any] | None, kind: TrialKind) -> tuple[Dimension, ...]:
     if items is None:
         return _notebook_space()
     if not items:
         raise SpecError("space: must list at least one parameter")
-    dims = tuple(_dimension(item, f"space[{i}]") for i, item in enumerate(items))
+    dims = tuple(_dimension(item, f"space[{i}]", kind) for i, item in enumerate(items))
     names = [d.name for d in dims]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -292,18 +286,18 @@ def _space(items: list[Any] | None) -> tuple[Dimension, ...]:
     return dims
 
 
-def _dimension(item: Any, path: str) -> Dimension:
+def _dimension(item: Any, path: str, kind: TrialKind) -> Dimension:
     f = _Fields(item, path)
     name = f.get("name", str, None)
     if name is None:
         raise SpecError(f"{path}.name: required")
-    if name not in HYPERPARAMETERS:
+    if name not in kind.hyperparameters:
         raise SpecError(
-            f"{path}.name: unknown hyperparameter {name!r}; the model takes {', '.join(HYPERPARAMETERS)}"
+            f"{path}.name: unknown hyperparameter {name!r}; the model takes {', '.join(kind.hyperparameters)}"
         )
-    kind = _choice(f.get("type", str, "") or "", ("real", "integer", "categorical"), f.where("type"))
+    dim_type = _choice(f.get("type", str, "") or "", ("real", "integer", "categorical"), f.where("type"))
     dim: Dimension
-    if kind == "categorical":
+    if dim_type == "categorical":
         values = f.get("values", list, None)
         if not values:
             raise SpecError(f"{path}.values: a categorical needs at least one value")
@@ -311,7 +305,7 @@ def _dimension(item: Any, path: str) -> Dimension:
             if not isinstance(v, (int, float, str)) or isinstance(v, bool):
                 raise SpecError(f"{path}.values[{i}]: must be a number or a string, got {_kind(v)}")
         dim = Categorical(name, tuple(values))
-    elif kind == "integer":
+    elif dim_type == "integer":
         low, high = f.get("low", int, None), f.get("high", int, None)
         _bounds(low, high, path)
         dim = Integer(name, low, high)
@@ -335,60 +329,11 @@ def _bounds(low: float | None, high: float | None, path: str) -> None:
         raise SpecError(f"{path}.low: must be less than high ({low} >= {high})")
 
 
-def _optimizer(f: _Fields) -> OptimizerSettings:
-    d = OptimizerSettings()
-    opt = OptimizerSettings(
-        base_estimator=_choice(
-            f.get("base_estimator", str, d.base_estimator), BASE_ESTIMATORS, f.where("base_estimator")
-        ),
-        acq_func=_choice(f.get("acq_func", str, d.acq_func), ACQ_FUNCS, f.where("acq_func")),
-        n_initial_points=_positive(
-            f.get("n_initial_points", int, d.n_initial_points), f.where("n_initial_points"), 0
-        ),
-        initial_point_generator=_choice(
-            f.get("initial_point_generator", str, d.initial_point_generator),
-            INITIAL_POINT_GENERATORS,
-            f.where("initial_point_generator"),
-        ),
-        random_state=_positive(f.get("random_state", int, d.random_state), f.where("random_state"), 0),
-    )
+def _section(f: _Fields, cls: type[_S]) -> _S:
+    """A settings section: every declared field read with its type, default and rule."""
+    values = {x.name: check(f.get(x.name, x.kind, x.default), x, f.where(x.name)) for x in settings_of(cls)}
     f.done()
-    return opt
-
-
-def _budget(f: _Fields) -> Budget:
-    d = Budget()
-    budget = Budget(
-        max_trials=_positive(f.get("max_trials", int, d.max_trials), f.where("max_trials")),
-        parallel=_positive(f.get("parallel", int, d.parallel), f.where("parallel")),
-        max_failed=_positive(f.get("max_failed", int, d.max_failed), f.where("max_failed")),
-        failure_penalty=f.get("failure_penalty", float, d.failure_penalty),
-    )
-    f.done()
-    return budget
-
-
-def _trial(f: _Fields) -> TrialSettings:
-    d = TrialSettings()
-    split = f.get("validation_split", float, d.validation_split)
-    if not 0.0 < split < 1.0:
-        raise SpecError(f"trial.validation_split: must be between 0 and 1 (exclusive), got {split}")
-    train_subset = f.get("train_subset", int, None)
-    test_subset = f.get("test_subset", int, None)
-    precision = f.get("precision", str, d.precision)
-    if precision not in PRECISIONS:
-        raise SpecError(f"{f.where('precision')}: {precision!r} is not one of {list(PRECISIONS)}")
-    settings = TrialSettings(
-        epochs=_positive(f.get("epochs", int, d.epochs), f.where("epochs")),
-        batch_size=_positive(f.get("batch_size", int, d.batch_size), f.where("batch_size")),
-        train_subset=None if train_subset is None else _positive(train_subset, f.where("train_subset")),
-        validation_split=split,
-        test_subset=None if test_subset is None else _positive(test_subset, f.where("test_subset")),
-        seed=_positive(f.get("seed", int, d.seed), f.where("seed"), 0),
-        precision=precision,
-    )
-    f.done()
-    return settings
+    return cls(**values)
 
 
 def _point(raw: Any, path: str, space: tuple[Dimension, ...]) -> Params:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 # The real control plane's fixtures, registered once here so every folder
 # shares one control plane per session.
 from tests.cluster.fixtures import Kubectl, cluster_assets, control_plane, kubectl, kubelet, namespace
+from tests.fake_trial import shim_dir
 from tests.gcs_emulator import FakeGCS
 
 __all__ = ["Kubectl", "cluster_assets", "control_plane", "kubectl", "kubelet", "namespace"]
@@ -48,6 +51,21 @@ def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     absence is an error, not a skip). Subprocesses get it as KUBETUNE_DATA_DIR
     in their env; os.environ is left alone.
     """
-    from kubetune import dataset  # imports TensorFlow: only for tests that ask
+    from kubetune.trial import dataset  # imports TensorFlow: only for tests that ask
 
     return dataset.prepare(tmp_path_factory.mktemp("tensorflow_datasets"))
+
+
+@pytest.fixture(scope="session")
+def shim() -> Iterator[Path]:
+    """A PATH folder whose ``kubetune trial`` is tests/fake_trial.py; ``shim / "kubetune"`` runs it.
+
+    Kept outside /tmp: controller and trial pods mount an emptyDir over /tmp
+    (the local kubelet binds it in each container's mount namespace), which
+    would hide a shim kept there.
+    """
+    parent = Path.home() / ".cache" / "kubetune"
+    parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="reliability-shim-", dir=parent))
+    yield shim_dir(folder)
+    shutil.rmtree(folder, ignore_errors=True)

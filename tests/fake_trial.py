@@ -33,9 +33,10 @@ from kubetune.contract import (
     parse_trial_args,
     result_object,
 )
+from kubetune.kinds import CNN
 from kubetune.store import AlreadyExists, open_store
+from tests import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 ENV = "KUBETUNE_FAKE_TRIAL"
 
 
@@ -78,7 +79,7 @@ def _age_s() -> float:
 
 
 def main(argv: list[str]) -> int:
-    req = parse_trial_args(argv)
+    req = parse_trial_args(argv, CNN)
     how = behaviour(req.index)
     time.sleep(max(0.0, float(how.get("sleep", 0)) - _age_s()))
     if how.get("hang"):

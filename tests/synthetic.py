@@ -8,24 +8,27 @@ from __future__ import annotations
 
 import contextlib
 
-from kubetune.contract import TrialRequest, TrialResult, result_object
+from kubetune.contract import TrialRequest, result_object
 from kubetune.launcher import TrialExit
 from kubetune.store import AlreadyExists, Store
 from tests.fake_trial import objective, succeeded
 
 
 class InProcessLauncher:
-    """Runs each trial instantly in-process; ``fail`` lists indices that crash."""
+    """Runs each trial instantly in-process; ``fail`` lists indices that crash, ``hang`` those
+    that run until stopped."""
 
     name = "synthetic"
 
-    def __init__(self, store: Store, fail: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self, store: Store, fail: frozenset[int] = frozenset(), hang: frozenset[int] = frozenset()
+    ) -> None:
         self.store = store
         self.fail = fail
+        self.hang = hang
         self.launched: list[TrialRequest] = []
-        self.recorded: list[int] = []
-        self.concluded: bool | None = None
         self._running: dict[int, TrialRequest] = {}
+        self._stopped: list[int] = []
 
     def launch(self, req: TrialRequest) -> None:
         self.launched.append(req)
@@ -38,10 +41,15 @@ class InProcessLauncher:
         return set(self._running)
 
     def wait(self, timeout: float) -> list[TrialExit]:
+        if self._stopped:
+            index = self._stopped.pop()
+            del self._running[index]
+            return [TrialExit(index, None, "stopped")]
         # Finish the oldest running trial: deterministic order for replay tests.
-        if not self._running:
+        finishing = sorted(set(self._running) - self.hang)
+        if not finishing:
             return []
-        index = min(self._running)
+        index = finishing[0]
         req = self._running.pop(index)
         if index in self.fail:
             return [TrialExit(index, 1, "exited with code 1")]
@@ -51,11 +59,9 @@ class InProcessLauncher:
             self.store.create(result_object(index), result.to_json())
         return [TrialExit(index, 0, "succeeded")]
 
-    def record(self, result: TrialResult, summary: object) -> None:
-        self.recorded.append(result.index)
-
-    def conclude(self, summary: object, completed: bool) -> None:
-        self.concluded = completed
+    def stop(self, index: int) -> None:
+        if index in self._running:
+            self._stopped.append(index)
 
     def close(self) -> None:
         self._running.clear()

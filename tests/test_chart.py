@@ -18,12 +18,14 @@ import yaml
 
 from kubetune import cli
 from kubetune import spec as specmod
-from kubetune.contract import METRICS, PRECISIONS, TrialRequest, TrialSettings
+from kubetune.contract import TrialRequest
 from kubetune.errors import StudyFailed, UsageError
-from kubetune.launcher.job import JobSettings, build_job
-from kubetune.spec import Spec, parse_spec
+from kubetune.kinds import CNN, CnnSettings
+from kubetune.kubernetes.job import JobSettings, build_job
+from kubetune.settings import Setting, settings_of
+from kubetune.spec import Budget, OptimizerSettings, Spec, parse_spec
+from tests import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "kubetune"
 CUSTOM = REPO / "tests" / "data" / "values-custom.yaml"
 STORE = "gs://kubetune-test/studies/fmnist"
@@ -265,7 +267,7 @@ def test_trial_jobs_from_the_rendered_settings_meet_restricted_pss(custom_objs: 
     # namespace policy as the controller, or a restricted namespace runs no trial.
     _, job_yaml = config_files(custom_objs)
     settings = JobSettings(**job_yaml)
-    req = TrialRequest(STORE, "fmnist-small", 7, {"learning_rate": 0.01}, TrialSettings(), "val_loss")
+    req = TrialRequest(STORE, "fmnist-small", 7, {"learning_rate": 0.01}, CnnSettings(), "val_loss")
     pod = build_job(req, settings, namespace=NAMESPACE)["spec"]["template"]["spec"]
     assert restricted_violations(pod) == []
 
@@ -369,7 +371,7 @@ def test_values_yaml_study_block_matches_spec_defaults() -> None:
     # metric) does not inherit a default that no longer fits: see values.yaml.
     assert values["study"].pop("x0") is None and canonical.pop("x0") == list(Spec.x0)
     assert values["study"]["objective"].pop("goal") is None
-    assert canonical["objective"].pop("goal") == METRICS[canonical["objective"]["metric"]]
+    assert canonical["objective"].pop("goal") == CNN.metrics[canonical["objective"]["metric"]]
     assert values["study"] == canonical
 
 
@@ -532,19 +534,51 @@ def test_schema_enums_mirror_the_spec() -> None:
     assert schema["additionalProperties"] is False
     study = schema["properties"]["study"]["properties"]
     item = study["space"]["items"]["properties"]
-    assert item["name"]["enum"] == list(specmod.HYPERPARAMETERS)
+    assert item["name"]["enum"] == list(CNN.hyperparameters)
     assert item["prior"]["enum"] == list(specmod.PRIORS)
     assert study["name"]["pattern"] == specmod.NAME_RE.pattern
     assert study["name"]["maxLength"] == specmod.NAME_MAX
-    assert study["objective"]["properties"]["metric"]["enum"] == list(METRICS)
+    assert study["objective"]["properties"]["metric"]["enum"] == list(CNN.metrics)
     assert study["objective"]["properties"]["goal"]["enum"] == ["maximize", "minimize", None]
     opt = study["optimizer"]["properties"]
     assert opt["base_estimator"]["enum"] == list(specmod.BASE_ESTIMATORS)
     assert opt["acq_func"]["enum"] == list(specmod.ACQ_FUNCS)
     assert opt["initial_point_generator"]["enum"] == list(specmod.INITIAL_POINT_GENERATORS)
-    assert set(study["x0"]["items"]["properties"]) == set(specmod.HYPERPARAMETERS)
-    assert study["trial"]["properties"]["precision"]["enum"] == list(PRECISIONS)
+    assert set(study["x0"]["items"]["properties"]) == set(CNN.hyperparameters)
     assert set(study) == set(Spec().to_dict())
+
+
+# A number may come as a string: --set keeps floats as strings, and the spec reads them.
+NUMBER = {"type": ["number", "string"], "pattern": r"^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$"}
+
+
+def schema_of(s: Setting) -> dict[str, Any]:
+    """The schema a declared setting must have in values.schema.json."""
+    out: dict[str, Any]
+    if s.rule.choices is not None:
+        out = {"enum": list(s.rule.choices)}
+    elif s.kind is float:
+        out = dict(NUMBER)
+    else:
+        out = {"type": {int: "integer", str: "string"}[s.kind]}
+    if s.optional:
+        out["type"] = [*([out["type"]] if isinstance(out["type"], str) else out["type"]), "null"]
+    if s.rule.minimum is not None:
+        out["minimum"] = s.rule.minimum
+    if s.rule.between is not None:
+        out["exclusiveMinimum"], out["exclusiveMaximum"] = s.rule.between
+    if s.rule.help:
+        out["description"] = s.rule.help
+    return out
+
+
+@pytest.mark.parametrize(("section", "cls"), [("optimizer", OptimizerSettings), ("budget", Budget),
+                                              ("trial", CnnSettings)])  # fmt: skip
+def test_schema_sections_are_the_declared_settings(section: str, cls: type) -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    props = schema["properties"]["study"]["properties"][section]
+    assert props["additionalProperties"] is False
+    assert props["properties"] == {s.name: schema_of(s) for s in settings_of(cls)}
 
 
 # --- NOTES.txt and the helm test hook --------------------------------------------------

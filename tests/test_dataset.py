@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kubetune import dataset
-from kubetune.contract import DATASET_PREFIX, TrialSettings
+from kubetune.contract import DATASET_PREFIX
 from kubetune.errors import KubetuneError
+from kubetune.kinds import CnnSettings
 from kubetune.store import open_store
+from kubetune.trial import dataset
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def test_prepare_again_returns_at_once(prepared_data_dir: Path) -> None:
 def test_split_sizes_follow_the_settings(prepared_data_dir: Path) -> None:
     counts = [
         dataset.load_splits(settings, prepared_data_dir)[3]
-        for settings in (TrialSettings(), TrialSettings(validation_split=0.25, train_subset=100_000))
+        for settings in (CnnSettings(), CnnSettings(validation_split=0.25, train_subset=100_000))
     ]
     assert counts == [
         {"train": 54_000, "validation": 6_000, "test": 10_000},
@@ -70,7 +71,7 @@ def test_split_sizes_follow_the_settings(prepared_data_dir: Path) -> None:
 
 
 def test_splits_are_disjoint_normalized_and_deterministic(prepared_data_dir: Path) -> None:
-    settings = TrialSettings(batch_size=512, train_subset=2048, test_subset=1000, validation_split=0.1)
+    settings = CnnSettings(batch_size=512, train_subset=2048, test_subset=1000, validation_split=0.1)
     train, val, test, counts = dataset.load_splits(settings, prepared_data_dir)
     assert counts == {"train": 2048, "validation": 6000, "test": 1000}
 
@@ -122,7 +123,7 @@ def test_push_then_ensure_downloads_from_the_store(
     fresh = tmp_path / "fresh"
     assert dataset.ensure(fresh, store, download_host=("127.0.0.1", closed_port)) == fresh
     assert dataset.is_prepared(fresh)
-    settings = TrialSettings(train_subset=512, test_subset=512)
+    settings = CnnSettings(train_subset=512, test_subset=512)
     test = dataset.load_splits(settings, fresh)[2]
     assert len(_hashes(test.as_numpy_iterator())) == 512
 

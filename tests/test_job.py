@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from kubetune.contract import TrialRequest, TrialSettings, parse_trial_args
+from kubetune.contract import TrialRequest, parse_trial_args
 from kubetune.errors import UsageError
-from kubetune.launcher.job import JobSettings, build_job, job_name, label_value
+from kubetune.kinds import CNN, CnnSettings
+from kubetune.kubernetes.job import JobSettings, build_job, job_name, label_value
 
 REQ = TrialRequest(
     store="gs://bucket/studies/fm",
     study="fashion-mnist",
     index=7,
     params={"learning_rate": 0.00775, "num_dense_layers": 1, "num_dense_nodes": 296},
-    settings=TrialSettings(epochs=3, train_subset=2048, precision="mixed_float16"),
+    settings=CnnSettings(epochs=3, train_subset=2048, precision="mixed_float16"),
     objective="val_accuracy",
 )
 OWNER = {"metadata": {"name": "fm-controller", "uid": "1234", "labels": {"app.kubernetes.io/instance": "fm"}}}
@@ -43,7 +44,7 @@ def test_job_runs_the_trial_command_line_on_a_gpu() -> None:
     job = build_job(REQ, settings, namespace="ns", owner=OWNER)
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][:2] == ["kubetune", "trial"]
-    assert parse_trial_args(container["command"][2:]) == REQ  # the contract, round-tripped
+    assert parse_trial_args(container["command"][2:], CNN) == REQ  # the contract, round-tripped
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert job["spec"]["template"]["spec"]["tolerations"] == settings.tolerations
     assert job["spec"]["backoffLimit"] == 0

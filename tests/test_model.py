@@ -6,7 +6,7 @@ import keras
 import pytest
 
 from kubetune.errors import UsageError
-from kubetune.model import build_model
+from kubetune.trial.model import build_model
 
 # Conv2D(32, 3x3) on 1 channel: 3*3*1*32 + 32; Conv2D(64, 3x3) on 32: 3*3*32*64 + 64.
 CONV_PARAMS = 320 + 18_496

@@ -21,16 +21,25 @@ import pytest
 from PIL import Image
 from structlog.testing import capture_logs
 
-from kubetune import cli, plots, report, study
-from kubetune.contract import BEST_OBJECT, HISTORY_OBJECT, Params, TrialResult, failed_result
-from kubetune.history import read_study
+from kubetune import cli
+from kubetune.contract import (
+    BEST_OBJECT,
+    HISTORY_OBJECT,
+    REPORT_OBJECT,
+    Params,
+    TrialResult,
+    failed_result,
+    plot_object,
+)
+from kubetune.controller import plots, report, study
+from kubetune.controller.history import read_study
+from kubetune.controller.study import Study
 from kubetune.spec import parse_spec
 from kubetune.store import Store, open_store
-from kubetune.study import Study
+from tests import REPO
 from tests.fake_trial import objective
 from tests.synthetic import InProcessLauncher
 
-REPO = Path(__file__).resolve().parent.parent
 KUBETUNE = REPO / ".venv" / "bin" / "kubetune"
 CHROMIUM = Path("/usr/bin/chromium")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -67,7 +76,7 @@ def page(recorded: Recorded, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`kubetune report` on a copy of the store without the published views."""
     root = tmp_path_factory.mktemp("copy") / "store"
     shutil.copytree(recorded.root, root)
-    (root / report.REPORT_OBJECT).unlink()
+    (root / REPORT_OBJECT).unlink()
     shutil.rmtree(root / "plots")
     out = tmp_path_factory.mktemp("page") / "page.html"
     done = kubetune("report", str(root), "--output", str(out))
@@ -86,7 +95,7 @@ def kubetune(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("name", report.PLOTS)
 def test_each_plot_is_published_as_a_real_png(recorded: Recorded, name: str) -> None:
-    data = recorded.store.get(report.plot_object(name))
+    data = recorded.store.get(plot_object(name))
     assert data.startswith(PNG_MAGIC)
     assert len(data) > 10_000
     assert_a_picture(Image.open(io.BytesIO(data)))
@@ -148,7 +157,7 @@ def test_a_failing_plot_costs_only_that_plot(
         report.publish(store, SPEC, recorded.results)
     assert {"event": "plot_failed", "plot": "objective"}.items() <= logs[0].items()
     assert store.list("plots/") == ["plots/convergence.png", "plots/evaluations.png"]
-    page = store.get(report.REPORT_OBJECT).decode()
+    page = store.get(REPORT_OBJECT).decode()
     assert "Objective plot: could not be drawn (RuntimeError: no ink)." in page
 
 
@@ -208,7 +217,7 @@ def test_a_redraw_waits_for_a_trial_about_to_finish(
 
 
 def test_the_report_is_published_self_contained(recorded: Recorded) -> None:
-    page = recorded.store.get(report.REPORT_OBJECT).decode()
+    page = recorded.store.get(REPORT_OBJECT).decode()
     assert "<title>kubetune study report-test</title>" in page
     assert page.count('<img src="data:image/png;base64,') == 3
     assert "http" not in page.replace('lang="en"', "")  # no external asset of any kind

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kubetune.spec import Categorical, Integer, Real, Spec, SpecError, load_spec, parse_spec
+from kubetune.errors import SpecError
+from kubetune.spec import Categorical, Integer, Real, Spec, load_spec, parse_spec
 
 
 def test_empty_spec_is_the_notebook() -> None:
@@ -127,7 +128,7 @@ BAD = [
     ("name: -leading-dash", r"name: '-leading-dash' is not DNS-safe"),
     (f"name: {'a' * 41}", r"name: at most 40 characters"),
     ("trial: {validation_split: 1.5}", r"trial\.validation_split: must be between 0 and 1"),
-    ("trial: {precision: float16}", r"trial\.precision: 'float16' is not one of \['float32', "),
+    ("trial: {precision: float16}", r"trial\.precision: must be one of float32, mixed_float16, mixed_bfloat16; got 'float16'"),
     ("trial: {epochs: 0}", r"trial\.epochs: must be at least 1"),
     ("trial: {batch_size: 1.0e+3}", r"trial\.batch_size: must be an integer"),
     ("trial: {epochs: .nan}", r"trial\.epochs: must be an integer"),

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from kubetune import optimizer, report
 from kubetune.contract import (
     BEST_OBJECT,
     HISTORY_OBJECT,
@@ -18,11 +17,12 @@ from kubetune.contract import (
     params_object,
     result_object,
 )
+from kubetune.controller import optimizer, report
+from kubetune.controller.history import read_history
+from kubetune.controller.study import Study
 from kubetune.errors import UsageError
-from kubetune.history import read_history
 from kubetune.spec import Budget, Spec, parse_spec
 from kubetune.store import Store, open_store
-from kubetune.study import Study
 from tests.synthetic import InProcessLauncher
 
 SPEC = parse_spec(
@@ -43,7 +43,7 @@ def run(spec: Spec, store: Store, **kw: object) -> tuple[Study, InProcessLaunche
 
 
 def points(store: Store) -> list[Params]:
-    h = read_history(store, "val_accuracy")
+    h = read_history(store, SPEC)
     return [h.launched[i].params for i in sorted(h.launched)]
 
 
@@ -85,12 +85,12 @@ def test_an_orphaned_launch_is_relaunched_with_the_same_params(tmp_path: Path) -
     store = open_store(str(tmp_path))
     run(replace(SPEC, budget=replace(SPEC.budget, max_trials=5)), store)
     # A controller died after handing out index 5 but before it finished.
-    orphan = optimizer.suggest(SPEC, 5, read_history(store, "val_accuracy").ordered_results(), [])
+    orphan = optimizer.suggest(SPEC, 5, read_history(store, SPEC).ordered_results(), [])
 
     store.create(params_object(5), LaunchRecord(5, orphan, 0.0, "synthetic").to_json())
     _, launcher = run(SPEC, store)
     assert launcher.launched[0].index == 5 and launcher.launched[0].params == SPEC.full_params(orphan)
-    h = read_history(store, "val_accuracy")
+    h = read_history(store, SPEC)
     assert sorted(h.results) == list(range(9))
 
 
@@ -132,12 +132,12 @@ def test_a_store_holding_another_study_is_refused(tmp_path: Path) -> None:
     run(replace(SPEC, budget=replace(SPEC.budget, max_trials=2)), store)
     with pytest.raises(UsageError, match="optimizer: differs from the study already in"):
         run(replace(SPEC, optimizer=replace(SPEC.optimizer, random_state=4)), store)
-    assert len(read_history(store, "val_accuracy").launched) == 2
+    assert len(read_history(store, SPEC).launched) == 2
 
 
 def test_malformed_result_counts_as_failed(tmp_path: Path) -> None:
     store = open_store(str(tmp_path))
     store.create(result_object(0), b'{"index": 0, "status": "succeeded", "objective_value": NaN}')
-    h = read_history(store, "val_accuracy")
+    h = read_history(store, SPEC)
     assert not h.results[0].succeeded and "malformed result record" in (h.results[0].reason or "")
     assert report.best_of(SPEC, h.ordered_results()) is None

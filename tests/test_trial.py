@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from kubetune import contract, trial
-from kubetune.contract import TrialRequest, TrialResult, TrialSettings
+from kubetune.contract import TrialRequest, TrialResult
+from kubetune.kinds import CnnSettings
 from kubetune.store import AlreadyExists, Store, open_store
 
 KUBETUNE = Path(sys.executable).parent / "kubetune"
 NOTEBOOK_X0: contract.Params = {"learning_rate": 0.001, "num_dense_layers": 1, "num_dense_nodes": 12}
-SMALL = TrialSettings(epochs=1, train_subset=2048, test_subset=1024)
+SMALL = CnnSettings(epochs=1, train_subset=2048, test_subset=1024)
 
 
 def request(store: Path, index: int, params: contract.Params) -> TrialRequest:
@@ -137,7 +138,7 @@ def test_trial_side_imports_neither_kubernetes_nor_skopt() -> None:
     script = (
         "import sys, kubetune.trial\n"
         "assert 'tensorflow' not in sys.modules, 'kubetune.trial imports TensorFlow eagerly'\n"
-        "import kubetune.dataset, kubetune.model\n"
+        "import kubetune.trial.dataset, kubetune.trial.model\n"
         "heavy = sorted({'kubernetes', 'skopt'} & set(sys.modules))\n"
         "assert not heavy, heavy\n"
     )

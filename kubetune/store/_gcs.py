@@ -20,12 +20,12 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from kubetune.store import AlreadyExists, NotFound, StoreError
 
-# Bounded: a dead network surfaces as an error in about a minute, not never.
-RETRY: Retry = DEFAULT_RETRY.with_timeout(60.0)
-TIMEOUT = (5.0, 60.0)  # connect, read (seconds)
-
 
 class GCSStore:
+    # Bounded: a dead network surfaces as an error in about a minute, not never.
+    RETRY: Retry = DEFAULT_RETRY.with_timeout(60.0)
+    TIMEOUT = (5.0, 60.0)  # connect, read (seconds)
+
     def __init__(self, bucket: storage.Bucket, prefix: str) -> None:
         self.bucket = bucket
         self.prefix = prefix
@@ -47,7 +47,11 @@ class GCSStore:
     def _check(self) -> None:
         # One cheap call that needs the same permission as every later read.
         try:
-            list(self.bucket.list_blobs(prefix=self.prefix, max_results=1, timeout=TIMEOUT, retry=RETRY))
+            list(
+                self.bucket.list_blobs(
+                    prefix=self.prefix, max_results=1, timeout=self.TIMEOUT, retry=self.RETRY
+                )
+            )
         except gexc.NotFound:
             raise StoreError(f"store {self.uri}: bucket {self.bucket.name!r} does not exist") from None
         except gexc.Forbidden as exc:
@@ -59,7 +63,7 @@ class GCSStore:
         blob = self.bucket.blob(self.prefix + name)
         try:
             blob.upload_from_string(
-                data, if_generation_match=0, timeout=TIMEOUT, retry=RETRY, content_type=_type(name)
+                data, if_generation_match=0, timeout=self.TIMEOUT, retry=self.RETRY, content_type=_type(name)
             )
         except gexc.PreconditionFailed:
             # A retried upload whose first attempt landed (its response was lost
@@ -80,13 +84,15 @@ class GCSStore:
         blob = self.bucket.blob(self.prefix + name)
         try:
             # An unconditional overwrite is idempotent, so retrying it is safe.
-            blob.upload_from_string(data, timeout=TIMEOUT, retry=RETRY, content_type=_type(name))
+            blob.upload_from_string(data, timeout=self.TIMEOUT, retry=self.RETRY, content_type=_type(name))
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"{self.uri}/{name}: write failed ({_reason(exc)})") from None
 
     def get(self, name: str) -> bytes:
         try:
-            data: bytes = self.bucket.blob(self.prefix + name).download_as_bytes(timeout=TIMEOUT, retry=RETRY)
+            data: bytes = self.bucket.blob(self.prefix + name).download_as_bytes(
+                timeout=self.TIMEOUT, retry=self.RETRY
+            )
         except gexc.NotFound:
             raise NotFound(f"{self.uri}/{name}: not found") from None
         except gexc.GoogleAPICallError as exc:
@@ -95,7 +101,9 @@ class GCSStore:
 
     def list(self, prefix: str = "") -> list[str]:
         try:
-            blobs = self.bucket.list_blobs(prefix=self.prefix + prefix, timeout=TIMEOUT, retry=RETRY)
+            blobs = self.bucket.list_blobs(
+                prefix=self.prefix + prefix, timeout=self.TIMEOUT, retry=self.RETRY
+            )
             return sorted(b.name[len(self.prefix) :] for b in blobs)
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"{self.uri}: list failed ({_reason(exc)})") from None

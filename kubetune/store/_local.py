@@ -54,7 +54,8 @@ class LocalStore:
             # once and exactly one of several racing writers wins.
             os.link(tmp, self._path(name))
         except FileExistsError:
-            raise AlreadyExists(f"{self.uri}/{name}: already written") from None
+            if self.get(name) != data:
+                raise AlreadyExists(f"{self.uri}/{name}: already written") from None
         finally:
             tmp.unlink()
 

@@ -8,8 +8,7 @@ import os
 import signal
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -109,38 +108,6 @@ def stop_group(proc: subprocess.Popen[bytes], grace_s: float) -> int:
     # The leader may be gone while children it forked still hold the group.
     signal_group(proc, signal.SIGKILL)
     return proc.wait(timeout=30)
-
-
-def wait_for(
-    what: str,
-    probe: Callable[[], T | None],
-    timeout_s: float,
-    interval_s: float = 0.25,
-    on_timeout: Callable[[], str] | None = None,
-) -> T:
-    """Poll probe until it returns something other than None/False; bounded by timeout_s.
-
-    probe exceptions are treated as "not yet" (the last one is reported), since
-    most probes talk to a server that is still starting.
-    """
-    deadline = time.monotonic() + timeout_s
-    last_error: BaseException | None = None
-    while True:
-        try:
-            result = probe()
-            if result is not None and result is not False:
-                return result
-        except Exception as exc:
-            last_error = exc
-        if time.monotonic() >= deadline:
-            detail = on_timeout() if on_timeout is not None else ""
-            msg = f"timed out after {timeout_s:.0f} s waiting for {what}"
-            if last_error is not None:
-                msg += f" (last error: {last_error!r})"
-            if detail:
-                msg += f"\n{detail}"
-            raise TimeoutError(msg) from last_error
-        time.sleep(interval_s)
 
 
 def tail(path: Path, lines: int = 40) -> str:

@@ -27,7 +27,9 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
-from ._proc import Service, free_port, free_ports, spawn, stop_group, tail, wait_for
+from tests.polling import wait_for
+
+from ._proc import Service, free_port, free_ports, spawn, stop_group, tail
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ._proc import wait_for
+from tests.polling import wait_for
+
 from .controlplane import ControlPlane
 from .kubelet import LocalKubelet
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from kubernetes import client
 
-from ._proc import wait_for
+from tests.polling import wait_for
 
 Json = dict[str, Any]
 

@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import Literal, cast
 from urllib.parse import urlparse
 
+from tests.polling import wait_for
+
 from ._podrunner import (
     MountpointTracker,
     MountStrategy,
@@ -58,7 +60,7 @@ from ._podrunner import (
     force_delete,
     now_rfc3339,
 )
-from ._proc import Service, wait_for
+from ._proc import Service
 from ._rest import MERGE_PATCH, ApiError, Json, Rest, WatchExpired
 
 log = logging.getLogger(__name__)

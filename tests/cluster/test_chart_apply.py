@@ -12,13 +12,14 @@ import pytest
 import yaml
 from kubernetes import client
 
-from ._proc import wait_for
+from tests import REPO
+from tests.polling import wait_for
+
 from .controlplane import ControlPlane
 from .fixtures import Kubectl
 
 pytestmark = pytest.mark.cluster
 
-REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "kubetune"
 CUSTOM = REPO / "tests" / "data" / "values-custom.yaml"
 STORE = "gs://kubetune-test/studies/fmnist"

@@ -13,7 +13,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ._proc import wait_for
+from tests.polling import wait_for
+
 from .controlplane import ControlPlane
 from .fixtures import Kubectl
 from .helpers import (

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import REPO
 from tests.cluster.fixtures import Kubectl
 from tests.cluster.kubelet import LocalKubelet
 from tests.gcs_emulator import FakeGCS
@@ -26,7 +27,6 @@ from tests.reliability._checks import assert_no_credentials
 from tests.reliability._cluster import namespace_logs, pod_tokens
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
-REPO = Path(__file__).resolve().parents[2]
 KUBETUNE = str(Path(sys.executable).parent / "kubetune")
 STUDY = "e2e"
 SELECTOR = f"kubetune.dev/study={STUDY}"

@@ -10,22 +10,21 @@ import os
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kubetune import optimizer, report
 from kubetune.contract import BEST_OBJECT, HISTORY_OBJECT, TrialResult
-from kubetune.history import History, read_study
+from kubetune.controller import optimizer, report
+from kubetune.controller.history import History, read_study
 from kubetune.spec import Spec
 from kubetune.store import Store
+from tests import REPO
 from tests.fake_trial import ENV as FAKE_ENV
 from tests.reliability.fake_cli import SHIM_ENV
 
 T = TypeVar("T")
-REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 KUBETUNE = str(Path(sys.executable).parent / "kubetune")
 
@@ -65,18 +64,6 @@ def events(log_text: str) -> list[dict[str, Any]]:
 
 def named(log_text: str, event: str) -> list[dict[str, Any]]:
     return [e for e in events(log_text) if e.get("event") == event]
-
-
-def wait_until(what: str, probe: Callable[[], T | None], timeout_s: float, interval_s: float = 0.2) -> T:
-    """Poll ``probe`` until it returns something truthy; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 def assert_consistent(store: Store, trials: int) -> tuple[Spec, History]:

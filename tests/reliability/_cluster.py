@@ -17,12 +17,13 @@ import yaml
 
 from kubetune.contract import result_object
 from kubetune.store import NotFound, open_store
+from tests import REPO
 from tests.cluster._rest import Rest, WatchExpired
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.kubelet import LocalKubelet
 from tests.fake_trial import ENV as FAKE_ENV
 from tests.gcs_emulator import FakeGCS
-from tests.reliability._checks import REPO, wait_until
+from tests.polling import wait_for
 
 CHART = REPO / "charts" / "kubetune"
 RELEASE = "rel"
@@ -211,7 +212,7 @@ def phase(pod: Obj) -> str | None:
 
 def wait_pod_running(rest: Rest, namespace: str, name: str, timeout_s: float = 60) -> None:
     path = f"/api/v1/namespaces/{namespace}/pods/{name}"
-    wait_until(f"pod {name} Running", lambda: phase(rest.get(path)) == "Running", timeout_s)
+    wait_for(f"pod {name} Running", lambda: phase(rest.get(path)) == "Running", timeout_s)
 
 
 def wait_trial_pod_running(rest: Rest, namespace: str, study: str, index: int, timeout_s: float) -> str:
@@ -221,7 +222,7 @@ def wait_trial_pod_running(rest: Rest, namespace: str, study: str, index: int, t
         found = [p for p in pods(rest, namespace, selector) if phase(p) == "Running"]
         return str(found[0]["metadata"]["name"]) if found else None
 
-    return wait_until(f"trial {index}'s pod Running", running, timeout_s, interval_s=0.1)
+    return wait_for(f"trial {index}'s pod Running", running, timeout_s, interval_s=0.1)
 
 
 def wait_result(store: str, index: int, timeout_s: float) -> None:
@@ -234,7 +235,7 @@ def wait_result(store: str, index: int, timeout_s: float) -> None:
             return False
         return True
 
-    wait_until(f"trial {index}'s result in {store}", written, timeout_s, interval_s=0.1)
+    wait_for(f"trial {index}'s result in {store}", written, timeout_s, interval_s=0.1)
 
 
 def controller_job(rest: Rest, namespace: str) -> Obj:
@@ -254,7 +255,7 @@ def wait_controller_finished(rest: Rest, namespace: str, timeout_s: float) -> Ob
         job = controller_job(rest, namespace)
         return job if finished(job) else None
 
-    return wait_until("the controller Job to finish", done, timeout_s, interval_s=0.5)
+    return wait_for("the controller Job to finish", done, timeout_s, interval_s=0.5)
 
 
 def evict(rest: Rest, namespace: str, pod: str) -> None:
@@ -289,7 +290,7 @@ def wait_controller_token(rest: Rest, kubelet: LocalKubelet, namespace: str) -> 
         running = [p for p in pods(rest, namespace, CONTROLLER) if phase(p) == "Running"]
         return pod_tokens(kubelet, running[0]) if running else set()
 
-    return wait_until("the controller pod's token", token, 60)
+    return wait_for("the controller pod's token", token, 60)
 
 
 def status_with_token(control_plane: ControlPlane, token: str, method: str, path: str) -> int:

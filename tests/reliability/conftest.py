@@ -1,9 +1,7 @@
-"""Fixtures of the reliability suite: the fake-trial shim, a namespace per module, a rig per test."""
+"""Fixtures of the reliability suite: a namespace per module, a rig per test."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,24 +11,8 @@ from kubernetes import client
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import create_namespace, delete_namespace
 from tests.cluster.kubelet import LocalKubelet
-from tests.fake_trial import shim_dir
 from tests.gcs_emulator import FakeGCS
 from tests.reliability._cluster import Rig, Testbed
-
-
-@pytest.fixture(scope="session")
-def shim() -> Iterator[Path]:
-    """A PATH folder whose ``kubetune trial`` is tests/fake_trial.py; ``shim / "kubetune"`` runs it.
-
-    Kept outside /tmp: controller and trial pods mount an emptyDir over /tmp
-    (the local kubelet binds it in each container's mount namespace), which
-    would hide a shim kept there.
-    """
-    parent = Path.home() / ".cache" / "kubetune"
-    parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="reliability-shim-", dir=parent))
-    yield shim_dir(folder)
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,14 @@ import sys
 from pathlib import Path
 
 from kubetune import cli
-from kubetune.launcher import _local
+from kubetune.launcher import local
 
 SHIM_ENV = "KUBETUNE_TEST_SHIM"
 
 
 def main(argv: list[str]) -> int:
     trial = str(Path(os.environ[SHIM_ENV]) / "kubetune")
-    _local._executable = lambda: trial  # what LocalLauncher runs each trial with
+    local._executable = lambda: trial  # what LocalLauncher runs each trial with
     return cli.main(argv)
 
 

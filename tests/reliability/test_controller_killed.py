@@ -22,19 +22,19 @@ import pytest
 from kubetune.cli import EXIT_TERMINATED
 from kubetune.contract import LaunchRecord, Params
 from kubetune.store import Store, open_store
+from tests import REPO
 from tests.cluster._rest import Rest
 from tests.cluster.fixtures import Kubectl
 from tests.cluster.kubelet import LocalKubelet
+from tests.polling import wait_for
 from tests.reliability import _cluster as cl
 from tests.reliability._checks import (
-    REPO,
     assert_consistent,
     assert_no_credentials,
     fake_cli,
     fake_cli_env,
     named,
     run,
-    wait_until,
 )
 
 SPEC = """
@@ -74,7 +74,7 @@ def test_a_local_study_sigkilled_six_times_completes_each_trial_once(tmp_path: P
                 fake_cli("run", str(spec), "--store", str(store_path)), env=env, cwd=REPO, stderr=out
             )
         # A random point inside the loop: after it replayed the store, before it ends.
-        wait_until("the runner to start its loop", lambda: "study_" in log.read_text(), 60)  # noqa: B023
+        wait_for("the runner to start its loop", lambda: "study_" in log.read_text(), 60)  # noqa: B023
         time.sleep(rng.uniform(0.0, 2.0))
         assert runner.poll() is None, f"the study ended before kill {kill}: make it longer"
         runner.send_signal(signal.SIGKILL)
@@ -101,7 +101,7 @@ def test_sigterm_stops_a_local_study_at_once_and_it_resumes(tmp_path: Path, shim
         runner = subprocess.Popen(
             fake_cli("run", str(spec), "--store", str(store_path)), env=env, cwd=REPO, stderr=out
         )
-    started = wait_until("trial 0 to start", lambda: named(log.read_text(), "trial_started"), 60)
+    started = wait_for("trial 0 to start", lambda: named(log.read_text(), "trial_started"), 60)
     trial_pid = int(started[0]["pid"])
 
     sent = time.monotonic()
@@ -195,4 +195,4 @@ def wait_new_controller_running(rest: Rest, namespace: str, killed: set[str]) ->
         return None
 
     # The Job controller holds a replacement back 10 s after a pod failure, doubling each time.
-    return wait_until("a new controller pod Running", running, 240, interval_s=0.1)
+    return wait_for("a new controller pod Running", running, 240, interval_s=0.1)

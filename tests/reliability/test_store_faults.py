@@ -21,9 +21,7 @@ from pathlib import Path
 import pytest
 
 from kubetune.contract import EXIT_ALREADY_RECORDED, TrialResult, result_object
-from kubetune.store import Store, open_store
-from kubetune.store import _gcs as gcs_store
-from kubetune.store._gcs import GCSStore
+from kubetune.store import GCSStore, Store, open_store
 from tests.gcs_emulator import FakeGCS
 from tests.reliability._checks import (
     KUBETUNE,
@@ -73,7 +71,7 @@ def proxied(
     gcs: FakeGCS, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[FaultProxy, Opener]]:
     """A proxy in front of the emulator, and a way to open stores (in this process) through it."""
-    monkeypatch.setattr(gcs_store, "TIMEOUT", (5.0, READ_TIMEOUT_S))
+    monkeypatch.setattr(GCSStore, "TIMEOUT", (5.0, READ_TIMEOUT_S))
     with FaultProxy(gcs.host) as proxy:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.host)
         yield proxy, lambda prefix: open_store(f"gs://{bucket}/{prefix}")
@@ -113,7 +111,7 @@ def test_retries_back_off_exponentially_with_jitter(
     for series in waits:
         assert all(w <= 2**k + 0.5 for k, w in enumerate(series)), series
     assert max(abs(a - b) for a, b in zip(*waits, strict=True)) > 0.01, waits
-    assert (gcs_store.RETRY._initial, gcs_store.RETRY._multiplier, gcs_store.RETRY._timeout) == (
+    assert (GCSStore.RETRY._initial, GCSStore.RETRY._multiplier, GCSStore.RETRY._timeout) == (
         1.0,
         2.0,
         60.0,

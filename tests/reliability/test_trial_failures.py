@@ -16,20 +16,16 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from kubetune.contract import TrialResult
+from kubetune.controller.history import read_study
 from kubetune.errors import StudyFailed
-from kubetune.history import read_study
-from kubetune.launcher._kubernetes import KubernetesLauncher
-from kubetune.launcher.job import JobSettings
 from kubetune.store import open_store
 from tests.cluster._rest import ApiError, Rest
 from tests.cluster.controlplane import ControlPlane
@@ -94,32 +90,6 @@ def assert_reasons(results: list[TrialResult], reasons: dict[int, str]) -> None:
     assert sorted(failed) == sorted(reasons), failed
     wrong = {i: failed[i] for i, piece in reasons.items() if piece not in failed[i]}
     assert wrong == {}, f"reasons missing their cause: {wrong}"
-
-
-# --- the reason of an evicted trial -------------------------------------------------------
-
-
-def test_an_evicted_pod_gone_before_its_job_failed_still_gives_the_reason() -> None:
-    # The order the watches may deliver: the pod's last state, the pod deleted
-    # (its Job let go of it), then the Job's Failed condition. The reason is in
-    # the pod that is gone.
-    launcher = KubernetesLauncher(client.ApiClient(), "ns", JobSettings())  # no API call is made
-    launcher._study = "s"
-    launcher._tracked[3] = time.time()
-    labels = {"kubetune.dev/study": "s", "kubetune.dev/trial": "3"}
-    evicted = {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
-               "message": "Eviction API: evicting"}  # fmt: skip
-    pod = {
-        "metadata": {"name": "s-000003-x", "labels": labels, "creationTimestamp": "2030-01-01T00:00:00Z"},
-        "status": {"phase": "Failed", "conditions": [evicted],
-                   "containerStatuses": [{"state": {"terminated": {"exitCode": 143}}}]},
-    }  # fmt: skip
-    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
-    launcher._on_pod("MODIFIED", pod)
-    launcher._on_pod("DELETED", pod)
-    launcher._on_job("MODIFIED", {"metadata": {"labels": labels}, "status": {"conditions": [failed]}})
-    [ex] = launcher.wait(0)
-    assert (ex.index, ex.reason) == (3, "pod evicted (EvictionByEvictionAPI: Eviction API: evicting)")
 
 
 # --- in the cluster ------------------------------------------------------------------------

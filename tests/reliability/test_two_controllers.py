@@ -20,8 +20,9 @@ import yaml
 
 from kubetune.cli import EXIT_TERMINATED
 from kubetune.store import open_store
+from tests.polling import wait_for
 from tests.reliability import _cluster as cl
-from tests.reliability._checks import KUBETUNE, assert_consistent, events, named, wait_until
+from tests.reliability._checks import KUBETUNE, assert_consistent, events, named
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -87,25 +88,25 @@ def test_only_the_lease_holder_launches_and_the_other_takes_over(
     run = Runs(argv, env, tmp_path)
     with rig.recorder() as recorder, run:
         a = run.start("a")
-        wait_until("a to launch a trial", lambda: a.has("lease_acquired") and a.launched(), 60)
+        wait_for("a to launch a trial", lambda: a.has("lease_acquired") and a.launched(), 60)
         b = run.start("b")
-        wait_until("b to wait for the Lease", lambda: b.has("lease_waiting"), 60)
-        wait_until("a to launch two more trials", lambda: len(a.launched()) >= 3, 60)
+        wait_for("b to wait for the Lease", lambda: b.has("lease_waiting"), 60)
+        wait_for("a to launch two more trials", lambda: len(a.launched()) >= 3, 60)
         assert not b.launched() and not b.has("study_started"), "b acted without the Lease"
 
         a.proc.send_signal(signal.SIGKILL)  # the holder dies: nothing releases its Lease
         killed = time.monotonic()
-        wait_until("b to take the Lease over", lambda: b.has("lease_acquired"), LEASE_S + POLL_S + 15)
+        wait_for("b to take the Lease over", lambda: b.has("lease_acquired"), LEASE_S + POLL_S + 15)
         # Not before the Lease expired (the last renewal was at most LEASE_S/3 before the kill).
         assert LEASE_S * 2 / 3 - 1 <= time.monotonic() - killed <= LEASE_S + POLL_S + 5
 
         c = run.start("c")
-        wait_until("c to wait for the Lease", lambda: c.has("lease_waiting"), 60)
-        wait_until("b to launch a trial", lambda: b.launched(), 60)
+        wait_for("c to wait for the Lease", lambda: c.has("lease_waiting"), 60)
+        wait_for("b to launch a trial", lambda: b.launched(), 60)
         b.proc.send_signal(signal.SIGTERM)  # the holder stops: it releases the Lease on its way out
         stopped = time.monotonic()
         assert b.proc.wait(timeout=10) == EXIT_TERMINATED
-        wait_until("c to take the Lease over", lambda: c.has("lease_acquired"), POLL_S + 10)
+        wait_for("c to take the Lease over", lambda: c.has("lease_acquired"), POLL_S + 10)
         assert time.monotonic() - stopped < POLL_S + 3  # no waiting for the Lease to expire
         assert c.proc.wait(timeout=180) == 0, c.log[-3000:]
         uids = recorder.added()

@@ -28,7 +28,7 @@ from skopt import plots as skplots
 from skopt.space import Space
 
 from kubetune.contract import TrialResult
-from kubetune.optimizer import observations, skopt_dimensions
+from kubetune.controller.optimizer import observations, skopt_dimensions
 from kubetune.spec import Spec
 
 # Partial dependence averages the model over random samples: skopt's defaults

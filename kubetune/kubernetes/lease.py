@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubetune.log import get_logger
 
-log = get_logger("kubetune.lease")
+log = get_logger("kubetune.kubernetes.lease")
 
 
 def _now() -> datetime:

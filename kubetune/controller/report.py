@@ -17,25 +17,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubetune.contract import BEST_OBJECT, HISTORY_OBJECT, TrialResult
+from kubetune.contract import BEST_OBJECT, HISTORY_OBJECT, REPORT_OBJECT, TrialResult, plot_object
 from kubetune.log import get_logger
 from kubetune.spec import Spec
 from kubetune.store import Store
 
 log = get_logger("kubetune.report")
 
-REPORT_OBJECT = "report.html"
-# Drawing the plots takes about a second (0.8 s at 8 trials, 0.9 s at 60). After
-# a quicker trial (a synthetic one, a tiny subset) it would dominate the loop,
-# so the report waits for the next longer trial, a failure, or the end of the run.
+# Drawing the plots takes about a second (0.8 s at 8 trials, 0.9 s at 60): the
+# study loop decides when to redraw (controller.study.redraw_due).
 PLOTS = ("convergence", "objective", "evaluations")
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 # The leaderboard fits a laptop screen: training metrics are in history.csv only.
 LEADERBOARD_METRICS = METRICS[2:]
-
-
-def plot_object(name: str) -> str:
-    return f"plots/{name}.png"
 
 
 @dataclass(frozen=True)
@@ -144,7 +138,7 @@ class Figures:
 def draw_figures(spec: Spec, results: Sequence[TrialResult]) -> Figures:
     """Every plot that can be drawn; one that fails leaves a note, not a hole in the study."""
     # skopt and matplotlib: imported only where a report is drawn, so `best` stays light.
-    from kubetune import plots
+    from kubetune.controller import plots
 
     figures = Figures()
     try:

@@ -6,7 +6,7 @@ import keras
 
 from kubetune.contract import Params
 from kubetune.errors import UsageError
-from kubetune.spec import HYPERPARAMETERS
+from kubetune.kinds import CNN
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -14,13 +14,13 @@ NUM_CLASSES = 10
 
 def build_model(params: Params) -> keras.Model:
     """A compiled CNN; hyperparameters missing from ``params`` take their defaults."""
-    unknown = sorted(set(params) - set(HYPERPARAMETERS))
+    unknown = sorted(set(params) - set(CNN.hyperparameters))
     if unknown:
         # A misspelt name would otherwise train the default silently.
         raise UsageError(
-            f"params: unknown hyperparameter {unknown[0]!r}; the model takes {', '.join(HYPERPARAMETERS)}"
+            f"params: unknown hyperparameter {unknown[0]!r}; the model takes {', '.join(CNN.hyperparameters)}"
         )
-    p = {**HYPERPARAMETERS, **params}
+    p = {**CNN.hyperparameters, **params}
     layers: list[keras.layers.Layer] = [
         keras.Input(shape=INPUT_SHAPE),
         keras.layers.Conv2D(32, (3, 3), padding="same", activation="relu"),

@@ -19,8 +19,8 @@ from kubetune.contract import (
     params_object,
     result_object,
 )
-from kubetune.errors import KubetuneError
-from kubetune.spec import Spec, SpecError, parse_spec
+from kubetune.errors import KubetuneError, SpecError
+from kubetune.spec import Spec, parse_spec
 from kubetune.store import NotFound, Store
 
 
@@ -36,7 +36,7 @@ class History:
 
     @property
     def failed(self) -> int:
-        return sum(not r.succeeded for r in self.results.values())
+        return sum(r.failed for r in self.results.values())
 
     def next_index(self) -> int:
         return max(self.launched, default=-1) + 1
@@ -45,7 +45,7 @@ class History:
         return [self.results[i] for i in sorted(self.results)]
 
 
-def read_result(store: Store, index: int, launch: LaunchRecord | None, objective: str) -> TrialResult | None:
+def read_result(store: Store, index: int, launch: LaunchRecord | None, spec: Spec) -> TrialResult | None:
     """The trial's result, None if not written yet.
 
     A record that breaks the schema (NaN, out of range, not JSON) counts as a
@@ -57,13 +57,13 @@ def read_result(store: Store, index: int, launch: LaunchRecord | None, objective
     except NotFound:
         return None
     try:
-        return TrialResult.from_json(data)
+        return TrialResult.from_json(data, spec.kind.bounds)
     except RecordError as exc:
         params = launch.params if launch else {}
-        return failed_result(index, params, objective, f"malformed result record: {exc}")
+        return failed_result(index, params, spec.objective.metric, f"malformed result record: {exc}")
 
 
-def read_history(store: Store, objective: str) -> History:
+def read_history(store: Store, spec: Spec) -> History:
     history = History()
     names = store.list(TRIALS_PREFIX)
     indices = sorted({i for i in map(index_of, names) if i is not None})
@@ -78,7 +78,7 @@ def read_history(store: Store, objective: str) -> History:
         if launch is not None:
             history.launched[i] = launch
         if result_object(i) in present:
-            result = read_result(store, i, launch, objective)
+            result = read_result(store, i, launch, spec)
             if result is not None:
                 history.results[i] = result
     return history
@@ -94,4 +94,4 @@ def read_study(store: Store) -> tuple[Spec, History]:
         spec = parse_spec(text, source=f"{store.uri}/{SPEC_OBJECT}")
     except SpecError as exc:
         raise KubetuneError(f"{store.uri}/{SPEC_OBJECT}: unreadable snapshot: {exc}") from None
-    return spec, read_history(store, spec.objective.metric)
+    return spec, read_history(store, spec)

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kubetune import optimizer, report
 from kubetune.contract import (
     SPEC_OBJECT,
     LaunchRecord,
@@ -24,8 +23,10 @@ from kubetune.contract import (
     params_object,
     result_object,
 )
+from kubetune.controller import optimizer, report
+from kubetune.controller.history import History, read_history, read_result
+from kubetune.controller.observer import StudyObserver, Unobserved
 from kubetune.errors import UsageError
-from kubetune.history import History, read_history, read_result
 from kubetune.launcher import Launcher, TrialExit
 from kubetune.log import get_logger
 from kubetune.spec import Spec, parse_spec
@@ -54,16 +55,17 @@ class Study:
         store: Store,
         launcher: Launcher,
         *,
+        observer: StudyObserver | None = None,
         on_progress: Callable[[Study], None] | None = None,
         poll_s: float = 1.0,
     ) -> None:
         self.spec = spec
         self.store = store
         self.launcher = launcher
+        self.observer = observer or Unobserved()
         self.on_progress = on_progress or (lambda _study: None)
         self.poll_s = poll_s
         self.history = History()
-        self.started = time.monotonic()
         self.durations: list[float] = []
         self._drawn_at = time.monotonic()  # nothing to draw before the first result
         self._draw_s = 1.0  # what a redraw costs; measured after the first
@@ -73,7 +75,7 @@ class Study:
 
     def run(self) -> Outcome:
         claim_store(self.store, self.spec)
-        self.history = read_history(self.store, self.spec.objective.metric)
+        self.history = read_history(self.store, self.spec)
         log.info(
             "study_resumed" if self.history.launched else "study_started",
             study=self.spec.name,
@@ -95,7 +97,7 @@ class Study:
         summary = report.summarize(self.spec, self.history.ordered_results())
         report.publish(self.store, self.spec, self.history.ordered_results())
         completed = not self._too_many_failures()
-        self.launcher.conclude(summary, completed)
+        self.observer.study_ended(summary, completed)
         log.info(
             "study_completed" if completed else "study_failed",
             study=self.spec.name,
@@ -112,7 +114,7 @@ class Study:
                 log.info("trial_adopted", index=index)
             else:
                 # Same index, same params: at most one result is ever recorded.
-                self.launcher.launch(req)
+                self._start(req)
                 log.info("trial_relaunched", index=index)
 
     def _too_many_failures(self) -> bool:
@@ -137,10 +139,14 @@ class Study:
         except AlreadyExists:
             # Someone else handed this index out: their record wins; re-read.
             log.warning("index_taken", index=index)
-            self.history = read_history(self.store, self.spec.objective.metric)
+            self.history = read_history(self.store, self.spec)
             return
         self.history.launched[index] = record
-        self.launcher.launch(self._request(index, params))
+        self._start(self._request(index, params))
+
+    def _start(self, req: TrialRequest) -> None:
+        self.launcher.launch(req)
+        self.observer.trial_started(req)
 
     def _request(self, index: int, params: dict[str, float | int | str]) -> TrialRequest:
         return TrialRequest(
@@ -148,19 +154,19 @@ class Study:
             study=self.spec.name,
             index=index,
             params=self.spec.full_params(params),
-            settings=self.spec.trial,
             objective=self.spec.objective.metric,
+            settings=self.spec.trial,
         )
 
     def _finish(self, ex: TrialExit) -> TrialResult:
         """Read (or, for a trial that could not write it, record) the result of a trial that ended."""
         launch = self.history.launched.get(ex.index)
-        objective = self.spec.objective.metric
-        result = read_result(self.store, ex.index, launch, objective)
+        result = read_result(self.store, ex.index, launch, self.spec)
         if result is None:
             params = launch.params if launch else {}
             reason = ex.reason if not ex.ok else "exited 0 but wrote no result record"
-            result = self._record_failure(failed_result(ex.index, params, objective, reason))
+            failure = failed_result(ex.index, params, self.spec.objective.metric, reason)
+            result = self._record_failure(failure)
         self.history.results[ex.index] = result
         if launch is not None:
             self.durations.append(time.time() - launch.launched_at)
@@ -175,7 +181,7 @@ class Study:
         self._plots_stale = True
         summary = report.summarize(self.spec, results)
         for result in finished:
-            self.launcher.record(result, summary)
+            self.observer.trial_finished(result, summary)
             event = "trial_succeeded" if result.succeeded else "trial_failed"
             log.info(event, index=result.index, value=result.objective_value, reason=result.reason,
                      params=result.params)  # fmt: skip
@@ -208,7 +214,7 @@ class Study:
             return failure
         except AlreadyExists:
             # The trial wrote its own record after all (a late write): trust it.
-            found = read_result(self.store, failure.index, None, failure.objective)
+            found = read_result(self.store, failure.index, None, self.spec)
             return found or failure
 
     # --- progress -------------------------------------------------------------

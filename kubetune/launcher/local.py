@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 from typing import IO
 
-from kubetune.contract import TrialRequest, TrialResult, trial_command
-from kubetune.launcher import TrialExit, exit_reason
+from kubetune.contract import TrialRequest, trial_command
+from kubetune.launcher._base import TrialExit, exit_reason
 from kubetune.log import get_logger
-from kubetune.report import Summary
 
 log = get_logger("kubetune.launcher.local")
 _PR_SET_PDEATHSIG = 1
@@ -82,11 +81,10 @@ class LocalLauncher:
         code = proc.returncode
         return TrialExit(index, 137 if code == -signal.SIGKILL else code, exit_reason(code))
 
-    def record(self, result: TrialResult, summary: Summary) -> None:
-        del result, summary  # the terminal's progress line already shows it
-
-    def conclude(self, summary: Summary, completed: bool) -> None:
-        del summary, completed  # the exit code and the CLI's last line say it
+    def stop(self, index: int) -> None:
+        entry = self._procs.get(index)
+        if entry is not None:
+            entry[0].kill()  # reaped, and reported, by the next wait()
 
     def close(self) -> None:
         for proc, out in self._procs.values():

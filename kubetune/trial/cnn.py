@@ -1,6 +1,6 @@
-"""``kubetune trial``: train and evaluate one CNN, then write its result to the store once.
+"""The built-in kind's training: the notebook's CNN, trained and evaluated once.
 
-The command line and the record are defined in :mod:`kubetune.contract`.
+Its declaration (settings, metrics, hyperparameters) is :mod:`kubetune.kinds.cnn`.
 TensorFlow is imported only once there is work to do: importing this module
 stays cheap for the CLI, and a rerun of a recorded trial exits in a second.
 
@@ -14,78 +14,22 @@ from __future__ import annotations
 import math
 import os
 import platform
-import sys
 import time
 from typing import Any
 
 from kubetune import __version__
-from kubetune.contract import (
-    EXIT_ALREADY_RECORDED,
-    EXIT_OK,
-    EXIT_TRIAL_FAILED,
-    TrialRequest,
-    TrialResult,
-    failed_result,
-    parse_trial_args,
-    result_object,
-)
-from kubetune.errors import KubetuneError, UsageError
-from kubetune.log import get_logger
-from kubetune.store import AlreadyExists, NotFound, Store, open_store
+from kubetune.contract import TrialRequest, TrialResult, failed_result
+from kubetune.store import Store
 
 
-def main(argv: list[str]) -> int:
-    """Run one trial; returns a ``contract.EXIT_*`` code, or a KubetuneError's exit code."""
-    started = time.time()
-    req = parse_trial_args(argv)
-    log = get_logger("kubetune.trial", study=req.study, index=req.index)
-    try:
-        return _run(req, started, log)
-    except KubetuneError as exc:
-        log.error("trial could not run", error=str(exc))
-        return exc.exit_code
-
-
-def _run(req: TrialRequest, started: float, log: Any) -> int:
-    store = open_store(req.store)
-    name = result_object(req.index)
-    if _exists(store, name):
-        log.info("already recorded; not training", object=name)
-        return EXIT_ALREADY_RECORDED
-    result = _train(req, store, started, log)
-    try:
-        store.create(name, result.to_json())
-    except AlreadyExists:
-        log.warning("already recorded by another run; result discarded", object=name)
-        return EXIT_ALREADY_RECORDED
-    log.info(
-        "recorded",
-        object=name,
-        status=result.status,
-        objective_value=result.objective_value,
-        reason=result.reason,
-        wall_time_s=result.wall_time_s,
-    )
-    return EXIT_OK if result.succeeded else EXIT_TRIAL_FAILED
-
-
-def _exists(store: Store, name: str) -> bool:
-    try:
-        store.get(name)
-    except NotFound:
-        return False
-    return True
-
-
-def _train(req: TrialRequest, store: Store, started: float, log: Any) -> TrialResult:
+def train(req: TrialRequest, store: Store, started: float, log: Any) -> TrialResult:
+    """Train and evaluate the CNN of ``req``; a failed result when the loss turns non-finite."""
     s = req.settings
-    if s.epochs < 1:
-        raise UsageError(f"--epochs: must be at least 1, got {s.epochs}")
     # Must be set before TensorFlow loads; it silences most of its C++ logging.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from kubetune import dataset, model
+    from kubetune.trial import dataset, model
 
     keras.utils.set_random_seed(s.seed)
     # Before the model is built: layers take their dtypes from the policy.
@@ -217,7 +161,3 @@ def _versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "kubetune": __version__,
     }
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from kubetune import report
+from kubetune.controller import report
+from kubetune.controller.study import Study
 from kubetune.log import get_logger
-from kubetune.study import Study
 
 
 def _duration(seconds: float | None) -> str:

@@ -28,8 +28,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification.mnist import FashionMNIST
 
-from kubetune.contract import DATASET_PREFIX, TrialSettings
+from kubetune.contract import DATASET_PREFIX
 from kubetune.errors import KubetuneError
+from kubetune.kinds import CnnSettings
 from kubetune.log import get_logger
 from kubetune.store import Store
 
@@ -227,7 +228,7 @@ def _batches(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
 
 
 def load_splits(
-    settings: TrialSettings, data_dir: Path
+    settings: CnnSettings, data_dir: Path
 ) -> tuple[tf.data.Dataset, tf.data.Dataset, tf.data.Dataset, dict[str, int]]:
     """Train, validation and test pipelines of (image, label) batches, and their sizes.
 

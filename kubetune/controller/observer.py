@@ -1,0 +1,37 @@
+"""What users see of a study outside the store, as the study loop reports it.
+
+In a cluster that is the trial Jobs' labels, the controller Job's annotations
+and Events (:class:`kubetune.kubernetes.JobObserver`). On one machine the
+progress line and the exit code say it all, so a local study needs none.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from kubetune.contract import TrialRequest, TrialResult
+from kubetune.controller.report import Summary
+
+
+class StudyObserver(Protocol):
+    def trial_started(self, req: TrialRequest) -> None:
+        """A trial was launched, or launched again under its index after a restart."""
+
+    def trial_finished(self, result: TrialResult, summary: Summary) -> None:
+        """A trial's result is in the store; ``summary`` is the study's state with it."""
+
+    def study_ended(self, summary: Summary, completed: bool) -> None:
+        """The study completed, or failed after ``budget.max_failed`` failures."""
+
+
+class Unobserved:
+    """No one to tell: a local study."""
+
+    def trial_started(self, req: TrialRequest) -> None:
+        del req
+
+    def trial_finished(self, result: TrialResult, summary: Summary) -> None:
+        del result, summary
+
+    def study_ended(self, summary: Summary, completed: bool) -> None:
+        del summary, completed

@@ -1,0 +1,49 @@
+"""The built-in kind: the notebook's Keras CNN on Fashion-MNIST.
+
+Every default is the notebook's. The trial side that trains it is
+``kubetune.trial.cnn``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kubetune.kinds._base import TrialKind
+from kubetune.settings import setting
+
+# Keras dtype policies a trial may train under. float32 is the default and the
+# notebook's arithmetic; the mixed ones compute in 16 bits and keep float32
+# weights: mixed_float16 pays off on GPU tensor cores, mixed_bfloat16 on CPUs
+# with AVX512_BF16 / AMX and on recent GPUs (BENCHMARKS.md, section 1).
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclass(frozen=True)
+class CnnSettings:
+    """How each trial trains; the same for every trial of a study."""
+
+    epochs: int = setting(3, minimum=1, help="training epochs per trial")
+    batch_size: int = setting(512, minimum=1, help="training batch size")
+    train_subset: int | None = setting(None, minimum=1, help="null: every training image not held out")
+    validation_split: float = setting(0.1, between=(0.0, 1.0), help="fraction of training images held out")
+    test_subset: int | None = setting(None, minimum=1, help="null: the whole test split")
+    seed: int = setting(0, minimum=0, help="seeds weights and shuffling")
+    precision: str = setting("float32", choices=PRECISIONS, help="Keras dtype policy the trials train under")
+
+
+CNN = TrialKind(
+    name="cnn",
+    # The CNN's hyperparameters and the value a trial uses for any not searched.
+    hyperparameters={"learning_rate": 0.001, "num_dense_layers": 1, "num_dense_nodes": 12},
+    metrics={
+        "val_accuracy": "maximize",
+        "val_loss": "minimize",
+        "test_accuracy": "maximize",
+        "test_loss": "minimize",
+        "accuracy": "maximize",
+        "loss": "minimize",
+    },
+    # Accuracies are fractions; anything else in a record is a malformed result.
+    bounds={m: (0.0, 1.0) for m in ("val_accuracy", "test_accuracy", "accuracy")},
+    settings_type=CnnSettings,
+)

@@ -1,0 +1,39 @@
+"""The Kubernetes side of the controller: trial Jobs, their watches, what kubectl shows, the Lease.
+
+Only the controller imports this package, and only with ``--launcher kubernetes``.
+``connect`` gives the launcher and the observer a controller pod uses, from
+its in-cluster credentials (or a kubeconfig).
+"""
+
+from __future__ import annotations
+
+import os
+
+from kubetune.kubernetes.api import api_client, own_namespace, owner_job
+from kubetune.kubernetes.job import JobSettings, build_job, job_name
+from kubetune.kubernetes.launcher import KubernetesLauncher
+from kubetune.kubernetes.lease import Lease
+from kubetune.kubernetes.observer import JobObserver
+from kubetune.kubernetes.tracker import Tracker
+
+
+def connect(study: str, settings: JobSettings) -> tuple[KubernetesLauncher, JobObserver]:
+    """A controller's launcher and observer, in its namespace, owned by its Job (``KUBETUNE_OWNER_JOB``)."""
+    api = api_client()
+    namespace = own_namespace()
+    owner = owner_job(api, namespace, os.environ.get("KUBETUNE_OWNER_JOB"))
+    return KubernetesLauncher(api, namespace, settings, owner), JobObserver(api, namespace, study, owner)
+
+
+__all__ = [
+    "JobObserver",
+    "JobSettings",
+    "KubernetesLauncher",
+    "Lease",
+    "Tracker",
+    "api_client",
+    "build_job",
+    "connect",
+    "job_name",
+    "own_namespace",
+]

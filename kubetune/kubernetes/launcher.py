@@ -1,0 +1,173 @@
+"""Trials as Kubernetes Jobs, followed through watches.
+
+Job and pod changes arrive through two informers and feed the
+:class:`~kubetune.kubernetes.tracker.Tracker`, which decides when a trial
+ended and why. This class only talks to the API: it creates, adopts and
+deletes trial Jobs.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from kubetune.contract import TrialRequest
+from kubetune.errors import KubetuneError
+from kubetune.kubernetes.api import Obj, api_reason, read_job
+from kubetune.kubernetes.informer import Informer
+from kubetune.kubernetes.job import STUDY_LABEL, JobSettings, build_job, job_name
+from kubetune.kubernetes.tracker import Tracker
+from kubetune.launcher import TrialExit
+from kubetune.log import get_logger
+
+log = get_logger("kubetune.kubernetes.launcher")
+SYNC_TIMEOUT_S = 60
+
+
+class KubernetesLauncher:
+    name = "kubernetes"
+
+    def __init__(
+        self, api: client.ApiClient, namespace: str, settings: JobSettings, owner: Obj | None = None
+    ) -> None:
+        self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self.namespace = namespace
+        self.settings = settings
+        self.owner = owner
+        self._lock = threading.Lock()  # the tracker is fed by the informer threads
+        self._tracker = Tracker(settings.pendingTimeoutSeconds)
+        self._changed: queue.Queue[int] = queue.Queue()
+        self._informers: list[Informer] = []
+        self._study: str | None = None
+
+    def launch(self, req: TrialRequest) -> None:
+        self._follow(req.study)
+        body: Any = build_job(req, self.settings, namespace=self.namespace, owner=self.owner)
+        try:
+            self.batch.create_namespaced_job(self.namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise KubetuneError(
+                    f"kubernetes: cannot create Job {body['metadata']['name']}: {api_reason(exc)}"
+                ) from None
+            log.info("trial_job_exists", index=req.index)  # created before we died: adopt it
+        with self._lock:
+            self._tracker.track(req.index, time.time())
+        log.info("trial_started", index=req.index, job=body["metadata"]["name"])
+
+    def adopt(self, req: TrialRequest) -> bool:
+        self._follow(req.study)
+        job = read_job(self.batch, self.namespace, job_name(req.study, req.index))
+        if job is None:
+            return False
+        created = datetime.fromisoformat(job["metadata"]["creationTimestamp"]).timestamp()
+        with self._lock:
+            self._tracker.track(req.index, created)
+        self._changed.put(req.index)  # it may have ended while no controller watched
+        return True
+
+    def running(self) -> set[int]:
+        with self._lock:
+            return set(self._tracker.since)
+
+    def wait(self, timeout: float) -> list[TrialExit]:
+        self._delete_unschedulable()
+        deadline = time.monotonic() + timeout
+        exits: dict[int, TrialExit] = {}
+        while not exits:
+            changed = self._drain(deadline - time.monotonic())
+            now = time.time()
+            with self._lock:
+                for index in changed | self._tracker.overdue(now):
+                    ex = self._tracker.exit_of(index, now)
+                    if ex is not None:
+                        exits[index] = ex
+                for index in exits:
+                    self._tracker.forget(index)
+            if time.monotonic() >= deadline:
+                break
+        return sorted(exits.values(), key=lambda e: e.index)
+
+    def stop(self, index: int) -> None:
+        """Delete the trial's Job (and so its pod); the Job's DELETED event ends the trial."""
+        self._delete_job(index)
+
+    def close(self) -> None:
+        self._delete_unschedulable()
+        for informer in self._informers:
+            informer.stop()
+
+    # --- the watches -----------------------------------------------------------
+
+    def _follow(self, study: str) -> None:
+        if self._study is not None:
+            return
+        self._study = study
+        selector = f"{STUDY_LABEL}={study}"
+        self._informers = [
+            Informer(lister, self.namespace, selector, self._feed(on_event))
+            for lister, on_event in (
+                (self.batch.list_namespaced_job, self._tracker.on_job),
+                (self.core.list_namespaced_pod, self._tracker.on_pod),
+            )
+        ]
+        for informer in self._informers:
+            informer.start()
+        for informer in self._informers:
+            if not informer.synced.wait(SYNC_TIMEOUT_S):
+                raise KubetuneError(
+                    f"kubernetes: could not list trial {informer.selector} in {SYNC_TIMEOUT_S} s"
+                )
+
+    def _feed(self, on_event: Callable[[str, Obj], int | None]) -> Callable[[str, Obj], None]:
+        """An informer callback: the tracker takes the event, the waiting loop hears of it."""
+
+        def handle(kind: str, obj: Obj) -> None:
+            with self._lock:
+                index = on_event(kind, obj)
+            if index is not None:
+                self._changed.put(index)
+
+        return handle
+
+    def _drain(self, timeout: float) -> set[int]:
+        changed: set[int] = set()
+        try:
+            changed.add(self._changed.get(timeout=max(timeout, 0.0)))
+            while True:
+                changed.add(self._changed.get_nowait())
+        except queue.Empty:
+            pass
+        return changed
+
+    # --- deleting --------------------------------------------------------------
+
+    def _delete_unschedulable(self) -> None:
+        """Delete the Jobs of trials that were never scheduled, after their exit was reported.
+
+        By the next wait() the study loop has recorded their failure; a
+        controller dying in between finds the Job and adopts it, never
+        creating a second Job for the index.
+        """
+        with self._lock:
+            indices, self._tracker.unscheduled = self._tracker.unscheduled, set()
+        for index in indices:
+            self._delete_job(index)
+
+    def _delete_job(self, index: int) -> None:
+        assert self._study is not None
+        try:
+            self.batch.delete_namespaced_job(
+                job_name(self._study, index), self.namespace, propagation_policy="Background"
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("delete_failed", index=index, reason=api_reason(exc))

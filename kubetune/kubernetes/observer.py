@@ -1,0 +1,86 @@
+"""A study as kubectl shows it: trial Job labels, the controller Job's annotations and Events.
+
+Decoration only: the store holds the truth, and a refused patch or Event is
+logged, never a reason to stop a study.
+"""
+
+from __future__ import annotations
+
+import json
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from kubetune.contract import TrialRequest, TrialResult
+from kubetune.controller.report import Summary
+from kubetune.kubernetes.api import Obj, api_reason
+from kubetune.kubernetes.events import post_event
+from kubetune.kubernetes.job import GROUP, job_name, label_value
+from kubetune.log import get_logger
+
+log = get_logger("kubetune.kubernetes.observer")
+
+
+class JobObserver:
+    def __init__(self, api: client.ApiClient, namespace: str, study: str, owner: Obj | None) -> None:
+        self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self.namespace = namespace
+        self.study = study
+        self.owner = owner  # the controller's Job; None when run from a laptop
+
+    def trial_started(self, req: TrialRequest) -> None:
+        self._event("TrialStarted", f"trial {req.index} started: {json.dumps(req.params, sort_keys=True)}")
+
+    def trial_finished(self, result: TrialResult, summary: Summary) -> None:
+        """The metric on the trial's Job (a `-L` leaderboard); an Event and progress on the controller's."""
+        labels: dict[str, str] = {f"{GROUP}/status": result.status}
+        if result.succeeded and result.objective_value is not None:
+            labels[f"{GROUP}/{result.objective}"] = label_value(result.objective_value)
+            self._event(
+                "TrialSucceeded", f"trial {result.index}: {result.objective}={result.objective_value:.4f}"
+            )
+        else:
+            self._event("TrialFailed", f"trial {result.index} failed: {result.reason}", warning=True)
+        self._patch(job_name(self.study, result.index), {"metadata": {"labels": labels}})
+        if self.owner is not None:
+            self._patch(self.owner["metadata"]["name"], {"metadata": {"annotations": _progress(summary)}})
+
+    def study_ended(self, summary: Summary, completed: bool) -> None:
+        """`kubectl describe` says how the study ended.
+
+        The Job's own status follows from the controller's exit code (the
+        chart's podFailurePolicy fails it at once on a failed study).
+        """
+        outcome = "completed" if completed else "failed"
+        best = f"; best trial {summary.best.index}" if summary.best is not None else "; no trial succeeded"
+        message = f"study {outcome}: {summary.succeeded} trials succeeded, {summary.failed} failed{best}"
+        self._event("StudyCompleted" if completed else "StudyFailed", message, warning=not completed)
+        if self.owner is not None:
+            status = {f"{GROUP}/study-status": outcome}
+            self._patch(self.owner["metadata"]["name"], {"metadata": {"annotations": status}})
+
+    def _event(self, reason: str, message: str, *, warning: bool = False) -> None:
+        if self.owner is not None:
+            post_event(self.core, self.owner, reason, message, warning=warning)
+
+    def _patch(self, name: str, patch: Obj) -> None:
+        try:
+            self.batch.patch_namespaced_job(name, self.namespace, patch)
+        except ApiException as exc:
+            # A Job cleaned up by its TTL is no reason to stop a study.
+            log.warning("patch_failed", job=name, reason=api_reason(exc))
+
+
+def _progress(summary: Summary) -> dict[str, str]:
+    best = summary.best
+    out = {
+        f"{GROUP}/trials-finished": str(summary.total),
+        f"{GROUP}/trials-succeeded": str(summary.succeeded),
+        f"{GROUP}/trials-failed": str(summary.failed),
+    }
+    if best is not None:
+        out[f"{GROUP}/best-trial"] = str(best.index)
+        out[f"{GROUP}/best-value"] = f"{best.objective_value:.6g}"
+        out[f"{GROUP}/best-params"] = json.dumps(best.params, sort_keys=True)
+    return out

@@ -1,0 +1,121 @@
+"""The trial Jobs' state machine: watch events in, trial exits out.
+
+Pure: no API calls, no threads, the clock passed in. A trial ends when its
+Job is Complete (or its pod Succeeded, which comes first), Failed, deleted,
+or still unscheduled after ``pending_timeout_s``. Why it failed comes from
+the pod: an eviction, the exit code, OOMKilled, the scheduler's message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kubetune.kubernetes.api import Obj
+from kubetune.kubernetes.job import TRIAL_LABEL
+from kubetune.launcher import TrialExit, exit_reason
+
+
+@dataclass
+class Tracker:
+    pending_timeout_s: float
+    since: dict[int, float] = field(default_factory=dict)  # tracked index -> launched or adopted at
+    jobs: dict[int, Obj] = field(default_factory=dict)
+    pods: dict[int, dict[str, Obj]] = field(default_factory=dict)
+    # Ended for never being scheduled: their Jobs are still there, Pending.
+    unscheduled: set[int] = field(default_factory=set)
+
+    def track(self, index: int, since: float) -> None:
+        self.since[index] = since
+
+    def forget(self, index: int) -> None:
+        self.since.pop(index, None)
+
+    def on_job(self, kind: str, obj: Obj) -> int | None:
+        """Take a Job watch event; the trial index it concerns, if any."""
+        index = _index(obj)
+        if index is not None:
+            self.jobs[index] = {**obj, "deleted": True} if kind == "DELETED" else obj
+        return index
+
+    def on_pod(self, kind: str, obj: Obj) -> int | None:
+        """Take a pod watch event; the trial index it concerns, if any.
+
+        A DELETED event carries the pod's last state, which is kept: an
+        evicted pod is often gone by the time its Job reports Failed, and its
+        conditions and exit code are the reason to record.
+        """
+        del kind
+        index = _index(obj)
+        if index is not None:
+            self.pods.setdefault(index, {})[obj["metadata"]["name"]] = obj
+        return index
+
+    def overdue(self, now: float) -> set[int]:
+        """Tracked trials pending longer than allowed."""
+        return {i for i, t in self.since.items() if now - t > self.pending_timeout_s and not self.started(i)}
+
+    def started(self, index: int) -> bool:
+        return any(_phase(p) not in (None, "Pending") for p in self.pods.get(index, {}).values())
+
+    def exit_of(self, index: int, now: float) -> TrialExit | None:
+        """How the tracked trial ``index`` ended, None while it runs (or is not tracked)."""
+        if index not in self.since:
+            return None
+        job = self.jobs.get(index) or {}
+        pods = list(self.pods.get(index, {}).values())
+        if job.get("deleted"):
+            return TrialExit(index, None, "trial Job was deleted before it finished")
+        conditions = {
+            c["type"]: c for c in job.get("status", {}).get("conditions") or [] if c.get("status") == "True"
+        }
+        # A Succeeded pod already is the trial's exit 0 (one completion, so the
+        # Job can only complete); the Job's Complete condition follows ~1 s
+        # later, time every trial would otherwise pay (bench/: scaling, controller).
+        if "Complete" in conditions or any(_phase(p) == "Succeeded" for p in pods):
+            return TrialExit(index, 0, "succeeded")
+        if "Failed" in conditions:
+            return _failure(index, conditions["Failed"], pods)
+        if index in self.overdue(now):
+            self.unscheduled.add(index)
+            return TrialExit(
+                index, None, f"not scheduled within {self.pending_timeout_s:g} s{_unschedulable(pods)}"
+            )
+        return None
+
+
+def _index(obj: Obj) -> int | None:
+    value = (obj.get("metadata", {}).get("labels") or {}).get(TRIAL_LABEL)
+    return int(value) if value and value.isdigit() else None
+
+
+def _failure(index: int, condition: Obj, pods: list[Obj]) -> TrialExit:
+    why = f"Job failed ({condition.get('reason', 'unknown')}: {condition.get('message', '')})".replace(
+        ": )", ")"
+    )
+    latest = max(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), default=None)
+    if latest is None:
+        return TrialExit(index, None, why)
+    status = latest.get("status", {})
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "DisruptionTarget" and cond.get("status") == "True":
+            return TrialExit(index, None, f"pod evicted ({cond.get('reason')}: {cond.get('message', '')})")
+    for cs in status.get("containerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+        if term:
+            code = int(term.get("exitCode", 1))
+            detail = " (OOMKilled)" if term.get("reason") == "OOMKilled" else ""
+            return TrialExit(index, code, f"{exit_reason(code)}{detail}; {why}")
+    return TrialExit(index, None, why)
+
+
+def _phase(pod: Obj) -> str | None:
+    phase = pod.get("status", {}).get("phase")
+    return str(phase) if phase else None
+
+
+def _unschedulable(pods: list[Obj]) -> str:
+    for pod in pods:
+        for cond in pod.get("status", {}).get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                return f": {cond.get('message', cond.get('reason', ''))}"
+    return ""

@@ -1,0 +1,72 @@
+"""``kubetune trial``: run one trial of a kind, then write its result to the store once.
+
+The command line and the record are defined in :mod:`kubetune.contract`; what
+the trial trains, by its kind (:mod:`kubetune.kinds`), trained here by the
+kind's own module.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kubetune.contract import (
+    EXIT_ALREADY_RECORDED,
+    EXIT_OK,
+    EXIT_TRIAL_FAILED,
+    TrialRequest,
+    parse_trial_args,
+    result_object,
+)
+from kubetune.errors import KubetuneError
+from kubetune.kinds import CNN
+from kubetune.log import get_logger
+from kubetune.store import AlreadyExists, NotFound, Store, open_store
+from kubetune.trial import cnn
+
+
+def main(argv: list[str]) -> int:
+    """Run one trial; returns a ``contract.EXIT_*`` code, or a KubetuneError's exit code."""
+    started = time.time()
+    try:
+        req = parse_trial_args(argv, CNN)
+    except KubetuneError as exc:
+        get_logger("kubetune.trial").error("trial could not run", error=str(exc))
+        return exc.exit_code
+    log = get_logger("kubetune.trial", study=req.study, index=req.index)
+    try:
+        return _run(req, started, log)
+    except KubetuneError as exc:
+        log.error("trial could not run", error=str(exc))
+        return exc.exit_code
+
+
+def _run(req: TrialRequest, started: float, log: Any) -> int:
+    store = open_store(req.store)
+    name = result_object(req.index)
+    if _exists(store, name):
+        log.info("already recorded; not training", object=name)
+        return EXIT_ALREADY_RECORDED
+    result = cnn.train(req, store, started, log)
+    try:
+        store.create(name, result.to_json(CNN.bounds))
+    except AlreadyExists:
+        log.warning("already recorded by another run; result discarded", object=name)
+        return EXIT_ALREADY_RECORDED
+    log.info(
+        "recorded",
+        object=name,
+        status=result.status,
+        objective_value=result.objective_value,
+        reason=result.reason,
+        wall_time_s=result.wall_time_s,
+    )
+    return EXIT_OK if result.succeeded else EXIT_TRIAL_FAILED
+
+
+def _exists(store: Store, name: str) -> bool:
+    try:
+        store.get(name)
+    except NotFound:
+        return False
+    return True

@@ -1,0 +1,105 @@
+"""The trial Jobs' state machine, one row per transition: watch events in, the trial's exit out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kubetune.kubernetes import Tracker
+
+Obj = dict[str, Any]
+PENDING_S = 10.0
+T0 = 1000.0
+LABELS = {"kubetune.dev/study": "s", "kubetune.dev/trial": "3"}
+
+
+def job(*conditions: tuple[str, str], deleted: bool = False) -> tuple[str, str, Obj]:
+    conds = [{"type": t, "status": "True", "reason": r, "message": f"{r} happened"} for t, r in conditions]
+    return ("job", "DELETED" if deleted else "MODIFIED", {"metadata": {"labels": LABELS},
+                                                          "status": {"conditions": conds}})  # fmt: skip
+
+
+def pod(phase: str, *, name: str = "s-000003-a", created: str = "2030-01-01T00:00:00Z",
+        terminated: Obj | None = None, conditions: list[Obj] | None = None, deleted: bool = False,
+        ) -> tuple[str, str, Obj]:  # fmt: skip
+    status: Obj = {"phase": phase, "conditions": conditions or []}
+    if terminated is not None:
+        status["containerStatuses"] = [{"state": {"terminated": terminated}}]
+    meta = {"name": name, "labels": LABELS, "creationTimestamp": created}
+    return ("pod", "DELETED" if deleted else "MODIFIED", {"metadata": meta, "status": status})
+
+
+EVICTED = {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+           "message": "Eviction API: evicting"}  # fmt: skip
+UNSCHEDULABLE = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                 "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."}  # fmt: skip
+
+# (case, events, seconds after launch, expected (exit_code, reason) or None while running)
+CASES: list[tuple[str, list[tuple[str, str, Obj]], float, tuple[int | None, str] | None]] = [
+    ("just launched", [], 1, None),
+    ("pending within the timeout", [pod("Pending")], PENDING_S - 1, None),
+    ("running past the pending timeout", [pod("Running")], PENDING_S + 5, None),
+    ("pod succeeded: done before the Job says so", [pod("Running"), pod("Succeeded")], 5, (0, "succeeded")),
+    ("job complete", [job(("Complete", ""))], 5, (0, "succeeded")),
+    ("never scheduled", [pod("Pending", conditions=[UNSCHEDULABLE])], PENDING_S + 1,
+     (None, f"not scheduled within {PENDING_S:g} s: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu.")),
+    ("no pod at all past the timeout", [], PENDING_S + 1, (None, f"not scheduled within {PENDING_S:g} s")),
+    ("exit code", [pod("Failed", terminated={"exitCode": 1}), job(("Failed", "BackoffLimitExceeded"))], 5,
+     (1, "exited with code 1; Job failed (BackoffLimitExceeded: BackoffLimitExceeded happened)")),
+    ("out of memory", [pod("Failed", terminated={"exitCode": 137, "reason": "OOMKilled"}),
+                       job(("Failed", "BackoffLimitExceeded"))], 5,
+     (137, "killed by SIGKILL (exit 137: out of memory, or stopped from outside) (OOMKilled); "
+           "Job failed (BackoffLimitExceeded: BackoffLimitExceeded happened)")),
+    # The order the watches may deliver: the pod's last state, the pod deleted
+    # (its Job let go of it), then the Job's Failed condition. The reason is in
+    # the pod that is gone.
+    ("evicted, pod gone before the Job failed",
+     [pod("Failed", conditions=[EVICTED], terminated={"exitCode": 143}),
+      pod("Failed", conditions=[EVICTED], terminated={"exitCode": 143}, deleted=True),
+      job(("Failed", "BackoffLimitExceeded"))], 5,
+     (None, "pod evicted (EvictionByEvictionAPI: Eviction API: evicting)")),
+    ("deadline exceeded", [pod("Running"), job(("Failed", "DeadlineExceeded"))], 5,
+     (None, "Job failed (DeadlineExceeded: DeadlineExceeded happened)")),
+    ("the latest pod gives the reason",
+     [pod("Failed", name="a", created="2030-01-01T00:00:00Z", terminated={"exitCode": 2}),
+      pod("Failed", name="b", created="2030-01-01T00:01:00Z", terminated={"exitCode": 5}),
+      job(("Failed", "BackoffLimitExceeded"))], 5,
+     (5, "exited with code 5; Job failed (BackoffLimitExceeded: BackoffLimitExceeded happened)")),
+    ("job deleted", [pod("Running"), job(deleted=True)], 5, (None, "trial Job was deleted before it finished")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("events", "after", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_transition(
+    events: list[tuple[str, str, Obj]], after: float, expected: tuple[int | None, str] | None
+) -> None:
+    tracker = Tracker(PENDING_S)
+    tracker.track(3, T0)
+    for source, kind, obj in events:
+        assert (tracker.on_job if source == "job" else tracker.on_pod)(kind, obj) == 3
+    ex = tracker.exit_of(3, T0 + after)
+    assert (None if ex is None else (ex.exit_code, ex.reason)) == expected
+
+
+def test_only_the_never_scheduled_are_left_to_delete() -> None:
+    tracker = Tracker(PENDING_S)
+    for index in (1, 2):
+        tracker.track(index, T0)
+    tracker.on_pod("MODIFIED", {"metadata": {"name": "p", "labels": {"kubetune.dev/trial": "2"}},
+                                "status": {"phase": "Running"}})  # fmt: skip
+    assert tracker.overdue(T0 + PENDING_S + 1) == {1}
+    assert tracker.exit_of(1, T0 + PENDING_S + 1) is not None
+    assert tracker.exit_of(2, T0 + PENDING_S + 1) is None
+    assert tracker.unscheduled == {1}
+
+
+def test_untracked_and_unlabelled_objects_are_ignored() -> None:
+    tracker = Tracker(PENDING_S)
+    assert tracker.on_pod("ADDED", {"metadata": {"name": "x", "labels": {}}}) is None
+    tracker.on_job("MODIFIED", job(("Complete", ""))[2])
+    assert tracker.exit_of(3, T0) is None  # a finished Job this controller does not track
+    tracker.track(3, T0)
+    assert tracker.exit_of(3, T0) is not None
+    tracker.forget(3)
+    assert tracker.exit_of(3, T0) is None
