@@ -61,6 +61,20 @@ def result_object(index: int) -> str:
     return trial_prefix(index) + "result.json"
 
 
+def epochs_prefix(index: int) -> str:
+    return trial_prefix(index) + "epochs/"
+
+
+def epoch_object(index: int, epoch: int) -> str:
+    """Written once by the trial after each epoch (1-based): its intermediate metrics."""
+    return f"{epochs_prefix(index)}{epoch:04d}.json"
+
+
+def stop_object(index: int) -> str:
+    """Written once by the controller: the trial is to stop (a stopping rule pruned it)."""
+    return trial_prefix(index) + "stop.json"
+
+
 def index_of(name: str) -> int | None:
     """The trial index in an object name under ``trials/``, else None."""
     if not name.startswith(TRIALS_PREFIX):
@@ -205,6 +219,8 @@ class TrialResult:
     versions: dict[str, str] = field(default_factory=dict)
     started_at: float | None = None
     finished_at: float | None = None
+    # The last epoch the trial reported (``epochs/``); for a pruned trial, the epoch it reached.
+    last_epoch: int | None = None
     schema: int = SCHEMA_VERSION
 
     @property
@@ -214,6 +230,10 @@ class TrialResult:
     @property
     def failed(self) -> bool:
         return self.status == "failed"
+
+    @property
+    def pruned(self) -> bool:
+        return self.status == "pruned"
 
     def to_json(self, bounds: MetricBounds | None = None) -> bytes:
         validate_result(self, bounds or {})
@@ -235,6 +255,57 @@ class TrialResult:
 MetricBounds = Mapping[str, tuple[float, float]]
 
 
+@dataclass(frozen=True)
+class EpochRecord:
+    """``trials/NNNNNN/epochs/EEEE.json``: a running trial's metrics after one epoch, written once.
+
+    Stopping rules read these; a trial that reports none (an old record, a
+    program that reports only at the end) simply never stops early.
+    """
+
+    index: int
+    epoch: int  # 1-based
+    metrics: dict[str, float]
+    at: float
+    schema: int = SCHEMA_VERSION
+
+    def to_json(self, bounds: MetricBounds | None = None) -> bytes:
+        _check_metrics(self.metrics, bounds or {})
+        return _dump(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes, bounds: MetricBounds | None = None) -> EpochRecord:
+        obj = _load(data)
+        try:
+            record = cls(**obj)
+        except TypeError as exc:
+            raise RecordError(f"epoch record: {exc}") from exc
+        if not isinstance(record.epoch, int) or record.epoch < 1:
+            raise RecordError(f"epoch: must be a positive integer, got {record.epoch!r}")
+        _check_metrics(record.metrics, bounds or {})
+        return record
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """``trials/NNNNNN/stop.json``: why the controller stopped the trial, written once."""
+
+    index: int
+    reason: str
+    at: float
+    schema: int = SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        return _dump(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes) -> StopRequest:
+        try:
+            return cls(**_load(data))
+        except TypeError as exc:
+            raise RecordError(f"stop request: {exc}") from exc
+
+
 def failed_result(index: int, params: Params, objective: str, reason: str, **extra: Any) -> TrialResult:
     return TrialResult(
         index=index, status="failed", params=params, objective=objective, reason=reason, **extra
@@ -247,12 +318,7 @@ def validate_result(r: TrialResult, bounds: MetricBounds) -> None:
         raise RecordError(f"status: must be one of {', '.join(STATUSES)}, got {r.status!r}")
     if not isinstance(r.objective, str) or not r.objective:
         raise RecordError(f"objective: must name a metric, got {r.objective!r}")
-    for name, v in r.metrics.items():
-        if not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise RecordError(f"metrics.{name}: must be a finite number, got {v!r}")
-        low, high = bounds.get(name, (-math.inf, math.inf))
-        if not low <= v <= high:
-            raise RecordError(f"metrics.{name}: must be within [{low:g}, {high:g}], got {v!r}")
+    _check_metrics(r.metrics, bounds)
     if r.status != "succeeded":
         if not r.reason:
             raise RecordError(f"reason: a {r.status} record must say why")
@@ -262,6 +328,15 @@ def validate_result(r: TrialResult, bounds: MetricBounds) -> None:
         raise RecordError(f"objective_value: must be a finite number, got {value!r}")
     if r.metrics.get(r.objective) != value:
         raise RecordError(f"metrics.{r.objective}: must equal objective_value")
+
+
+def _check_metrics(metrics: Mapping[str, float], bounds: MetricBounds) -> None:
+    for name, v in metrics.items():
+        if not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise RecordError(f"metrics.{name}: must be a finite number, got {v!r}")
+        low, high = bounds.get(name, (-math.inf, math.inf))
+        if not low <= v <= high:
+            raise RecordError(f"metrics.{name}: must be within [{low:g}, {high:g}], got {v!r}")
 
 
 def _dump(obj: Mapping[str, Any]) -> bytes:

@@ -128,7 +128,10 @@ BAD = [
     ("name: -leading-dash", r"name: '-leading-dash' is not DNS-safe"),
     (f"name: {'a' * 41}", r"name: at most 40 characters"),
     ("trial: {validation_split: 1.5}", r"trial\.validation_split: must be between 0 and 1"),
-    ("trial: {precision: float16}", r"trial\.precision: must be one of float32, mixed_float16, mixed_bfloat16; got 'float16'"),
+    (
+        "trial: {precision: float16}",
+        r"trial\.precision: must be one of float32, mixed_float16, mixed_bfloat16; got 'float16'",
+    ),
     ("trial: {epochs: 0}", r"trial\.epochs: must be at least 1"),
     ("trial: {batch_size: 1.0e+3}", r"trial\.batch_size: must be an integer"),
     ("trial: {epochs: .nan}", r"trial\.epochs: must be an integer"),
