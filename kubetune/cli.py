@@ -226,6 +226,8 @@ def _status(uri: str) -> int:
     spec, history = read_study(open_store(uri, create=False))
     doc = report.best_document(spec, history.ordered_results())
     doc["trials"].update(total=spec.budget.max_trials, running=len(history.unfinished))
+    latest = report.running_epochs(history.ordered_results(), history.epochs)
+    doc["running"] = [{"index": i, "epoch": e.epoch, **e.metrics} for i, e in sorted(latest.items())]
     print(json.dumps(doc, indent=2))
     return 0
 
@@ -240,7 +242,7 @@ def _report(uri: str, output: Path | None, open_it: bool) -> int:
     # Rebuilt from the records, not copied from the store's report.html: it may lag or be missing.
     spec, history = read_study(open_store(uri, create=False))
     results = history.ordered_results()
-    page = report.report_html(spec, results, report.draw_figures(spec, results))
+    page = report.report_html(spec, results, report.draw_figures(spec, results, history.epochs))
     path = (output or Path(f"{spec.name}-report.html")).resolve()
     try:
         path.write_text(page, encoding="utf-8")

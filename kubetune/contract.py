@@ -319,9 +319,9 @@ def validate_result(r: TrialResult, bounds: MetricBounds) -> None:
     if not isinstance(r.objective, str) or not r.objective:
         raise RecordError(f"objective: must name a metric, got {r.objective!r}")
     _check_metrics(r.metrics, bounds)
-    if r.status != "succeeded":
-        if not r.reason:
-            raise RecordError(f"reason: a {r.status} record must say why")
+    if r.status != "succeeded" and not r.reason:
+        raise RecordError(f"reason: a {r.status} record must say why")
+    if r.failed or (r.pruned and r.objective_value is None):
         return
     value = r.objective_value
     if not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -82,6 +82,22 @@ class Budget:
     failure_penalty: float | None = setting(None)
 
 
+STOPPING_RULES = ("none", "median", "asha")
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """Early stopping: GPU time goes to promising trials (``kubetune.controller.stopping``)."""
+
+    rule: str = setting("none", choices=STOPPING_RULES, help="none, median or asha")
+    grace_epochs: int = setting(1, minimum=1, help="median: epochs every trial runs before it may be stopped")
+    min_trials: int = setting(3, minimum=1, help="median: completed trials needed to compare an epoch")
+    min_epochs: int = setting(1, minimum=1, help="asha: the first rung, in epochs")
+    eta: int = setting(3, minimum=2, help="asha: the top 1/eta of a rung go on")
+    max_epochs: int | None = setting(None, minimum=2, help="asha: epochs of a full trial; null: trial.epochs")
+    grace_period_s: int = setting(60, minimum=0, help="a stopped trial not gone after this is killed")
+
+
 def _notebook_space() -> tuple[Dimension, ...]:
     return (
         Real("learning_rate", 1e-5, 1e-1, "log-uniform"),
@@ -97,6 +113,7 @@ class Spec:
     space: tuple[Dimension, ...] = field(default_factory=_notebook_space)
     optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
     budget: Budget = field(default_factory=Budget)
+    stopping: Stopping = field(default_factory=Stopping)
     x0: tuple[Params, ...] = ({"learning_rate": 0.001, "num_dense_layers": 1, "num_dense_nodes": 12},)
     trial: CnnSettings = field(default_factory=CnnSettings)
 
@@ -104,6 +121,11 @@ class Spec:
     def kind(self) -> TrialKind:
         """What the trials train: today always the built-in CNN."""
         return CNN
+
+    def stopping_epochs(self) -> int | None:
+        """The epochs of a full trial, as ASHA plans its rungs."""
+        epochs = getattr(self.trial, "epochs", None)
+        return self.stopping.max_epochs or (epochs if isinstance(epochs, int) else None)
 
     def full_params(self, point: Params) -> Params:
         """A point of the space completed with the defaults of unsearched hyperparameters."""
@@ -117,6 +139,7 @@ class Spec:
             "space": [_dim_dict(d) for d in self.space],
             "optimizer": vars_of(self.optimizer),
             "budget": vars_of(self.budget),
+            "stopping": vars_of(self.stopping),
             "x0": [dict(p) for p in self.x0],
             "trial": vars_of(self.trial),
         }
@@ -167,6 +190,7 @@ def spec_from_dict(doc: Any) -> Spec:
         space=_space(top.get("space", list, None), kind),
         optimizer=_section(top.section("optimizer"), OptimizerSettings),
         budget=_section(top.section("budget"), Budget),
+        stopping=_section(top.section("stopping"), Stopping),
         trial=_section(top.section("trial"), CnnSettings),
     )
     x0 = top.get("x0", list, None)
@@ -177,6 +201,7 @@ def spec_from_dict(doc: Any) -> Spec:
     else:
         spec = replace(spec, x0=tuple(_point(p, "x0", spec.space) for p in Spec.x0))
     top.done()
+    _check_stopping(spec)
     if spec.budget.parallel > spec.budget.max_trials:
         raise SpecError(
             f"budget.parallel: {spec.budget.parallel} is more than budget.max_trials "
@@ -185,6 +210,22 @@ def spec_from_dict(doc: Any) -> Spec:
     if len(spec.x0) > spec.budget.max_trials:
         raise SpecError(f"x0: {len(spec.x0)} points but budget.max_trials is {spec.budget.max_trials}")
     return spec
+
+
+def _check_stopping(spec: Spec) -> None:
+    """What one field cannot say alone: the rule's metric and its epochs."""
+    rule = spec.stopping.rule
+    if rule == "none":
+        return
+    per_epoch = spec.kind.epoch_metrics
+    if per_epoch is not None and spec.objective.metric not in per_epoch:
+        raise SpecError(
+            f"stopping.rule: {rule} compares {spec.objective.metric!r} after each epoch, but trials "
+            "report it only at the end; use an objective reported every epoch "
+            f"({', '.join(sorted(per_epoch))})"
+        )
+    if rule == "asha" and spec.stopping_epochs() is None:
+        raise SpecError("stopping.max_epochs: required for asha (the trials have no epochs setting)")
 
 
 class _Fields:

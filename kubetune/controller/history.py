@@ -6,28 +6,70 @@ This is the whole state of a study. The controller replays it on start; the
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from kubetune.contract import (
     SPEC_OBJECT,
     TRIALS_PREFIX,
+    EpochRecord,
     LaunchRecord,
     RecordError,
+    StopRequest,
     TrialResult,
+    epochs_prefix,
     failed_result,
     index_of,
     params_object,
     result_object,
+    stop_object,
 )
 from kubetune.errors import KubetuneError, SpecError
 from kubetune.spec import Spec, parse_spec
 from kubetune.store import NotFound, Store
+
+Epochs = dict[int, dict[int, EpochRecord]]  # trial index -> epoch -> its record
 
 
 @dataclass
 class History:
     launched: dict[int, LaunchRecord] = field(default_factory=dict)
     results: dict[int, TrialResult] = field(default_factory=dict)
+    epochs: Epochs = field(default_factory=dict)
+    stops: dict[int, StopRequest] = field(default_factory=dict)
+
+    def curve(self, index: int, metric: str, sign: float = 1.0) -> list[float]:
+        """``metric`` after each epoch, times ``sign``, up to the first epoch not (yet) read."""
+        out: list[float] = []
+        for epoch, record in sorted(self.epochs.get(index, {}).items()):
+            if epoch != len(out) + 1 or metric not in record.metrics:
+                break
+            out.append(sign * record.metrics[metric])
+        return out
+
+    def add_epochs(
+        self, store: Store, index: int, spec: Spec, names: list[str] | None = None
+    ) -> list[EpochRecord]:
+        """Read the epoch records of ``index`` not read yet (all of its, or those in ``names``); the new ones.
+
+        One listing of the trial's own prefix and one read per new record: what
+        following a running trial costs does not grow with the study.
+        """
+        have = self.epochs.setdefault(index, {})
+        if names is None:
+            names = store.list(epochs_prefix(index))
+        new = []
+        for name in names:
+            epoch = _epoch_of(name)
+            if epoch is None or epoch in have:
+                continue
+            try:
+                record = EpochRecord.from_json(store.get(name), spec.kind.bounds)
+            except (RecordError, NotFound):
+                continue  # a curve with a hole stops at it (History.curve): nothing to decide on
+            have[epoch] = record
+            new.append(record)
+        return sorted(new, key=lambda r: r.epoch)
 
     @property
     def unfinished(self) -> list[int]:
@@ -37,6 +79,10 @@ class History:
     @property
     def failed(self) -> int:
         return sum(r.failed for r in self.results.values())
+
+    @property
+    def pruned(self) -> int:
+        return sum(r.pruned for r in self.results.values())
 
     def next_index(self) -> int:
         return max(self.launched, default=-1) + 1
@@ -81,7 +127,16 @@ def read_history(store: Store, spec: Spec) -> History:
             result = read_result(store, i, launch, spec)
             if result is not None:
                 history.results[i] = result
+        history.add_epochs(store, i, spec, [n for n in names if n.startswith(epochs_prefix(i))])
+        if stop_object(i) in present:
+            with contextlib.suppress(RecordError, NotFound):  # unreadable: as if never asked
+                history.stops[i] = StopRequest.from_json(store.get(stop_object(i)))
     return history
+
+
+def _epoch_of(name: str) -> int | None:
+    stem = name.rsplit("/", 1)[-1].removesuffix(".json")
+    return int(stem) if stem.isdigit() else None
 
 
 def read_study(store: Store) -> tuple[Spec, History]:

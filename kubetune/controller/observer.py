@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from kubetune.contract import TrialRequest, TrialResult
+from kubetune.contract import EpochRecord, TrialRequest, TrialResult
 from kubetune.controller.report import Summary
 
 
 class StudyObserver(Protocol):
     def trial_started(self, req: TrialRequest) -> None:
         """A trial was launched, or launched again under its index after a restart."""
+
+    def trial_progressed(self, record: EpochRecord) -> None:
+        """A running trial reported an epoch."""
 
     def trial_finished(self, result: TrialResult, summary: Summary) -> None:
         """A trial's result is in the store; ``summary`` is the study's state with it."""
@@ -29,6 +32,9 @@ class Unobserved:
 
     def trial_started(self, req: TrialRequest) -> None:
         del req
+
+    def trial_progressed(self, record: EpochRecord) -> None:
+        del record
 
     def trial_finished(self, result: TrialResult, summary: Summary) -> None:
         del result, summary

@@ -58,14 +58,17 @@ def observations(spec: Spec, results: Sequence[TrialResult]) -> list[tuple[Param
     """The (point, loss) pairs the optimizer learns from, in trial order.
 
     Failed trials are left out unless the spec names a penalty to tell instead:
-    an invented score would mislead the model.
+    an invented score would mislead the model. A pruned trial is told the
+    value it had reached when it was stopped, as Optuna tells TPE: worse than
+    it might have ended, which keeps the model away from a region the
+    stopping rule already judged poor (README, "Early stopping").
     """
     penalty = spec.budget.failure_penalty
     pairs = []
     for r in sorted(results, key=lambda r: r.index):
-        if r.succeeded and r.objective_value is not None:
+        if not r.failed and r.objective_value is not None:
             pairs.append((r.params, loss_of(spec, r.objective_value)))
-        elif penalty is not None:
+        elif r.failed and penalty is not None:
             pairs.append((r.params, loss_of(spec, penalty)))
     return pairs
 

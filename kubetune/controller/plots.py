@@ -1,4 +1,4 @@
-"""skopt's three notebook plots, rendered headless from a study's records.
+"""skopt's three notebook plots, and the trials' learning curves, rendered headless from the records.
 
 The plots see what the optimizer saw: ``optimizer.observations`` as an skopt
 ``OptimizeResult`` (points and minimised losses), and for the partial
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from scipy.optimize import OptimizeResult
 from skopt import Optimizer
@@ -133,6 +134,35 @@ def evaluations_png(result: OptimizeResult) -> bytes:
     else:
         skplots.plot_evaluations(result, ax=ax)
         _title(fig, f"Evaluations: {n} points in trial order (colour); star: the best")
+    return _png(fig)
+
+
+def learning_curves_png(
+    spec: Spec, results: Sequence[TrialResult], curves: Mapping[int, Sequence[float]]
+) -> bytes:
+    """The objective after each epoch, one line per trial; a cross where a stopping rule ended one."""
+    if not any(curves.values()):
+        raise NotYet("no trial has reported an epoch yet")
+    status = {r.index: r.status for r in results}
+    colors = {"succeeded": "tab:blue", "pruned": "tab:red", "failed": "0.5"}
+    fig = Figure(figsize=(8, 5), dpi=_DPI)
+    ax = fig.add_subplot()
+    for index, curve in sorted(curves.items()):
+        if not curve:
+            continue
+        state = status.get(index, "running")
+        epochs = range(1, len(curve) + 1)
+        ax.plot(epochs, curve, color=colors.get(state, "tab:green"), alpha=0.7, lw=1.2)
+        if state == "pruned":
+            ax.plot(len(curve), curve[-1], "x", color="tab:red", ms=8, mew=2)
+    handles = [Line2D([], [], color=c, label=s) for s, c in [*colors.items(), ("running", "tab:green")]]
+    handles.append(Line2D([], [], color="tab:red", marker="x", ls="", label="stopped here"))
+    ax.legend(handles=handles, loc="best")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    metric = spec.objective.metric
+    ax.set_title(f"Learning curves: {metric} after each epoch")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
     return _png(fig)
 
 

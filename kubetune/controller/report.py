@@ -13,11 +13,20 @@ import csv
 import html
 import io
 import json
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubetune.contract import BEST_OBJECT, HISTORY_OBJECT, REPORT_OBJECT, TrialResult, plot_object
+from kubetune.contract import (
+    BEST_OBJECT,
+    HISTORY_OBJECT,
+    REPORT_OBJECT,
+    EpochRecord,
+    TrialResult,
+    plot_object,
+)
+from kubetune.controller.history import Epochs
 from kubetune.log import get_logger
 from kubetune.spec import Spec
 from kubetune.store import Store
@@ -26,7 +35,7 @@ log = get_logger("kubetune.report")
 
 # Drawing the plots takes about a second (0.8 s at 8 trials, 0.9 s at 60): the
 # study loop decides when to redraw (controller.study.redraw_due).
-PLOTS = ("convergence", "objective", "evaluations")
+PLOTS = ("convergence", "objective", "evaluations", "learning_curves")
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 # The leaderboard fits a laptop screen: training metrics are in history.csv only.
 LEADERBOARD_METRICS = METRICS[2:]
@@ -38,6 +47,7 @@ class Summary:
     succeeded: int
     failed: int
     best: TrialResult | None
+    pruned: int = 0
 
 
 def ranked(spec: Spec, results: Sequence[TrialResult]) -> list[TrialResult]:
@@ -54,8 +64,8 @@ def best_of(spec: Spec, results: Sequence[TrialResult]) -> TrialResult | None:
 
 
 def summarize(spec: Spec, results: Sequence[TrialResult]) -> Summary:
-    ok = sum(r.succeeded for r in results)
-    return Summary(len(results), ok, len(results) - ok, best_of(spec, results))
+    count = Counter(r.status for r in results)
+    return Summary(len(results), count["succeeded"], count["failed"], best_of(spec, results), count["pruned"])
 
 
 def best_document(spec: Spec, results: Sequence[TrialResult]) -> dict[str, Any]:
@@ -63,7 +73,7 @@ def best_document(spec: Spec, results: Sequence[TrialResult]) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "study": spec.name,
         "objective": {"metric": spec.objective.metric, "goal": spec.objective.goal},
-        "trials": {"finished": s.total, "succeeded": s.succeeded, "failed": s.failed},
+        "trials": {"finished": s.total, "succeeded": s.succeeded, "failed": s.failed, "pruned": s.pruned},
         "best": None,
     }
     if s.best is not None:
@@ -78,47 +88,71 @@ def best_document(spec: Spec, results: Sequence[TrialResult]) -> dict[str, Any]:
     return doc
 
 
-def history_csv(spec: Spec, results: Sequence[TrialResult]) -> str:
-    """One row per trial, in index order, for a spreadsheet."""
+def history_csv(spec: Spec, results: Sequence[TrialResult], epochs: Epochs | None = None) -> str:
+    """One row per trial, in index order, for a spreadsheet; a running one at its latest epoch."""
     names = [d.name for d in spec.space]
     metrics = METRICS
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["index", "status", "objective", *names, *metrics, "wall_time_s", "images_per_s", "reason"])
-    for r in sorted(results, key=lambda r: r.index):
-        w.writerow(
-            [
-                r.index,
-                r.status,
-                _cell(r.objective_value),
-                *(_cell(r.params.get(n)) for n in names),
-                *(_cell(r.metrics.get(m)) for m in metrics),
-                _cell(r.wall_time_s),
-                _cell(r.images_per_s),
-                r.reason or "",
-            ]
-        )
+    w.writerow(
+        ["index", "status", "epoch", "objective", *names, *metrics, "wall_time_s", "images_per_s", "reason"]
+    )
+    rows = {r.index: _row(r, names, metrics) for r in results}
+    for index, latest in running_epochs(results, epochs or {}).items():
+        cells = [_cell(latest.metrics.get(spec.objective.metric)), *([""] * len(names))]
+        values = [_cell(latest.metrics.get(m)) for m in metrics]
+        rows[index] = [index, "running", latest.epoch, *cells, *values, "", "", ""]
+    w.writerows(rows[i] for i in sorted(rows))
     return buf.getvalue()
+
+
+def _row(r: TrialResult, names: list[str], metrics: Sequence[str]) -> list[object]:
+    return [
+        r.index,
+        r.status,
+        _cell(r.last_epoch),
+        _cell(r.objective_value),
+        *(_cell(r.params.get(n)) for n in names),
+        *(_cell(r.metrics.get(m)) for m in metrics),
+        _cell(r.wall_time_s),
+        _cell(r.images_per_s),
+        r.reason or "",
+    ]
+
+
+def running_epochs(results: Sequence[TrialResult], epochs: Epochs) -> dict[int, EpochRecord]:
+    """The latest epoch record of each trial that has reported one and has no result yet."""
+    done = {r.index for r in results}
+    return {i: e[max(e)] for i, e in epochs.items() if e and i not in done}
 
 
 def _cell(v: object) -> str:
     return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
 
 
-def publish(store: Store, spec: Spec, results: Sequence[TrialResult], *, plots: bool = True) -> None:
+def publish(
+    store: Store,
+    spec: Spec,
+    results: Sequence[TrialResult],
+    *,
+    epochs: Epochs | None = None,
+    plots: bool = True,
+) -> None:
     """Rewrite the views after a trial finished; the report and its plots only if ``plots``."""
     store.put(BEST_OBJECT, (json.dumps(best_document(spec, results), indent=2) + "\n").encode())
-    store.put(HISTORY_OBJECT, history_csv(spec, results).encode())
+    store.put(HISTORY_OBJECT, history_csv(spec, results, epochs).encode())
     if not plots:
         return
     try:
-        publish_report(store, spec, results)
+        publish_report(store, spec, results, epochs)
     except Exception as exc:  # the report is a view: a study never fails for it
         log.warning("report_failed", error=f"{type(exc).__name__}: {exc}", exc_info=True)
 
 
-def publish_report(store: Store, spec: Spec, results: Sequence[TrialResult]) -> None:
-    figures = draw_figures(spec, results)
+def publish_report(
+    store: Store, spec: Spec, results: Sequence[TrialResult], epochs: Epochs | None = None
+) -> None:
+    figures = draw_figures(spec, results, epochs)
     for name, png in figures.images.items():
         store.put(plot_object(name), png)
     store.put(REPORT_OBJECT, report_html(spec, results, figures).encode())
@@ -135,12 +169,13 @@ class Figures:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def draw_figures(spec: Spec, results: Sequence[TrialResult]) -> Figures:
+def draw_figures(spec: Spec, results: Sequence[TrialResult], epochs: Epochs | None = None) -> Figures:
     """Every plot that can be drawn; one that fails leaves a note, not a hole in the study."""
     # skopt and matplotlib: imported only where a report is drawn, so `best` stays light.
     from kubetune.controller import plots
 
     figures = Figures()
+    curves = {i: _curve(spec, e) for i, e in (epochs or {}).items()}
     try:
         result = plots.optimize_result(spec, results)
     except plots.NotYet as exc:
@@ -150,6 +185,7 @@ def draw_figures(spec: Spec, results: Sequence[TrialResult]) -> Figures:
         "convergence": lambda: plots.convergence_png(spec, result),
         "objective": lambda: plots.objective_png(spec, result, plots.fit_model(spec, result)),
         "evaluations": lambda: plots.evaluations_png(result),
+        "learning_curves": lambda: plots.learning_curves_png(spec, results, curves),
     }
     for name in PLOTS:
         try:
@@ -160,6 +196,11 @@ def draw_figures(spec: Spec, results: Sequence[TrialResult]) -> Figures:
             log.warning("plot_failed", plot=name, error=f"{type(exc).__name__}: {exc}", exc_info=True)
             figures.notes[name] = f"could not be drawn ({type(exc).__name__}: {exc})"
     return figures
+
+
+def _curve(spec: Spec, epochs: Mapping[int, EpochRecord]) -> list[float]:
+    metric = spec.objective.metric
+    return [epochs[e].metrics[metric] for e in sorted(epochs) if metric in epochs[e].metrics]
 
 
 # --- the HTML page ----------------------------------------------------------------

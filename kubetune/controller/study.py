@@ -23,7 +23,8 @@ from kubetune.contract import (
     params_object,
     result_object,
 )
-from kubetune.controller import optimizer, report
+from kubetune.controller import early_stopping, optimizer, report
+from kubetune.controller.early_stopping import EarlyStopping
 from kubetune.controller.history import History, read_history, read_result
 from kubetune.controller.observer import StudyObserver, Unobserved
 from kubetune.errors import UsageError
@@ -58,6 +59,7 @@ class Study:
         observer: StudyObserver | None = None,
         on_progress: Callable[[Study], None] | None = None,
         poll_s: float = 1.0,
+        epochs_poll_s: float = early_stopping.POLL_S,
     ) -> None:
         self.spec = spec
         self.store = store
@@ -66,6 +68,7 @@ class Study:
         self.on_progress = on_progress or (lambda _study: None)
         self.poll_s = poll_s
         self.history = History()
+        self.early_stopping = EarlyStopping(spec, store, launcher, self.observer, epochs_poll_s)
         self.durations: list[float] = []
         self._drawn_at = time.monotonic()  # nothing to draw before the first result
         self._draw_s = 1.0  # what a redraw costs; measured after the first
@@ -92,10 +95,11 @@ class Study:
             # Successors first: the views, annotations and Events can wait
             # the few tens of milliseconds a launch takes.
             self._fill()
-            self._announce(finished)
+            progressed = self.early_stopping.poll(self.history)
+            self._announce(finished, progressed)
             self.on_progress(self)
         summary = report.summarize(self.spec, self.history.ordered_results())
-        report.publish(self.store, self.spec, self.history.ordered_results())
+        report.publish(self.store, self.spec, self.history.ordered_results(), epochs=self.history.epochs)
         completed = not self._too_many_failures()
         self.observer.study_ended(summary, completed)
         log.info(
@@ -161,28 +165,29 @@ class Study:
     def _finish(self, ex: TrialExit) -> TrialResult:
         """Read (or, for a trial that could not write it, record) the result of a trial that ended."""
         launch = self.history.launched.get(ex.index)
+        self.early_stopping.trial_exited(self.history, ex.index)
         result = read_result(self.store, ex.index, launch, self.spec)
         if result is None:
             params = launch.params if launch else {}
             reason = ex.reason if not ex.ok else "exited 0 but wrote no result record"
             failure = failed_result(ex.index, params, self.spec.objective.metric, reason)
-            result = self._record_failure(failure)
+            result = self._record_for(self.early_stopping.pruned_for(self.history, ex.index) or failure)
         self.history.results[ex.index] = result
         if launch is not None:
             self.durations.append(time.time() - launch.launched_at)
         return result
 
-    def _announce(self, finished: list[TrialResult]) -> None:
+    def _announce(self, finished: list[TrialResult], progressed: bool) -> None:
         """best.json and history.csv, then each trial's annotations, Event and log line."""
-        if not finished:
+        if not finished and not progressed:
             return
         results = self.history.ordered_results()
-        report.publish(self.store, self.spec, results, plots=False)
+        report.publish(self.store, self.spec, results, epochs=self.history.epochs, plots=False)
         self._plots_stale = True
         summary = report.summarize(self.spec, results)
         for result in finished:
             self.observer.trial_finished(result, summary)
-            event = "trial_succeeded" if result.succeeded else "trial_failed"
+            event = f"trial_{result.status}"
             log.info(event, index=result.index, value=result.objective_value, reason=result.reason,
                      params=result.params)  # fmt: skip
 
@@ -194,7 +199,7 @@ class Study:
         if not redraw_due(stale_s, self._draw_s, self._next_exit_in_s()):
             return
         t0 = time.monotonic()
-        report.publish(self.store, self.spec, self.history.ordered_results())
+        report.publish(self.store, self.spec, self.history.ordered_results(), epochs=self.history.epochs)
         self._drawn_at = time.monotonic()
         self._draw_s = self._drawn_at - t0
         self._plots_stale = False
@@ -208,14 +213,15 @@ class Study:
         starts = [launched[i].launched_at for i in self.launcher.running() if i in launched]
         return min(starts) + mean - time.time() if starts else None
 
-    def _record_failure(self, failure: TrialResult) -> TrialResult:
+    def _record_for(self, result: TrialResult) -> TrialResult:
+        """Write the record of a trial that could not (it failed, or was killed after a stop request)."""
         try:
-            self.store.create(result_object(failure.index), failure.to_json())
-            return failure
+            self.store.create(result_object(result.index), result.to_json())
+            return result
         except AlreadyExists:
             # The trial wrote its own record after all (a late write): trust it.
-            found = read_result(self.store, failure.index, None, self.spec)
-            return found or failure
+            found = read_result(self.store, result.index, None, self.spec)
+            return found or result
 
     # --- progress -------------------------------------------------------------
 

@@ -15,3 +15,5 @@ class TrialKind:
     metrics: Mapping[str, Goal]  # reported metrics and which way is better
     bounds: MetricBounds
     settings_type: type  # a dataclass declared with kubetune.settings.setting
+    # Metrics reported after every epoch, for stopping rules; None: any may be.
+    epoch_metrics: frozenset[str] | None = None

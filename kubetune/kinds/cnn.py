@@ -46,4 +46,6 @@ CNN = TrialKind(
     # Accuracies are fractions; anything else in a record is a malformed result.
     bounds={m: (0.0, 1.0) for m in ("val_accuracy", "test_accuracy", "accuracy")},
     settings_type=CnnSettings,
+    # Keras' fit() reports these after each epoch; the test split only at the end.
+    epoch_metrics=frozenset({"loss", "accuracy", "val_loss", "val_accuracy"}),
 )

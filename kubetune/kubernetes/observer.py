@@ -11,7 +11,7 @@ import json
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kubetune.contract import TrialRequest, TrialResult
+from kubetune.contract import EpochRecord, TrialRequest, TrialResult
 from kubetune.controller.report import Summary
 from kubetune.kubernetes.api import Obj, api_reason
 from kubetune.kubernetes.events import post_event
@@ -32,13 +32,26 @@ class JobObserver:
     def trial_started(self, req: TrialRequest) -> None:
         self._event("TrialStarted", f"trial {req.index} started: {json.dumps(req.params, sort_keys=True)}")
 
+    def trial_progressed(self, record: EpochRecord) -> None:
+        """The epoch a running trial reached, and its metrics there, on its Job."""
+        labels = {f"{GROUP}/epoch": str(record.epoch)}
+        labels |= {f"{GROUP}/{m}": label_value(v) for m, v in record.metrics.items()}
+        self._patch(job_name(self.study, record.index), {"metadata": {"labels": labels}})
+
     def trial_finished(self, result: TrialResult, summary: Summary) -> None:
         """The metric on the trial's Job (a `-L` leaderboard); an Event and progress on the controller's."""
         labels: dict[str, str] = {f"{GROUP}/status": result.status}
-        if result.succeeded and result.objective_value is not None:
+        if result.objective_value is not None:
             labels[f"{GROUP}/{result.objective}"] = label_value(result.objective_value)
+        if result.last_epoch is not None:
+            labels[f"{GROUP}/epoch"] = str(result.last_epoch)
+        if result.succeeded:
             self._event(
                 "TrialSucceeded", f"trial {result.index}: {result.objective}={result.objective_value:.4f}"
+            )
+        elif result.pruned:
+            self._event(
+                "TrialPruned", f"trial {result.index} pruned at epoch {result.last_epoch}: {result.reason}"
             )
         else:
             self._event("TrialFailed", f"trial {result.index} failed: {result.reason}", warning=True)

@@ -18,8 +18,10 @@ import time
 from typing import Any
 
 from kubetune import __version__
-from kubetune.contract import TrialRequest, TrialResult, failed_result
+from kubetune.contract import StopRequest, TrialRequest, TrialResult, failed_result
+from kubetune.kinds import CNN
 from kubetune.store import Store
+from kubetune.trial.epochs import EpochReporter
 
 
 def train(req: TrialRequest, store: Store, started: float, log: Any) -> TrialResult:
@@ -40,7 +42,10 @@ def train(req: TrialRequest, store: Store, started: float, log: Any) -> TrialRes
     log.info("training", params=req.params, epochs=s.epochs, images=counts, param_count=common["param_count"],
              precision=s.precision)  # fmt: skip
 
-    fit, epoch_times = train_epochs(net, train, val, s.epochs, log)
+    reporter = EpochReporter(store, req.index, CNN.bounds)
+    fit, epoch_times, stop = train_epochs(net, train, val, s.epochs, log, reporter)
+    if stop is not None:
+        return _pruned(req, stop, reporter.last_epoch or 0, fit, started, epoch_times, common)
     loss = fit["loss"][-1]
     if not math.isfinite(loss):
         return _failed(
@@ -72,32 +77,55 @@ def train(req: TrialRequest, store: Store, started: float, log: Any) -> TrialRes
         images_per_s=_images_per_s(counts["train"], epoch_times),
         started_at=started,
         finished_at=finished,
+        last_epoch=len(epoch_times),
         **common,
     )
 
 
+# A stop request is also looked for during an epoch, at most this often: an
+# epoch of the full dataset takes minutes on a CPU, and a pruned trial should
+# give its GPU back within seconds, at a bounded cost in store reads.
+STOP_CHECK_S = 5.0
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
 def train_epochs(
-    net: Any, train: Any, val: Any, epochs: int, log: Any
-) -> tuple[dict[str, list[float]], list[float]]:
-    """Train for ``epochs``, validating after each; the Keras history and training seconds per epoch.
+    net: Any, train: Any, val: Any, epochs: int, log: Any, reporter: EpochReporter | None = None
+) -> tuple[dict[str, list[float]], list[float], StopRequest | None]:
+    """Train for ``epochs``, validating after each: the Keras history, training seconds per
+    epoch, and the stop request that ended training early, if one did.
 
     One fit() for all epochs: a fit() per epoch re-creates the input
     iterators every epoch, and tearing down the last one often held that fit()
     for ~3 s after its last batch (0.67x the images/s; bench/throughput.py).
-    A non-finite loss stops training at the end of its epoch.
+    A non-finite loss stops training at the end of its epoch; a stop request
+    (``reporter``) after the batch that sees it.
     """
     import keras
 
     class EpochLog(keras.callbacks.Callback):  # type: ignore[misc]
-        """Training time apart from validation (which runs between the two), and the NaN stop."""
+        """Training time apart from validation (which runs between the two), each epoch's
+        record, and the NaN and stop-request stops."""
+
+        stop: StopRequest | None = None
+        checked = time.monotonic()
 
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             self.t0 = self.t1 = time.perf_counter()
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if reporter is None or time.monotonic() - self.checked < STOP_CHECK_S:
+                return
+            self.checked = time.monotonic()
+            self.stop = reporter.stop_requested()
+            self.model.stop_training = self.stop is not None
 
         def on_test_begin(self, logs: Any = None) -> None:
             self.t1 = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if self.stop is not None:
+                return  # stopped within this epoch: it did not finish, so it is no epoch
             logs = logs or {}
             now = time.perf_counter()
             train_s = (self.t1 if self.t1 > self.t0 else now) - self.t0
@@ -108,12 +136,20 @@ def train_epochs(
             log.info("epoch", epoch=epoch + 1, loss=logs["loss"], accuracy=logs.get("accuracy"),
                      val_accuracy=logs.get("val_accuracy"), train_s=round(train_s, 3),
                      val_s=round(now - self.t1, 3))  # fmt: skip
+            if reporter is not None:
+                stop = reporter.report(epoch + 1, {m: float(logs[m]) for m in EPOCH_METRICS})
+                self.checked = time.monotonic()
+                # After the last epoch the work is done: a late request finds a finished trial.
+                if epoch + 1 < epochs:
+                    self.stop = stop
+                    self.model.stop_training = stop is not None
 
     times: list[float] = []
+    callback = EpochLog()
     history = net.fit(
-        train, epochs=epochs, validation_data=val, shuffle=False, verbose=0, callbacks=[EpochLog()]
+        train, epochs=epochs, validation_data=val, shuffle=False, verbose=0, callbacks=[callback]
     ).history
-    return history, times
+    return history, times, callback.stop
 
 
 def _images_per_s(images: int, epoch_times: list[float]) -> float:
@@ -124,6 +160,35 @@ def _images_per_s(images: int, epoch_times: list[float]) -> float:
     """
     steady = epoch_times[1:] or epoch_times
     return images * len(steady) / sum(steady)
+
+
+def _pruned(
+    req: TrialRequest,
+    stop: StopRequest,
+    epoch: int,
+    fit: dict[str, list[float]],
+    started: float,
+    epoch_times: list[float],
+    common: dict[str, Any],
+) -> TrialResult:
+    """The record of a trial a stopping rule ended: the reason, the epoch it reached, its metrics there."""
+    metrics = {m: float(fit[m][epoch - 1]) for m in EPOCH_METRICS} if epoch else {}
+    finished = time.time()
+    return TrialResult(
+        index=req.index,
+        status="pruned",
+        params=req.params,
+        objective=req.objective,
+        objective_value=metrics.get(req.objective),
+        reason=stop.reason,
+        metrics=metrics,
+        wall_time_s=finished - started,
+        epoch_times_s=epoch_times[:epoch],
+        started_at=started,
+        finished_at=finished,
+        last_epoch=epoch,
+        **common,
+    )
 
 
 def _failed(

@@ -75,7 +75,7 @@ other templates.
 {{- end }}
 {{- /* toYaml sorts keys: emit the top level in the spec's own order, for
 people reading the ConfigMap (the schema allows no other keys). */}}
-{{- range $key := list "name" "objective" "space" "optimizer" "budget" "x0" "trial" }}
+{{- range $key := list "name" "objective" "space" "optimizer" "budget" "stopping" "x0" "trial" }}
 {{- if hasKey $study $key }}
 {{ toYaml (dict $key (get $study $key)) }}
 {{- end }}
