@@ -116,3 +116,47 @@ def test_a_bad_spec_creates_nothing(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert out.stderr.strip() == "kubetune: budget.parallel: must be at least 1, got 0"
     assert not store.exists()
+
+
+STOPPING = """
+name: stopping
+space:
+  - {name: learning_rate, type: real, low: 1.0e-5, high: 1.0e-1, prior: log-uniform}
+optimizer: {n_initial_points: 6, random_state: 2}
+budget: {max_trials: 6, parallel: 2, max_failed: 1}
+stopping: {rule: asha, eta: 2}
+trial: {epochs: 4, train_subset: 4096, test_subset: 512, batch_size: 256}
+"""
+
+
+def test_a_real_cnn_study_prunes_trials_with_asha(tmp_path: Path, prepared_data_dir: Path) -> None:
+    # The real trial and loop; only the controller reads epochs every 0.2 s
+    # (not 5 s): these epochs take about a second, a real one minutes.
+    from kubetune.controller.history import read_study
+    from kubetune.controller.study import Study
+    from kubetune.launcher import LocalLauncher
+    from kubetune.spec import parse_spec
+
+    store = open_store(str(tmp_path / "store"))
+    launcher = LocalLauncher(tmp_path / "logs", env={"KUBETUNE_DATA_DIR": str(prepared_data_dir)})
+    try:
+        outcome = Study(parse_spec(STOPPING), store, launcher, epochs_poll_s=0.2).run()
+    finally:
+        launcher.close()
+    assert outcome.completed
+
+    _, history = read_study(store)
+    statuses = [r.status for r in history.ordered_results()]
+    assert "pruned" in statuses and "succeeded" in statuses, statuses
+    for r in history.ordered_results():
+        curve = history.curve(r.index, "val_accuracy")
+        if r.pruned:
+            assert r.last_epoch is not None and 1 <= r.last_epoch < 4
+            assert len(curve) == r.last_epoch
+            assert r.metrics["val_accuracy"] == curve[-1] == r.objective_value
+            assert "test_accuracy" not in r.metrics  # never evaluated on the test split
+        else:
+            assert r.succeeded and r.last_epoch == 4 and len(curve) == 4
+    best = json.loads(store.get("best.json"))
+    assert history.results[best["best"]["index"]].succeeded
+    assert best["trials"]["pruned"] == statuses.count("pruned")
