@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import controller, memory, scaling, search, throughput
+from bench import controller, memory, scaling, search, stopping, throughput
 from bench.common import CACHE, REPO, Context, Section, context, log, machine
 
 BENCHMARKS: dict[str, Callable[[Context], Section]] = {
@@ -27,10 +27,11 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "scaling": scaling.run,
     "search": search.run,
     "memory": memory.run,
+    "stopping": stopping.run,
 }
 # The search benchmark trains ~150 small models in this process (TensorFlow's
 # memory only grows): it runs last, after the benchmarks that fork processes.
-RUN_ORDER = ("throughput", "controller", "scaling", "memory", "search")
+RUN_ORDER = ("throughput", "controller", "scaling", "memory", "search", "stopping")
 RESULTS = CACHE / "results"
 REPORT = REPO / "BENCHMARKS.md"
 
@@ -90,7 +91,7 @@ def write_report() -> None:
         "The machines are shared and noisy (2 cores; ±20 % from minute to minute), so every number is a "
         "median of repeated runs and every comparison a ratio measured in the same run, the compared "
         f"variants interleaved (A B A B ...). Regenerate with `make bench`; one benchmark with "
-        "`.venv/bin/python -m bench NAME` (throughput, controller, scaling, search, memory), then "
+        "`.venv/bin/python -m bench NAME` (throughput, controller, scaling, search, memory, stopping), then "
         "`.venv/bin/python -m bench --report-only` to reassemble this file from the saved sections.\n\n"
         f"{machine().line()}. Total time of the runs below: {took / 60:.0f} min.\n"
     )
