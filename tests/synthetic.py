@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import contextlib
 
-from kubetune.contract import TrialRequest, result_object
+from kubetune.contract import EpochRecord, TrialRequest, epoch_object, result_object
 from kubetune.launcher import TrialExit
 from kubetune.store import AlreadyExists, Store
-from tests.fake_trial import objective, succeeded
+from tests.fake_trial import curve, objective, succeeded
 
 
 class InProcessLauncher:
@@ -21,11 +21,16 @@ class InProcessLauncher:
     name = "synthetic"
 
     def __init__(
-        self, store: Store, fail: frozenset[int] = frozenset(), hang: frozenset[int] = frozenset()
+        self,
+        store: Store,
+        fail: frozenset[int] = frozenset(),
+        hang: frozenset[int] = frozenset(),
+        epochs: int = 0,
     ) -> None:
         self.store = store
         self.fail = fail
         self.hang = hang
+        self.epochs = epochs  # learning-curve records each trial writes before its result
         self.launched: list[TrialRequest] = []
         self._running: dict[int, TrialRequest] = {}
         self._stopped: list[int] = []
@@ -56,6 +61,11 @@ class InProcessLauncher:
         value = objective(req.params)
         result = succeeded(index, req.params, req.objective, value)
         with contextlib.suppress(AlreadyExists):  # a replayed trial already wrote it
+            for epoch in range(1, self.epochs + 1):
+                metrics = {req.objective: curve(req.params, epoch, self.epochs)}
+                self.store.create(
+                    epoch_object(index, epoch), EpochRecord(index, epoch, metrics, 0.0).to_json()
+                )
             self.store.create(result_object(index), result.to_json())
         return [TrialExit(index, 0, "succeeded")]
 

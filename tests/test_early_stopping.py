@@ -73,6 +73,8 @@ def test_asha_prunes_trials_through_the_store_and_never_counts_them_as_failures(
     best = json.loads(store.get("best.json"))
     assert best["best"]["index"] not in {r.index for r in pruned}
     assert best["trials"]["pruned"] == len(pruned)
+    assert store.get("plots/learning_curves.png").startswith(b"\x89PNG")
+    assert f"{len(pruned)} stopped early" in store.get("report.html").decode()
     rows = store.get("history.csv").decode().splitlines()
     assert rows[0].startswith("index,status,epoch,")
     assert sum(",pruned," in row for row in rows) == len(pruned)

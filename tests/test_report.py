@@ -66,7 +66,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     """Eight trials of the synthetic objective, trial 5 crashing: ~2 s."""
     root = tmp_path_factory.mktemp("store")
     store = open_store(str(root))
-    study = Study(SPEC, store, InProcessLauncher(store, fail=frozenset({5})), poll_s=0.0)
+    study = Study(SPEC, store, InProcessLauncher(store, fail=frozenset({5}), epochs=3), poll_s=0.0)
     study.run()
     return Recorded(root, store, study.history.ordered_results())
 
@@ -122,7 +122,9 @@ def test_a_one_dimensional_space_gets_all_three_plots() -> None:
     rates = [1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 1e-1]
     results = [succeeded(i, {"learning_rate": lr}) for i, lr in enumerate(rates)]
     figures = report.draw_figures(spec, results)
-    assert figures.notes == {}
+    # The three skopt plots; no learning curves without epoch records.
+    assert figures.notes == {"learning_curves": "no trial has reported an epoch yet"}
+    assert set(figures.images) == {"convergence", "objective", "evaluations"}
     for png in figures.images.values():
         assert_a_picture(Image.open(io.BytesIO(png)))
 
@@ -177,7 +179,7 @@ def test_a_failing_report_does_not_fail_publish(
 
 def test_instant_trials_leave_the_redraw_to_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     drawn: list[int] = []
-    monkeypatch.setattr(report, "publish_report", lambda store, spec, results: drawn.append(len(results)))
+    monkeypatch.setattr(report, "publish_report", lambda store, spec, results, epochs: drawn.append(len(results)))
     store = open_store(str(tmp_path))
     Study(SPEC, store, InProcessLauncher(store), poll_s=0.0).run()  # a trial always about to finish
     assert drawn == [SPEC.budget.max_trials]
@@ -188,7 +190,7 @@ def test_slow_trials_see_the_plots_redrawn_between_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     drawn: list[int] = []
-    monkeypatch.setattr(report, "publish_report", lambda store, spec, results: drawn.append(len(results)))
+    monkeypatch.setattr(report, "publish_report", lambda store, spec, results, epochs: drawn.append(len(results)))
     monkeypatch.setattr(study, "redraw_due", lambda *_: True)  # as if each trial took minutes
     store = open_store(str(tmp_path))
     Study(SPEC, store, InProcessLauncher(store), poll_s=0.0).run()
@@ -219,7 +221,7 @@ def test_a_redraw_waits_for_a_trial_about_to_finish(
 def test_the_report_is_published_self_contained(recorded: Recorded) -> None:
     page = recorded.store.get(REPORT_OBJECT).decode()
     assert "<title>kubetune study report-test</title>" in page
-    assert page.count('<img src="data:image/png;base64,') == 3
+    assert page.count('<img src="data:image/png;base64,') == len(report.PLOTS)  # the learning curves too
     assert "http" not in page.replace('lang="en"', "")  # no external asset of any kind
     assert "exited with code 1" in page  # trial 5's failure, with its reason
 
@@ -233,7 +235,7 @@ def test_values_are_escaped() -> None:
 
 def test_cli_report_rebuilds_the_page_from_the_records(recorded: Recorded, page: Path) -> None:
     html = page.read_text()
-    assert html.count('<img src="data:image/png;base64,') == 3
+    assert html.count('<img src="data:image/png;base64,') == len(report.PLOTS)
     assert 'id="best"' in html
 
 
@@ -260,7 +262,7 @@ def test_chromium_shows_the_best_trial_on_top(recorded: Recorded, page: Path, tm
     shot = tmp_path / "report.png"
     chromium(f"--screenshot={shot}", page)
     assert_a_picture(Image.open(shot))
-    assert shot.stat().st_size > 50_000  # text, tables and three plots, not a blank page
+    assert shot.stat().st_size > 50_000  # text, tables and the plots, not a blank page
     best = json.loads(recorded.store.get(BEST_OBJECT))["best"]
     cells = BestRow.cells(chromium("--dump-dom", page))
     rank, index, value = cells[:3]
@@ -338,9 +340,11 @@ def test_status_agrees_with_the_store(recorded: Recorded) -> None:
         "finished": 8,
         "succeeded": len(ok),
         "failed": 1,
+        "pruned": 0,
         "total": spec.budget.max_trials,
         "running": 0,
     }
+    assert status["running"] == []
     top = max(ok, key=lambda r: r.objective_value or 0.0)
     assert (
         status["best"]["index"] == top.index == json.loads(recorded.store.get(BEST_OBJECT))["best"]["index"]

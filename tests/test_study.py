@@ -61,7 +61,7 @@ def test_study_runs_its_budget_and_publishes_views(tmp_path: Path) -> None:
     top = max(results, key=lambda r: r.objective_value or 0)
     assert best["best"]["index"] == top.index and best["best"]["value"] == top.objective_value
     rows = store.get(HISTORY_OBJECT).decode().splitlines()
-    assert rows[0].startswith("index,status,objective,learning_rate")
+    assert rows[0].startswith("index,status,epoch,objective,learning_rate")
     assert len(rows) == 10
 
 

@@ -254,7 +254,7 @@ def _summary(spec: Spec, results: Sequence[TrialResult]) -> str:
     return (
         f"<p>Objective: {_e(spec.objective.goal)} {_e(spec.objective.metric)}. "
         f"{s.total} of {spec.budget.max_trials} trials finished: {s.succeeded} succeeded, "
-        f"{s.failed} failed; {best}.</p>"
+        f"{s.failed} failed, {s.pruned} stopped early; {best}.</p>"
     )
 
 
