@@ -86,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
+        if args[:2] == ["trial", "exec"]:
+            # A program's trial has options of its own kind: its parser is the trial side's.
+            from kubetune.trial import program
+
+            return program.main(args[2:])
         ns = _parser().parse_args(args)
         return _dispatch(ns, args)
     except KubetuneError as exc:

@@ -84,8 +84,8 @@ BAD = [
     ),
     ("space: []", r"space: must list at least one parameter"),
     (
-        "space: [{name: dropout, type: real, low: 0, high: 1}]",
-        r"space\[0\]\.name: unknown hyperparameter 'dropout'",
+        "space: [{name: momentum, type: real, low: 0, high: 1}]",
+        r"space\[0\]\.name: unknown hyperparameter 'momentum'",
     ),
     (
         "space: [{name: num_dense_layers, type: integer, low: 1.5, high: 3}]",

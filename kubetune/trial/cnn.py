@@ -19,12 +19,13 @@ from typing import Any
 
 from kubetune import __version__
 from kubetune.contract import TrialRequest, TrialResult, failed_result
+from kubetune.kinds import CNN
 from kubetune.store import Store
 
 
 def train(req: TrialRequest, store: Store, started: float, log: Any) -> TrialResult:
     """Train and evaluate the CNN of ``req``; a failed result when the loss turns non-finite."""
-    s = req.settings
+    s = CNN.settings_with(req.settings, req.params)  # a searched epochs or batch_size wins
     # Must be set before TensorFlow loads; it silences most of its C++ logging.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
