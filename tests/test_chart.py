@@ -404,6 +404,7 @@ def test_floats_from_set_reach_the_spec(render: Render) -> None:
         "--set", "study.space[0].low=1e-4,study.space[0].high=0.05",
     )  # fmt: skip
     spec = parse_spec(config_files(objs)[0])
+    assert isinstance(spec.trial, CnnSettings)
     assert spec.trial.validation_split == 0.2
     assert spec.space == (specmod.Real("learning_rate", 1e-4, 0.05),)
     assert spec.x0 == ()  # the notebook's point needs the notebook's space
