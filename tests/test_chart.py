@@ -494,7 +494,7 @@ BAD_VALUES = [
     ("goal-unknown", ["--set", "study.objective.goal=max"], "/study/objective/goal"),
     ("acq-unknown", ["--set", "study.optimizer.acq_func=UCB"], "/study/optimizer/acq_func"),
     ("space-empty", ["--set-json", "study.space=[]"], "/study/space"),
-    ("space-name", space(name="dropout", type="real", low=0, high=1), "/study/space/0/name"),
+    ("space-name", space(name="momentum", type="real", low=0, high=1), "/study/space/0/name"),
     ("space-type", space(name=NODES, type="int", low=1, high=9), "/study/space/0/type"),
     ("space-integer-bounds", space(name=NODES, type="integer", low=1.5, high=9), "/study/space/0/low"),
     ("space-categorical-values", space(name=NODES, type="categorical"), "values"),
@@ -508,7 +508,7 @@ BAD_VALUES = [
     ("epochs-boolean", ["--set-json", "study.trial.epochs=true"], "/study/trial/epochs"),
     ("precision-unknown", ["--set", "study.trial.precision=float16"], "/study/trial/precision"),
     ("space-low-nan", space(name="learning_rate", type="real", low="nan", high=1), "/study/space/0/low"),
-    ("x0-unknown-param", ["--set-json", 'study.x0=[{"dropout":0.1}]'], "'dropout' not allowed"),
+    ("x0-unknown-param", ["--set-json", 'study.x0=[{"momentum":0.1}]'], "'momentum' not allowed"),
     ("pull-policy", ["--set", "trialImage.pullPolicy=Sometimes"], "/trialImage/pullPolicy"),
     ("trial-backoff", ["--set", "trial.backoffLimit=-1"], "/trial/backoffLimit"),
     # Cross-field rules, checked by the templates (JSON schema cannot compare fields).
