@@ -244,7 +244,7 @@ def _best(uri: str) -> int:
 
 
 def _status(ns: argparse.Namespace) -> int:
-    from kubetune import status
+    from kubetune.controller import status
 
     output = ns.output or ("table" if sys.stdout.isatty() else "json")
     if not ns.watch:
