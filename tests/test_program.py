@@ -32,7 +32,9 @@ from kubetune.contract import (
 )
 from kubetune.kinds import PROGRAM, CnnSettings, ProgramSettings
 from kubetune.kubernetes.job import JobSettings, build_job
+from kubetune.spec import parse_spec
 from kubetune.store import open_store
+from tests import REPO
 
 
 def run_program(
@@ -216,3 +218,11 @@ def test_records_of_a_program_round_trip_without_bounds(tmp_path: Path) -> None:
     rc, result, _ = run_program(tmp_path, "print('kubetune: score=87.5 accuracy=87.5')", {"x": 1})
     assert rc == EXIT_OK
     assert json.loads(result.to_json(PROGRAM.bounds))["metrics"]["accuracy"] == 87.5
+
+
+def test_the_readme_points_kubetune_at_a_script_in_under_ten_lines() -> None:
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## Tune your own script", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert len(block.splitlines()) < 10
+    spec = parse_spec(block)
+    assert spec.kind is PROGRAM and [d.name for d in spec.space] == ["lr", "opt"]
