@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -226,3 +228,31 @@ def test_the_readme_points_kubetune_at_a_script_in_under_ten_lines() -> None:
     assert len(block.splitlines()) < 10
     spec = parse_spec(block)
     assert spec.kind is PROGRAM and [d.name for d in spec.space] == ["lr", "opt"]
+
+
+def test_a_killed_wrapper_takes_its_program_with_it(tmp_path: Path) -> None:
+    # The local launcher stops a trial with SIGKILL: its program must not train on unattended.
+    script = tmp_path / "prog.py"
+    script.write_text("import os, pathlib, sys, time\n"
+                      "pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))\n"
+                      "time.sleep(120)\n")  # fmt: skip
+    pidfile = tmp_path / "pid"
+    settings = ProgramSettings(command=f"{sys.executable} {script} {pidfile}")
+    argv = trial_command(TrialRequest(str(tmp_path / "store"), "p", 0, {"x": 1}, settings, "score"))
+    wrapper = subprocess.Popen([str(Path(sys.executable).parent / "kubetune"), *argv[1:]],
+                               env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (pidfile.exists() and pidfile.read_text()):
+        assert time.monotonic() < deadline and wrapper.poll() is None
+        time.sleep(0.05)
+    wrapper.kill()
+    wrapper.wait()
+    pid = int(pidfile.read_text())
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail("the program outlived its wrapper")
