@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from kubetune.kinds import PROGRAM, CnnSettings, ProgramSettings
 from kubetune.kubernetes.job import JobSettings, build_job
 from kubetune.spec import parse_spec
 from kubetune.store import open_store
+from kubetune.trial import program
 from tests import REPO
 
 
@@ -146,11 +148,42 @@ def test_a_stop_request_terminates_the_program_and_prunes_the_trial(tmp_path: Pa
     assert time.monotonic() - started < 30  # terminated, not waited for
     assert rc == EXIT_OK
     assert result.status == "pruned"
-    assert result.reason == "stopped by the controller: below the median at epoch 1"
+    assert result.reason == "below the median at epoch 1"  # the rule's reason, as the CNN records it
     assert result.last_epoch == 1 and result.objective_value == 0.5
     with pytest.raises(ProcessLookupError):
         os.kill(int((tmp_path / "pid").read_text()), 0)
     assert (tmp_path / "store" / epoch_object(0, 1)).exists()
+
+
+def test_a_stop_request_is_heard_between_epochs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A program in a long epoch gives its GPU back within a check interval, not at its next report.
+    monkeypatch.setattr(program, "STOP_CHECK_S", 0.2)
+    store = tmp_path / "store"
+    body = f"""
+        import pathlib, time
+        print("kubetune: epoch=1 score=0.5", flush=True)
+        epoch = pathlib.Path({str(store / epoch_object(0, 1))!r})
+        while not epoch.exists():
+            time.sleep(0.05)
+        pathlib.Path({str(tmp_path / "reported")!r}).touch()
+        time.sleep(120)
+    """
+    stopper = threading.Thread(target=_stop_when_reported, args=(tmp_path,))
+    stopper.start()
+    started = time.monotonic()
+    rc, result, _ = run_program(tmp_path, body, {"x": 1})
+    stopper.join()
+    assert time.monotonic() - started < 30
+    assert (rc, result.status, result.reason, result.last_epoch) == (EXIT_OK, "pruned", "study ended", 1)
+
+
+def _stop_when_reported(tmp_path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "reported").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    open_store(str(tmp_path / "store")).create(
+        stop_object(0), StopRequest(0, "study ended", time.time()).to_json()
+    )
 
 
 def test_placeholders_take_format_specs_and_literal_braces(tmp_path: Path) -> None:

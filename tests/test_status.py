@@ -53,7 +53,7 @@ def store(tmp_path: Path) -> Store:
     finish(s, 0, "succeeded", 0.5)
     finish(s, 1, "failed", None, "the program exited with status 1: " + "x" * 80)
     finish(s, 2, "succeeded", 0.25)
-    finish(s, 3, "pruned", 0.9, "stopped by the controller: below the median")
+    finish(s, 3, "pruned", 0.9, "below the median at epoch 2")
     launch(s, 4, params_of(4))
     return s
 

@@ -51,6 +51,9 @@ from kubetune.trial.epochs import EpochReporter
 
 PREFIX = "kubetune:"
 POLL_S = 0.2  # how often the metrics file is read while the program runs
+# A stop request is also looked for between epochs, at most this often: a
+# pruned trial gives its GPU back within seconds, at a bounded cost in reads.
+STOP_CHECK_S = 5.0
 TERMINATE_GRACE_S = 10.0  # SIGTERM, then this long, then SIGKILL
 STDERR_TAIL = 5  # lines of the program's stderr kept for a failure's reason
 _PR_SET_PDEATHSIG = 1
@@ -165,7 +168,7 @@ class _Session:
         self.reporter = EpochReporter(store, req.index, PROGRAM.bounds)
         self.metrics = Metrics()
         self.epoch_times: list[float] = []
-        self.last_epoch_at = time.monotonic()
+        self.last_epoch_at = self.stop_checked = time.monotonic()
         self.lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
         self.file = _Tail(metrics_file)
@@ -196,6 +199,7 @@ class _Session:
                     else:
                         self.stderr_tail.append(line)
                 self._file(self.file.lines())
+                self._check_stop()
             code = self.proc.wait()
             self._file(self.file.lines(final=True))
         except BadMetrics as exc:
@@ -203,8 +207,16 @@ class _Session:
             return self._end("failed", f"malformed metrics: {exc}")
         except _Stopped as stop:
             self._terminate()
-            return self._end("pruned", f"stopped by the controller: {stop.request.reason}")
+            return self._end("pruned", stop.request.reason)
         return self._outcome(code)
+
+    def _check_stop(self) -> None:
+        if time.monotonic() - self.stop_checked < STOP_CHECK_S:
+            return
+        self.stop_checked = time.monotonic()
+        stop = self.reporter.stop_requested()
+        if stop is not None:
+            raise _Stopped(stop)
 
     def _stdout(self, line: str) -> None:
         if line.startswith(PREFIX):
@@ -224,6 +236,7 @@ class _Session:
         self.epoch_times.append(now - self.last_epoch_at)
         self.last_epoch_at = now
         stop = self.reporter.report(*epoch)
+        self.stop_checked = now
         if stop is not None:
             raise _Stopped(stop)
 
