@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
+from kubetune import __version__
 from kubetune.errors import KubetuneError, StudyFailed, UsageError
 
 if TYPE_CHECKING:
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     from kubetune.spec import Spec
     from kubetune.store import Store
 
+DESCRIPTION = (
+    "Gaussian-process hyperparameter tuning, one trial per process or Kubernetes Job: "
+    "run a study, run one trial, read results, prepare data."
+)
 # The shell's convention for "killed by SIGTERM"; the chart's podFailurePolicy
 # ignores it, so a deleted or drained controller pod is replaced, not counted.
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -50,8 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     from kubetune.contract import add_trial_arguments
     from kubetune.kinds import CNN
 
-    p = _Parser(prog="kubetune", description=__doc__.splitlines()[0] if __doc__ else None)
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = _Parser(prog="kubetune", description=DESCRIPTION)
+    p.add_argument("--version", action="version", version=f"kubetune {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run (or resume) a study")
     run.add_argument("spec", help="study spec (YAML)")
@@ -60,13 +66,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-dir", type=Path, help="local trial logs (default: STORE/logs or ./logs)")
     run.add_argument("--job-settings", type=Path, help="trial Job settings (YAML; --launcher kubernetes)")
 
-    add_trial_arguments(sub.add_parser("trial", help="run one trial (what each Job runs)"), CNN)
+    trial = sub.add_parser(
+        "trial",
+        help="run one trial (what each Job runs)",
+        description="Run one trial of the built-in CNN. A program study's trials run "
+        "`kubetune trial exec` with the same options and --command.",
+    )
+    add_trial_arguments(trial, CNN)
 
     best = sub.add_parser("best", help="print the best trial's parameters and metrics as JSON")
     best.add_argument("store")
 
-    status = sub.add_parser("status", help="trials done, running and failed; best so far")
+    status = sub.add_parser(
+        "status", help="a summary and leaderboard: trials done, running, failed; the best"
+    )
     status.add_argument("store")
+    status.add_argument(
+        "-o", "--output", choices=["table", "json"],
+        help="default: a table on a terminal, JSON otherwise",
+    )  # fmt: skip
+    status.add_argument("-w", "--watch", action="store_true", help="refresh until the study ends")
+    status.add_argument("--interval", type=_positive, default=2.0, help="seconds between refreshes (--watch)")
 
     rep = sub.add_parser("report", help="write the HTML report (leaderboard, plots) from the store")
     rep.add_argument("store")
@@ -86,6 +106,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
+        if args[:2] == ["trial", "exec"]:
+            # A program's trial has options of its own kind: its parser is the trial side's.
+            from kubetune.trial import program
+
+            return program.main(args[2:])
         ns = _parser().parse_args(args)
         return _dispatch(ns, args)
     except KubetuneError as exc:
@@ -109,7 +134,7 @@ def _dispatch(ns: argparse.Namespace, argv: list[str]) -> int:
     if ns.command == "best":
         return _best(ns.store)
     if ns.command == "status":
-        return _status(ns.store)
+        return _status(ns)
     if ns.command == "report":
         return _report(ns.store, ns.output, ns.open)
     return _dataset(ns)
@@ -218,18 +243,28 @@ def _best(uri: str) -> int:
     return 0
 
 
-def _status(uri: str) -> int:
-    from kubetune.controller import report
-    from kubetune.controller.history import read_study
-    from kubetune.store import open_store
+def _status(ns: argparse.Namespace) -> int:
+    from kubetune.controller import status
 
-    spec, history = read_study(open_store(uri, create=False))
-    doc = report.best_document(spec, history.ordered_results())
-    doc["trials"].update(total=spec.budget.max_trials, running=len(history.unfinished))
-    latest = report.running_epochs(history.ordered_results(), history.epochs)
-    doc["running"] = [{"index": i, "epoch": e.epoch, **e.metrics} for i, e in sorted(latest.items())]
-    print(json.dumps(doc, indent=2))
+    output = ns.output or ("table" if sys.stdout.isatty() else "json")
+    if not ns.watch:
+        print(status.render(status.read(ns.store), output))
+        return 0
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends watching, as with kubectl -w
+        status.watch(
+            ns.store, output, ns.interval, sys.stdout, clear=output == "table" and sys.stdout.isatty()
+        )
     return 0
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
 
 
 def _report(uri: str, output: Path | None, open_it: bool) -> int:

@@ -106,7 +106,9 @@ def trial_command(req: TrialRequest) -> list[str]:
     """The exact argv a trial runs with, locally and in a Kubernetes Job."""
     generic = ["--store", req.store, "--study", req.study, "--index", str(req.index),
                "--objective", req.objective, "--params", json.dumps(req.params, sort_keys=True)]  # fmt: skip
-    return ["kubetune", "trial", *generic, *to_argv(req.settings)]
+    # A kind's settings may name a subcommand (a program's: `kubetune trial exec`).
+    sub = getattr(req.settings, "subcommand", ())
+    return ["kubetune", "trial", *sub, *generic, *to_argv(req.settings)]
 
 
 def parse_trial_args(argv: Sequence[str], kind: TrialKindInfo) -> TrialRequest:
@@ -129,7 +131,8 @@ def add_trial_arguments(parser: argparse.ArgumentParser, kind: TrialKindInfo) ->
     parser.add_argument("--store", required=True, help="store URI: a folder or gs://bucket/prefix")
     parser.add_argument("--study", required=True)
     parser.add_argument("--index", required=True, type=int)
-    parser.add_argument("--objective", required=True, choices=sorted(kind.metrics))
+    # A kind that declares no metrics (a program) may report any.
+    parser.add_argument("--objective", required=True, choices=sorted(kind.metrics) or None)
     parser.add_argument("--params", required=True, type=_params_arg, help="JSON object")
     add_arguments(parser, kind.settings_type)
 

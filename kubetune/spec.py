@@ -11,6 +11,7 @@ import contextlib
 import difflib
 import math
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +21,8 @@ import yaml
 
 from kubetune.contract import Goal, Params, ParamValue
 from kubetune.errors import SpecError
-from kubetune.kinds import CNN, CnnSettings, TrialKind
+from kubetune.kinds import CNN, KINDS, PROGRAM, CnnSettings, ProgramSettings, TrialKind, kind_of
+from kubetune.kinds import program as prog
 from kubetune.settings import check, setting, settings_of
 
 # A study name becomes part of Job names (DNS-1123 labels of at most 63
@@ -30,6 +32,8 @@ NAME_MAX = 40
 BASE_ESTIMATORS = ("GP", "RF", "ET", "GBRT")
 ACQ_FUNCS = ("EI", "PI", "LCB", "gp_hedge")
 INITIAL_POINT_GENERATORS = ("random", "sobol", "halton", "hammersly", "lhs")
+# Goals kubetune knows without being told: the built-in CNN's metrics.
+KNOWN_GOALS: Mapping[str, Goal] = CNN.metrics
 PRIORS = ("uniform", "log-uniform")
 _S = TypeVar("_S")
 
@@ -115,12 +119,12 @@ class Spec:
     budget: Budget = field(default_factory=Budget)
     stopping: Stopping = field(default_factory=Stopping)
     x0: tuple[Params, ...] = ({"learning_rate": 0.001, "num_dense_layers": 1, "num_dense_nodes": 12},)
-    trial: CnnSettings = field(default_factory=CnnSettings)
+    trial: CnnSettings | ProgramSettings = field(default_factory=CnnSettings)
 
     @property
     def kind(self) -> TrialKind:
-        """What the trials train: today always the built-in CNN."""
-        return CNN
+        """What the trials train: the built-in CNN, or a program (``trial.kind``)."""
+        return kind_of(self.trial)
 
     def stopping_epochs(self) -> int | None:
         """The epochs of a full trial, as ASHA plans its rungs."""
@@ -129,7 +133,7 @@ class Spec:
 
     def full_params(self, point: Params) -> Params:
         """A point of the space completed with the defaults of unsearched hyperparameters."""
-        return {**self.kind.hyperparameters, **point}
+        return {**self.kind.defaults(self.trial), **point}
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical form: what is stored as the study snapshot."""
@@ -141,8 +145,13 @@ class Spec:
             "budget": vars_of(self.budget),
             "stopping": vars_of(self.stopping),
             "x0": [dict(p) for p in self.x0],
-            "trial": vars_of(self.trial),
+            "trial": self._trial_dict(),
         }
+
+    def _trial_dict(self) -> dict[str, Any]:
+        # The CNN's section names no kind: a CNN study's snapshot reads as it always has.
+        named = {} if self.kind is CNN else {"kind": self.kind.name}
+        return {**named, **vars_of(self.trial)}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -183,7 +192,8 @@ def parse_spec(text: str, source: str = "spec") -> Spec:
 
 def spec_from_dict(doc: Any) -> Spec:
     top = _Fields(doc, "")
-    kind = CNN
+    trial = top.section("trial")
+    kind = KINDS[_choice(trial.get("kind", str, CNN.name), tuple(KINDS), trial.where("kind"))]
     spec = Spec(
         name=_name(top.get("name", str, Spec.name)),
         objective=_objective(top.section("objective"), kind),
@@ -191,12 +201,14 @@ def spec_from_dict(doc: Any) -> Spec:
         optimizer=_section(top.section("optimizer"), OptimizerSettings),
         budget=_section(top.section("budget"), Budget),
         stopping=_section(top.section("stopping"), Stopping),
-        trial=_section(top.section("trial"), CnnSettings),
+        trial=_section(trial, kind.settings_type),
     )
+    if isinstance(spec.trial, ProgramSettings):
+        _command(spec.trial.command, spec.space, trial.where("command"))
     x0 = top.get("x0", list, None)
     if x0 is not None:
         spec = replace(spec, x0=tuple(_point(p, f"x0[{i}]", spec.space) for i, p in enumerate(x0)))
-    elif [d.name for d in spec.space] != [d.name for d in Spec().space]:
+    elif kind is not CNN or [d.name for d in spec.space] != [d.name for d in Spec().space]:
         spec = replace(spec, x0=())  # the notebook's x0 fits the notebook's space only
     else:
         spec = replace(spec, x0=tuple(_point(p, "x0", spec.space) for p in Spec.x0))
@@ -307,24 +319,71 @@ def _name(name: str) -> str:
 
 
 def _objective(f: _Fields, kind: TrialKind) -> Objective:
-    metrics = kind.metrics
-    metric = _choice(f.get("metric", str, Objective.metric), tuple(metrics), f.where("metric"))
-    goal = _choice(f.get("goal", str, metrics[metric]), ("maximize", "minimize"), f.where("goal"))
+    if kind.metrics:
+        metric = _choice(f.get("metric", str, Objective.metric), tuple(kind.metrics), f.where("metric"))
+    else:
+        # A program reports what it likes: the spec names the metric, and its goal unless kubetune knows it.
+        metric = f.get("metric", str, None)
+        if metric is None:
+            raise SpecError(f"{f.where('metric')}: required (the metric the program reports)")
+        if not prog.METRIC_NAME_RE.match(metric):
+            raise SpecError(f"{f.where('metric')}: {metric!r} is not a metric name (letters, digits, _, .)")
+    known = {**KNOWN_GOALS, **kind.metrics}.get(metric)
+    goal = f.get("goal", str, known)
+    if goal is None:
+        raise SpecError(f"{f.where('goal')}: required for metric {metric!r} (maximize or minimize)")
+    _choice(goal, ("maximize", "minimize"), f.where("goal"))
     f.done()
-    return Objective(metric, goal)  # type: ignore[arg-type]
+    return Objective(metric, goal)
 
 
 def _space(items: list[Any] | None, kind: TrialKind) -> tuple[Dimension, ...]:
-    if items is None:
+    if items is None and kind is CNN:
         return _notebook_space()
     if not items:
         raise SpecError("space: must list at least one parameter")
     dims = tuple(_dimension(item, f"space[{i}]", kind) for i, item in enumerate(items))
-    names = [d.name for d in dims]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            raise SpecError(f"space[{i}].name: {name!r} appears twice")
+    for i, dim in enumerate(dims):
+        for earlier in dims[:i]:
+            if prog.env_name(earlier.name) == prog.env_name(dim.name):
+                same = "appears twice" if earlier.name == dim.name else f"clashes with {earlier.name!r}"
+                raise SpecError(f"space[{i}].name: {dim.name!r} {same} (environment variable "
+                                f"{prog.env_name(dim.name)})")  # fmt: skip
     return dims
+
+
+def _param_name(name: str, path: str, kind: TrialKind) -> None:
+    if kind is PROGRAM:
+        if not prog.PARAM_NAME_RE.match(name):
+            raise SpecError(f"{path}.name: {name!r} is not usable as an environment variable name "
+                            "(letters, digits and _, not starting with a digit)")  # fmt: skip
+        env = prog.env_name(name)
+        if env in prog.RESERVED_ENV or env.startswith("KUBETUNE_") or name in prog.BUILTIN_PLACEHOLDERS:
+            raise SpecError(f"{path}.name: {name!r} is reserved (it would replace {env} or {{{name}}})")
+    elif name not in kind.hyperparameters:
+        raise SpecError(
+            f"{path}.name: unknown hyperparameter {name!r}; the model takes {', '.join(kind.hyperparameters)}"
+        )
+
+
+def _command(command: str, space: tuple[Dimension, ...], where: str) -> None:
+    """A program's command: splits like a shell, and each placeholder names a parameter or a known one."""
+    try:
+        tokens = shlex.split(command)
+    except ValueError as exc:
+        raise SpecError(f"{where}: cannot split like a shell: {exc}") from None
+    if not tokens:
+        raise SpecError(f"{where}: required (the program each trial runs)")
+    known = [*(d.name for d in space), *prog.BUILTIN_PLACEHOLDERS]
+    for token in tokens:
+        try:
+            names = prog.placeholders(token)
+        except ValueError as exc:
+            raise SpecError(f"{where}: {token!r}: {exc} (write {{{{ and }}}} for literal braces)") from None
+        for name in names:
+            if name not in known:
+                raise SpecError(f"{where}: placeholder {{{name}}} names no space parameter; known: "
+                                f"{', '.join(known)}")  # fmt: skip
 
 
 def _dimension(item: Any, path: str, kind: TrialKind) -> Dimension:
@@ -332,10 +391,7 @@ def _dimension(item: Any, path: str, kind: TrialKind) -> Dimension:
     name = f.get("name", str, None)
     if name is None:
         raise SpecError(f"{path}.name: required")
-    if name not in kind.hyperparameters:
-        raise SpecError(
-            f"{path}.name: unknown hyperparameter {name!r}; the model takes {', '.join(kind.hyperparameters)}"
-        )
+    _param_name(name, path, kind)
     dim_type = _choice(f.get("type", str, "") or "", ("real", "integer", "categorical"), f.where("type"))
     dim: Dimension
     if dim_type == "categorical":
@@ -345,6 +401,10 @@ def _dimension(item: Any, path: str, kind: TrialKind) -> Dimension:
         for i, v in enumerate(values):
             if not isinstance(v, (int, float, str)) or isinstance(v, bool):
                 raise SpecError(f"{path}.values[{i}]: must be a number or a string, got {_kind(v)}")
+        choices = kind.choices.get(name)
+        for i, v in enumerate(values):
+            if choices is not None and v not in choices:
+                raise SpecError(f"{path}.values[{i}]: must be one of {', '.join(choices)}; got {v!r}")
         dim = Categorical(name, tuple(values))
     elif dim_type == "integer":
         low, high = f.get("low", int, None), f.get("high", int, None)
@@ -358,7 +418,19 @@ def _dimension(item: Any, path: str, kind: TrialKind) -> Dimension:
             raise SpecError(f"{path}.low: a log-uniform prior needs low > 0, got {low}")
         dim = Real(name, low, high, prior)  # type: ignore[arg-type]
     f.done()
+    _in_range(dim, path, kind)
     return dim
+
+
+def _in_range(dim: Dimension, path: str, kind: TrialKind) -> None:
+    """A searched value outside what the kind accepts would fail every trial that draws it."""
+    if dim.name not in kind.ranges:
+        return
+    low, high = kind.ranges[dim.name]
+    values = dim.values if isinstance(dim, Categorical) else (dim.low, dim.high)
+    for v in values:
+        if not isinstance(v, (int, float)) or not low <= v <= high:
+            raise SpecError(f"{path}: {dim.name} must be within [{low:g}, {high:g}], got {v!r}")
 
 
 def _bounds(low: float | None, high: float | None, path: str) -> None:

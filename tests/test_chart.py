@@ -404,6 +404,7 @@ def test_floats_from_set_reach_the_spec(render: Render) -> None:
         "--set", "study.space[0].low=1e-4,study.space[0].high=0.05",
     )  # fmt: skip
     spec = parse_spec(config_files(objs)[0])
+    assert isinstance(spec.trial, CnnSettings)
     assert spec.trial.validation_split == 0.2
     assert spec.space == (specmod.Real("learning_rate", 1e-4, 0.05),)
     assert spec.x0 == ()  # the notebook's point needs the notebook's space
@@ -493,7 +494,7 @@ BAD_VALUES = [
     ("goal-unknown", ["--set", "study.objective.goal=max"], "/study/objective/goal"),
     ("acq-unknown", ["--set", "study.optimizer.acq_func=UCB"], "/study/optimizer/acq_func"),
     ("space-empty", ["--set-json", "study.space=[]"], "/study/space"),
-    ("space-name", space(name="dropout", type="real", low=0, high=1), "/study/space/0/name"),
+    ("space-name", space(name="momentum", type="real", low=0, high=1), "/study/space/0/name"),
     ("space-type", space(name=NODES, type="int", low=1, high=9), "/study/space/0/type"),
     ("space-integer-bounds", space(name=NODES, type="integer", low=1.5, high=9), "/study/space/0/low"),
     ("space-categorical-values", space(name=NODES, type="categorical"), "values"),
@@ -507,7 +508,7 @@ BAD_VALUES = [
     ("epochs-boolean", ["--set-json", "study.trial.epochs=true"], "/study/trial/epochs"),
     ("precision-unknown", ["--set", "study.trial.precision=float16"], "/study/trial/precision"),
     ("space-low-nan", space(name="learning_rate", type="real", low="nan", high=1), "/study/space/0/low"),
-    ("x0-unknown-param", ["--set-json", 'study.x0=[{"dropout":0.1}]'], "'dropout' not allowed"),
+    ("x0-unknown-param", ["--set-json", 'study.x0=[{"momentum":0.1}]'], "'momentum' not allowed"),
     ("pull-policy", ["--set", "trialImage.pullPolicy=Sometimes"], "/trialImage/pullPolicy"),
     ("trial-backoff", ["--set", "trial.backoffLimit=-1"], "/trial/backoffLimit"),
     # Cross-field rules, checked by the templates (JSON schema cannot compare fields).

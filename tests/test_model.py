@@ -52,3 +52,27 @@ def test_missing_params_take_the_notebook_defaults() -> None:
 def test_an_unknown_param_is_refused() -> None:
     with pytest.raises(UsageError, match="num_dense_node"):
         build_model({"num_dense_node": 64})
+
+
+def test_the_searchable_knobs_shape_the_model() -> None:
+    knobs = {"conv1_filters": 8, "conv2_filters": 16, "kernel_size": 5, "dropout": 0.25}
+    model = build_model({**knobs, "num_dense_layers": 2, "num_dense_nodes": 20, "optimizer": "sgd",
+                         "learning_rate": 0.05})  # fmt: skip
+    conv1, _, conv2 = model.layers[:3]
+    assert (conv1.filters, conv1.kernel_size, conv2.filters, conv2.kernel_size) == (8, (5, 5), 16, (5, 5))
+    kinds = [type(layer).__name__ for layer in model.layers[5:]]
+    assert kinds == ["Dense", "Dropout", "Dense", "Dropout", "Dense"]
+    assert model.layers[6].rate == 0.25
+    # 5x5 kernels: 5*5*1*8 + 8, then 5*5*8*16 + 16; 7*7*16 flattened.
+    assert model.count_params() == 208 + 3216 + (784 * 20 + 20) + (20 * 20 + 20) + (20 * 10 + 10)
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert float(model.optimizer.momentum) == pytest.approx(0.9)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+    assert isinstance(build_model({"optimizer": "rmsprop"}).optimizer, keras.optimizers.RMSprop)
+
+
+def test_an_unknown_optimizer_is_refused() -> None:
+    with pytest.raises(
+        UsageError, match=r"params\.optimizer: must be one of adam, sgd, rmsprop; got 'lbfgs'"
+    ):
+        build_model({"optimizer": "lbfgs"})

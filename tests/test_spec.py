@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kubetune.errors import SpecError
+from kubetune.kinds import CnnSettings
 from kubetune.spec import Categorical, Integer, Real, Spec, load_spec, parse_spec
 
 
@@ -22,6 +23,7 @@ def test_empty_spec_is_the_notebook() -> None:
     assert spec.optimizer.acq_func == "EI"
     assert spec.budget.max_trials == 60
     assert spec.x0 == ({"learning_rate": 0.001, "num_dense_layers": 1, "num_dense_nodes": 12},)
+    assert isinstance(spec.trial, CnnSettings)
     assert (spec.trial.epochs, spec.trial.batch_size) == (3, 512)
     assert spec.objective.metric == "val_accuracy" and spec.objective.goal == "maximize"
 
@@ -46,6 +48,7 @@ def test_full_spec_round_trips_through_its_canonical_yaml() -> None:
     assert spec.space[0] == Real("learning_rate", 1e-4, 1e-2, "log-uniform")  # "1e-4" read as a number
     assert spec.space[1] == Categorical("num_dense_nodes", (16, 64, 256))
     assert spec.budget.failure_penalty == 5.0
+    assert isinstance(spec.trial, CnnSettings)
     assert spec.trial.precision == "mixed_bfloat16"
     assert parse_spec(spec.to_yaml()) == spec
     assert spec.full_params({"learning_rate": 0.01})["num_dense_layers"] == 1
@@ -84,8 +87,8 @@ BAD = [
     ),
     ("space: []", r"space: must list at least one parameter"),
     (
-        "space: [{name: dropout, type: real, low: 0, high: 1}]",
-        r"space\[0\]\.name: unknown hyperparameter 'dropout'",
+        "space: [{name: momentum, type: real, low: 0, high: 1}]",
+        r"space\[0\]\.name: unknown hyperparameter 'momentum'",
     ),
     (
         "space: [{name: num_dense_layers, type: integer, low: 1.5, high: 3}]",
@@ -147,8 +150,108 @@ BAD = [
 ]
 
 
+# The CNN's newer knobs: categorical strings are checked against what the model takes.
+BAD += [
+    (
+        "space: [{name: optimizer, type: categorical, values: [adam, lbfgs]}]",
+        r"space\[0\]\.values\[1\]: must be one of adam, sgd, rmsprop; got 'lbfgs'",
+    ),
+    (
+        "space: [{name: dropout, type: real, low: 0, high: 1}]",
+        r"space\[0\]: dropout must be within \[0, 0\.99\]",
+    ),
+    (
+        "space: [{name: kernel_size, type: categorical, values: [3, x]}]",
+        r"space\[0\]: kernel_size must be within",
+    ),
+]
+
+PROGRAM = "trial: {kind: program, command: 'python3 train.py --x {x}'}\n"
+X = "space: [{name: x, type: real, low: 0, high: 1}]\n"
+GOAL = "objective: {metric: score, goal: minimize}\n"
+
+# Program studies: free-form names, but usable as environment variables, no clash, known placeholders.
+BAD += [
+    ("trial: {kind: jax}", r"trial\.kind: must be one of cnn, program; got 'jax'"),
+    (PROGRAM + GOAL, r"space: must list at least one parameter"),
+    (PROGRAM + X, r"objective\.metric: required \(the metric the program reports\)"),
+    (PROGRAM + X + "objective: {metric: score}", r"objective\.goal: required for metric 'score'"),
+    (
+        PROGRAM + X + "objective: {metric: 'f 1', goal: maximize}",
+        r"objective\.metric: 'f 1' is not a metric name",
+    ),
+    (
+        "trial: {kind: program, command: 'train --lr {lr}'}\n" + X + GOAL,
+        r"trial\.command: placeholder \{lr\} names no space parameter; known: x, trial_index, metrics_file",
+    ),
+    (
+        "trial: {kind: program, command: 'train {x'}\n" + X + GOAL,
+        r"trial\.command: '\{x': expected '}' before end",
+    ),
+    ("trial: {kind: program}\n" + X + GOAL, r"trial\.command: required \(the program each trial runs\)"),
+    ("trial: {kind: program, command: 'a \"b'}\n" + X + GOAL, r"trial\.command: cannot split like a shell"),
+    (
+        PROGRAM
+        + GOAL
+        + "space: [{name: x, type: real, low: 0, high: 1}, {name: X, type: integer, low: 0, high: 1}]",
+        r"space\[1\]\.name: 'X' clashes with 'x' \(environment variable X\)",
+    ),
+    (
+        PROGRAM + GOAL + "space: [{name: 2x, type: real, low: 0, high: 1}]",
+        r"space\[0\]\.name: '2x' is not usable as an environment variable",
+    ),
+    (
+        PROGRAM + GOAL + "space: [{name: path, type: real, low: 0, high: 1}]",
+        r"space\[0\]\.name: 'path' is reserved",
+    ),
+    (
+        PROGRAM + GOAL + "space: [{name: metrics_file, type: real, low: 0, high: 1}]",
+        r"space\[0\]\.name: 'metrics_file' is reserved",
+    ),
+    ("trial: {kind: program, command: x, epochs: 3}\n" + X + GOAL, r"trial\.epochs: unknown field"),
+]
+
+
 @pytest.mark.parametrize(("text", "message"), BAD, ids=[m for _, m in BAD])
 def test_bad_spec_names_the_field(text: str, message: str) -> None:
     with pytest.raises(SpecError, match=message) as info:
         parse_spec(text)
     assert "\n" not in str(info.value)
+
+
+def test_a_program_study_round_trips_and_keeps_its_kind() -> None:
+    spec = parse_spec(PROGRAM + GOAL + "space: [{name: x, type: real, low: 0, high: 1},"
+                      " {name: mode, type: categorical, values: [fast, slow]}]")  # fmt: skip
+    assert spec.kind.name == "program"
+    assert spec.space[1] == Categorical("mode", ("fast", "slow"))  # strings, as written
+    assert spec.x0 == ()  # the notebook's warm start is the CNN's
+    assert spec.to_dict()["trial"] == {
+        "kind": "program",
+        "command": "python3 train.py --x {x}",
+        "image": None,
+    }
+    assert parse_spec(spec.to_yaml()) == spec
+    assert spec.full_params({"x": 0.5, "mode": "fast"}) == {"x": 0.5, "mode": "fast"}
+
+
+def test_a_known_metric_needs_no_goal_in_a_program_study() -> None:
+    spec = parse_spec(PROGRAM + X + "objective: {metric: val_loss}")
+    assert spec.objective.goal == "minimize"
+
+
+def test_a_cnn_snapshot_names_no_kind() -> None:
+    # An existing CNN study's stored study.yaml has no trial.kind: a resume must compare equal.
+    assert "kind" not in Spec().to_dict()["trial"]
+    assert parse_spec("trial: {kind: cnn}") == Spec()
+
+
+def test_cnn_knobs_default_to_the_notebook_and_to_the_settings() -> None:
+    spec = parse_spec("trial: {epochs: 1, batch_size: 256}")
+    params = spec.full_params({"optimizer": "sgd"})
+    assert params["optimizer"] == "sgd"
+    assert (params["epochs"], params["batch_size"]) == (1, 256)  # unsearched: the settings' values
+    assert (params["dropout"], params["conv1_filters"], params["conv2_filters"], params["kernel_size"]) == (
+        0.0, 32, 64, 3,
+    )  # fmt: skip
+    searched = spec.kind.settings_with(spec.trial, {"epochs": 5, "learning_rate": 0.1})
+    assert (searched.epochs, searched.batch_size) == (5, 256)

@@ -51,10 +51,18 @@ def test_study_runs_its_budget_and_publishes_views(tmp_path: Path) -> None:
     store = open_store(str(tmp_path))
     study, launcher = run(SPEC, store)
     assert [r.index for r in launcher.launched] == list(range(9))
+    # The notebook's x0, completed with the knobs not searched: the notebook's, and trial.epochs.
     assert launcher.launched[0].params == {
         "learning_rate": 0.001,
         "num_dense_layers": 1,
         "num_dense_nodes": 12,
+        "batch_size": 512,
+        "epochs": 1,
+        "dropout": 0.0,
+        "conv1_filters": 32,
+        "conv2_filters": 64,
+        "kernel_size": 3,
+        "optimizer": "adam",
     }
     best = json.loads(store.get(BEST_OBJECT))
     results = study.history.ordered_results()

@@ -14,6 +14,7 @@ from kubetune import contract, trial
 from kubetune.contract import TrialRequest, TrialResult
 from kubetune.kinds import CnnSettings
 from kubetune.store import AlreadyExists, Store, open_store
+from kubetune.trial import runner
 
 KUBETUNE = Path(sys.executable).parent / "kubetune"
 NOTEBOOK_X0: contract.Params = {"learning_rate": 0.001, "num_dense_layers": 1, "num_dense_nodes": 12}
@@ -125,7 +126,7 @@ def test_losing_a_write_race_keeps_the_winner(
     prepared_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = open_store(str(tmp_path / "store"))
-    monkeypatch.setattr(trial, "open_store", lambda uri: _LosingStore(store))
+    monkeypatch.setattr(runner, "open_store", lambda uri: _LosingStore(store))
     monkeypatch.setenv("KUBETUNE_DATA_DIR", str(prepared_data_dir))
     argv = contract.trial_command(request(tmp_path / "store", 2, NOTEBOOK_X0))[2:]
     assert trial.main(argv) == contract.EXIT_ALREADY_RECORDED

@@ -9,7 +9,20 @@ Declarations only: how a kind trains lives on the trial side
 (``kubetune.trial``), so the controller imports no training framework.
 """
 
-from kubetune.kinds._base import TrialKind
-from kubetune.kinds.cnn import CNN, PRECISIONS, CnnSettings
+from typing import Any
 
-__all__ = ["CNN", "PRECISIONS", "CnnSettings", "TrialKind"]
+from kubetune.kinds._base import TrialKind
+from kubetune.kinds.cnn import CNN, OPTIMIZERS, PRECISIONS, CnnSettings
+from kubetune.kinds.program import PROGRAM, ProgramSettings
+
+# By the spec's `trial.kind`; the first is the default.
+KINDS = {k.name: k for k in (CNN, PROGRAM)}
+
+
+def kind_of(settings: Any) -> TrialKind:
+    """The kind whose settings ``settings`` are."""
+    return next(k for k in KINDS.values() if isinstance(settings, k.settings_type))
+
+
+__all__ = ["CNN", "KINDS", "OPTIMIZERS", "PRECISIONS", "PROGRAM", "CnnSettings", "ProgramSettings",
+           "TrialKind", "kind_of"]  # fmt: skip

@@ -6,6 +6,7 @@ Every default is the notebook's. The trial side that trains it is
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from kubetune.kinds._base import TrialKind
@@ -16,6 +17,8 @@ from kubetune.settings import setting
 # weights: mixed_float16 pays off on GPU tensor cores, mixed_bfloat16 on CPUs
 # with AVX512_BF16 / AMX and on recent GPUs (BENCHMARKS.md, section 1).
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# Optimizers a trial may train with: Adam (the notebook's), SGD with momentum, RMSprop.
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,20 @@ class CnnSettings:
 
 CNN = TrialKind(
     name="cnn",
-    # The CNN's hyperparameters and the value a trial uses for any not searched.
-    hyperparameters={"learning_rate": 0.001, "num_dense_layers": 1, "num_dense_nodes": 12},
+    # The CNN's hyperparameters and the value a trial uses for any not searched:
+    # the notebook's. epochs and batch_size, when not searched, are the settings'.
+    hyperparameters={
+        "learning_rate": 0.001,
+        "num_dense_layers": 1,
+        "num_dense_nodes": 12,
+        "batch_size": 512,
+        "epochs": 3,
+        "dropout": 0.0,
+        "conv1_filters": 32,
+        "conv2_filters": 64,
+        "kernel_size": 3,
+        "optimizer": "adam",
+    },
     metrics={
         "val_accuracy": "maximize",
         "val_loss": "minimize",
@@ -48,4 +63,16 @@ CNN = TrialKind(
     settings_type=CnnSettings,
     # Keras' fit() reports these after each epoch; the test split only at the end.
     epoch_metrics=frozenset({"loss", "accuracy", "val_loss", "val_accuracy"}),
+    choices={"optimizer": OPTIMIZERS},
+    ranges={
+        "learning_rate": (0.0, math.inf),
+        "num_dense_layers": (0, 64),
+        "num_dense_nodes": (1, 65536),
+        "batch_size": (1, 65536),
+        "epochs": (1, 10000),
+        "dropout": (0.0, 0.99),
+        "conv1_filters": (1, 4096),
+        "conv2_filters": (1, 4096),
+        "kernel_size": (1, 7),
+    },
 )

@@ -149,7 +149,8 @@ def _pod_spec(req: TrialRequest, settings: JobSettings) -> dict[str, Any]:
     ]
     container = {
         "name": "trial",
-        "image": settings.image,
+        # A program study names its own image (trial.image); else the chart's trial image.
+        "image": getattr(req.settings, "image", None) or settings.image,
         "imagePullPolicy": settings.imagePullPolicy,
         # The whole argv, not args to an entrypoint: exactly what a local trial runs.
         "command": trial_command(req),

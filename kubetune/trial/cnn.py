@@ -26,7 +26,7 @@ from kubetune.trial.epochs import EpochReporter
 
 def train(req: TrialRequest, store: Store, started: float, log: Any) -> TrialResult:
     """Train and evaluate the CNN of ``req``; a failed result when the loss turns non-finite."""
-    s = req.settings
+    s = CNN.settings_with(req.settings, req.params)  # a searched epochs or batch_size wins
     # Must be set before TensorFlow loads; it silences most of its C++ logging.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras

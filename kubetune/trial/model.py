@@ -10,10 +10,11 @@ from kubetune.kinds import CNN
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
+SGD_MOMENTUM = 0.9
 
 
 def build_model(params: Params) -> keras.Model:
-    """A compiled CNN; hyperparameters missing from ``params`` take their defaults."""
+    """A compiled CNN; hyperparameters missing from ``params`` take the notebook's values."""
     unknown = sorted(set(params) - set(CNN.hyperparameters))
     if unknown:
         # A misspelt name would otherwise train the default silently.
@@ -21,25 +22,37 @@ def build_model(params: Params) -> keras.Model:
             f"params: unknown hyperparameter {unknown[0]!r}; the model takes {', '.join(CNN.hyperparameters)}"
         )
     p = {**CNN.hyperparameters, **params}
+    kernel = (int(p["kernel_size"]),) * 2
     layers: list[keras.layers.Layer] = [
         keras.Input(shape=INPUT_SHAPE),
-        keras.layers.Conv2D(32, (3, 3), padding="same", activation="relu"),
+        keras.layers.Conv2D(int(p["conv1_filters"]), kernel, padding="same", activation="relu"),
         keras.layers.MaxPooling2D((2, 2), strides=2),
-        keras.layers.Conv2D(64, (3, 3), padding="same", activation="relu"),
+        keras.layers.Conv2D(int(p["conv2_filters"]), kernel, padding="same", activation="relu"),
         keras.layers.MaxPooling2D((2, 2), strides=2),
         keras.layers.Flatten(),
     ]
-    layers += [
-        keras.layers.Dense(int(p["num_dense_nodes"]), activation="relu")
-        for _ in range(int(p["num_dense_layers"]))
-    ]
+    for _ in range(int(p["num_dense_layers"])):
+        layers.append(keras.layers.Dense(int(p["num_dense_nodes"]), activation="relu"))
+        # The notebook has no dropout (0.0): then no layer, so its model is unchanged.
+        if float(p["dropout"]) > 0:
+            layers.append(keras.layers.Dropout(float(p["dropout"])))
     # The softmax in float32 under a mixed precision policy too, as Keras
     # advises: 16-bit probabilities make the cross-entropy unstable.
     layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"))
     model = keras.Sequential(layers)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=float(p["learning_rate"])),
+        optimizer=optimizer(str(p["optimizer"]), float(p["learning_rate"])),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     return model
+
+
+def optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=SGD_MOMENTUM)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=learning_rate)
+    raise UsageError(f"params.optimizer: must be one of adam, sgd, rmsprop; got {name!r}")

@@ -8,6 +8,7 @@ kind's own module.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kubetune.contract import (
@@ -15,41 +16,45 @@ from kubetune.contract import (
     EXIT_OK,
     EXIT_TRIAL_FAILED,
     TrialRequest,
+    TrialResult,
     parse_trial_args,
     result_object,
 )
 from kubetune.errors import KubetuneError
-from kubetune.kinds import CNN
+from kubetune.kinds import CNN, TrialKind
 from kubetune.log import get_logger
 from kubetune.store import AlreadyExists, NotFound, Store, open_store
 from kubetune.trial import cnn
 
+# How a kind's trial runs: (request, store, start time, logger) -> its result record.
+Train = Callable[[TrialRequest, Store, float, Any], TrialResult]
 
-def main(argv: list[str]) -> int:
+
+def main(argv: list[str], kind: TrialKind = CNN, train: Train = cnn.train) -> int:
     """Run one trial; returns a ``contract.EXIT_*`` code, or a KubetuneError's exit code."""
     started = time.time()
     try:
-        req = parse_trial_args(argv, CNN)
+        req = parse_trial_args(argv, kind)
     except KubetuneError as exc:
         get_logger("kubetune.trial").error("trial could not run", error=str(exc))
         return exc.exit_code
     log = get_logger("kubetune.trial", study=req.study, index=req.index)
     try:
-        return _run(req, started, log)
+        return _run(req, started, log, kind, train)
     except KubetuneError as exc:
         log.error("trial could not run", error=str(exc))
         return exc.exit_code
 
 
-def _run(req: TrialRequest, started: float, log: Any) -> int:
+def _run(req: TrialRequest, started: float, log: Any, kind: TrialKind, train: Train) -> int:
     store = open_store(req.store)
     name = result_object(req.index)
     if _exists(store, name):
         log.info("already recorded; not training", object=name)
         return EXIT_ALREADY_RECORDED
-    result = cnn.train(req, store, started, log)
+    result = train(req, store, started, log)
     try:
-        store.create(name, result.to_json(CNN.bounds))
+        store.create(name, result.to_json(kind.bounds))
     except AlreadyExists:
         log.warning("already recorded by another run; result discarded", object=name)
         return EXIT_ALREADY_RECORDED
@@ -61,7 +66,8 @@ def _run(req: TrialRequest, started: float, log: Any) -> int:
         reason=result.reason,
         wall_time_s=result.wall_time_s,
     )
-    return EXIT_OK if result.succeeded else EXIT_TRIAL_FAILED
+    # A pruned trial did what it was asked: stop early.
+    return EXIT_TRIAL_FAILED if result.failed else EXIT_OK
 
 
 def _exists(store: Store, name: str) -> bool:

@@ -1,0 +1,100 @@
+"""The example program study (examples/program): a plain Python function with a known optimum.
+
+Run as a user would, locally through the CLI, and on the test cluster as one
+Job per trial. Real parts: the GP loop, the wrapper, the program, the store.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from kubetune.contract import TrialResult, result_object
+from kubetune.controller.study import Study
+from kubetune.kinds import ProgramSettings
+from kubetune.kubernetes import JobSettings, KubernetesLauncher
+from kubetune.spec import Budget, load_spec
+from kubetune.store import open_store
+from tests import REPO
+from tests.cluster.controlplane import ControlPlane
+from tests.cluster.fixtures import Kubectl
+from tests.cluster.kubelet import LocalKubelet
+from tests.gcs_emulator import FakeGCS
+from tests.reliability._cluster import GPU_TOLERATION
+
+pytestmark = pytest.mark.slow
+KUBETUNE = str(Path(sys.executable).parent / "kubetune")
+EXAMPLE = REPO / "examples" / "program" / "study.yaml"
+# The function's minimum: loss 0 at x=0.3, y=-0.5, variant=b (examples/program/train.py).
+OPTIMUM = {"x": 0.3, "y": -0.5, "variant": "b"}
+
+
+def test_the_example_study_finds_the_known_optimum(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    # From the repository root, as the example's comment says: its command names the script from there.
+    run = subprocess.run(
+        [KUBETUNE, "run", str(EXAMPLE), "--store", str(store)],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    best = json.loads(run.stdout.splitlines()[-1])
+    assert best["loss"] < 0.01
+    assert best["params"]["variant"] == "b"  # a categorical of strings, searched as one
+    assert best["params"]["x"] == pytest.approx(OPTIMUM["x"], abs=0.1)
+    assert best["params"]["y"] == pytest.approx(OPTIMUM["y"], abs=0.1)
+
+    rows = list(csv.DictReader(io.StringIO((store / "history.csv").read_text())))
+    assert len(rows) == 20 and {r["status"] for r in rows} == {"succeeded"}
+    # Every trial reported its three epochs, the last one equal to its final loss.
+    for index in range(20):
+        epochs = sorted((store / "trials" / f"{index:06d}" / "epochs").glob("*.json"))
+        last = json.loads(epochs[-1].read_text())
+        assert len(epochs) == 3
+        assert last["metrics"]["loss"] == pytest.approx(float(rows[index]["objective"]), rel=1e-5)
+
+
+@pytest.mark.cluster
+def test_the_example_study_runs_as_jobs_on_the_test_cluster(
+    control_plane: ControlPlane, kubelet: LocalKubelet, kubectl: Kubectl, namespace: str, gcs: FakeGCS,
+    bucket: str,
+) -> None:  # fmt: skip
+    del kubelet  # the node the trial pods run on
+    spec = load_spec(EXAMPLE)
+    assert isinstance(spec.trial, ProgramSettings)
+    # Pods run as host processes from "/": the script by its absolute path (an image has it under WORKDIR).
+    command = spec.trial.command.replace("examples/", f"{REPO}/examples/")
+    spec = replace(spec, trial=replace(spec.trial, command=command), budget=Budget(max_trials=4, parallel=2))
+    env = [
+        {"name": "STORAGE_EMULATOR_HOST", "value": gcs.host},
+        # `kubetune` of this venv, running this checkout's code.
+        {"name": "PATH", "value": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"},
+        {"name": "PYTHONPATH", "value": str(REPO)},
+    ]
+    settings = JobSettings(image="kubetune-trial:unused", gpus=0, tolerations=[GPU_TOLERATION], env=env,
+                           pendingTimeoutSeconds=120)  # fmt: skip
+    store = open_store(f"gs://{bucket}/bowl")
+    launcher = KubernetesLauncher(control_plane.api_client, namespace, settings)
+    try:
+        outcome = Study(spec, store, launcher, poll_s=0.2).run()
+    finally:
+        launcher.close()
+    assert outcome.completed
+    results = [TrialResult.from_json(store.get(result_object(i))) for i in range(4)]
+    assert [r.status for r in results] == ["succeeded"] * 4, [r.reason for r in results]
+    assert all(r.last_epoch == 3 for r in results)
+
+    jobs = json.loads(kubectl("get", "jobs", "-n", namespace, "-o", "json").stdout)["items"]
+    assert len(jobs) == 4
+    for job in jobs:
+        [container] = job["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == "kubetune-example-program:latest"  # the study's own image
+        assert container["command"][:3] == ["kubetune", "trial", "exec"]
+        assert job["status"].get("succeeded") == 1

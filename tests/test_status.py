@@ -1,0 +1,133 @@
+"""`kubetune status` for people and for programs, `--watch`, `--version` and plain help texts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from kubetune import cli
+from kubetune.contract import SPEC_OBJECT, LaunchRecord, Params, TrialResult, params_object, result_object
+from kubetune.spec import parse_spec
+from kubetune.store import Store, open_store
+
+SPEC = """
+name: table
+objective: {metric: val_loss}
+space:
+  - {name: learning_rate, type: real, low: 0.0001, high: 0.1}
+  - {name: optimizer, type: categorical, values: [adam, sgd]}
+budget: {max_trials: 5, max_failed: 3}
+"""
+
+
+def launch(store: Store, index: int, params: Params) -> None:
+    store.create(params_object(index), LaunchRecord(index, params, time.time(), "local").to_json())
+
+
+def params_of(index: int) -> Params:
+    return {"learning_rate": 0.01 * (index + 1), "optimizer": "sgd" if index % 2 else "adam"}
+
+
+def record(store: Store, index: int, status: str, value: float | None, reason: str | None = None) -> None:
+    metrics = {} if value is None else {"val_loss": value}
+    objective_value = value if status != "failed" else None
+    epochs = None if status == "failed" else 2
+    result = TrialResult(index, status, params_of(index), "val_loss", objective_value, reason, metrics,  # type: ignore[arg-type]
+                         wall_time_s=61.5 + index, last_epoch=epochs)  # fmt: skip
+    store.create(result_object(index), result.to_json())
+
+
+def finish(store: Store, index: int, status: str, value: float | None, reason: str | None = None) -> None:
+    launch(store, index, params_of(index))
+    record(store, index, status, value, reason)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = open_store(str(tmp_path / "store"))
+    s.create(SPEC_OBJECT, parse_spec(SPEC).to_yaml().encode())
+    finish(s, 0, "succeeded", 0.5)
+    finish(s, 1, "failed", None, "the program exited with status 1: " + "x" * 80)
+    finish(s, 2, "succeeded", 0.25)
+    finish(s, 3, "pruned", 0.9, "below the median at epoch 2")
+    launch(s, 4, params_of(4))
+    return s
+
+
+def test_the_table_is_a_summary_and_a_leaderboard_best_first(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["status", store.uri, "-o", "table"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:4] == [
+        "STUDY       table",
+        "OBJECTIVE   val_loss (minimize)",
+        "TRIALS      4/5 finished: 2 succeeded, 1 failed, 1 pruned; 1 running",
+        "BEST        trial 2: val_loss=0.25  learning_rate=0.03 optimizer=adam",
+    ]
+    header, *rows = lines[5:]
+    assert header.split() == [
+        "TRIAL",
+        "STATUS",
+        "VAL_LOSS",
+        "LEARNING_RATE",
+        "OPTIMIZER",
+        "EPOCHS",
+        "WALL",
+        "REASON",
+    ]
+    assert [r.split()[:2] for r in rows] == [["2", "succeeded"], ["0", "succeeded"], ["3", "pruned"],
+                                             ["1", "failed"], ["4", "running"]]  # fmt: skip
+    # Aligned: every cell starts where its column's header does.
+    for name, cell in [("VAL_LOSS", "0.25"), ("OPTIMIZER", "adam"), ("WALL", "1m04s"), ("REASON", "")]:
+        assert rows[0][header.index(name) :].startswith(cell)
+    assert rows[3][header.index("REASON") :] == "the program exited with status 1: " + "x" * 23 + "..."
+    assert rows[4].split() == ["4", "running", "0.05", "adam"]
+
+
+def test_json_when_asked_or_when_not_a_terminal(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["status", store.uri]) == 0  # captured: not a terminal
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["trials"] == {"finished": 4, "succeeded": 2, "failed": 2, "total": 5, "running": 1}
+    assert doc["best"]["index"] == 2
+    assert cli.main(["status", store.uri, "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == doc
+
+
+def test_watch_refreshes_until_the_study_ends(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    done = threading.Event()
+
+    def watch() -> None:
+        assert cli.main(["status", store.uri, "--watch", "--interval", "0.05", "-o", "json"]) == 0
+        done.set()
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    time.sleep(0.3)
+    assert not done.is_set()  # trial 4 still runs
+    record(store, 4, "succeeded", 0.1)
+    thread.join(10)
+    assert done.is_set()
+    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(docs) >= 2 and docs[0]["trials"]["running"] == 1
+    assert docs[-1]["trials"]["finished"] == 5 and docs[-1]["best"]["index"] == 4
+
+
+def test_version_and_plain_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == "kubetune 0.1.0\n"
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "``" not in out and "status" in out
+
+
+def test_a_bad_interval_is_one_line_and_exit_2(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["status", store.uri, "--watch", "--interval", "0"]) == 2
+    assert capsys.readouterr().err == "kubetune: status: argument --interval: must be more than 0, got 0\n"
