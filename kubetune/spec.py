@@ -345,10 +345,11 @@ def _space(items: list[Any] | None, kind: TrialKind) -> tuple[Dimension, ...]:
     dims = tuple(_dimension(item, f"space[{i}]", kind) for i, item in enumerate(items))
     for i, dim in enumerate(dims):
         for earlier in dims[:i]:
-            if prog.env_name(earlier.name) == prog.env_name(dim.name):
-                same = "appears twice" if earlier.name == dim.name else f"clashes with {earlier.name!r}"
-                raise SpecError(f"space[{i}].name: {dim.name!r} {same} (environment variable "
-                                f"{prog.env_name(dim.name)})")  # fmt: skip
+            if earlier.name == dim.name:
+                raise SpecError(f"space[{i}].name: {dim.name!r} appears twice")
+            if kind is PROGRAM and prog.env_name(earlier.name) == prog.env_name(dim.name):
+                raise SpecError(f"space[{i}].name: {dim.name!r} clashes with {earlier.name!r} "
+                                f"(environment variable {prog.env_name(dim.name)})")  # fmt: skip
     return dims
 
 

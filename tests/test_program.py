@@ -129,6 +129,24 @@ def test_a_program_that_cannot_start_fails_its_trial(tmp_path: Path) -> None:
     assert result.reason == "cannot run '/nonexistent/train': No such file or directory"
 
 
+def test_a_placeholder_that_cannot_be_filled_fails_the_trial(tmp_path: Path) -> None:
+    # The spec checks names; a format spec is checked only against the value it meets.
+    rc, result, _ = run_program(tmp_path, "print('kubetune: score=1')", {"lr": 0.5}, args="--lr {lr:d}")
+    assert rc == EXIT_TRIAL_FAILED
+    assert result.reason is not None
+    assert result.reason.startswith("cannot fill the command's placeholders: ValueError(")
+
+
+def test_a_removed_metrics_file_is_no_error(tmp_path: Path) -> None:
+    body = """
+        import os
+        os.remove(os.environ["KUBETUNE_METRICS_FILE"])
+        print("kubetune: score=1")
+    """
+    rc, result, _ = run_program(tmp_path, body, {"x": 1})
+    assert (rc, result.status, result.objective_value) == (EXIT_OK, "succeeded", 1)
+
+
 def test_a_stop_request_terminates_the_program_and_prunes_the_trial(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "store"))
     store.create(stop_object(0), StopRequest(0, "below the median at epoch 1", time.time()).to_json())

@@ -130,7 +130,10 @@ def run(req: TrialRequest, store: Store, started: float, log: Any) -> TrialResul
         metrics_file = Path(tmp) / "metrics.txt"
         metrics_file.touch()
         builtins = {kind.TRIAL_INDEX: str(req.index), kind.METRICS_FILE: str(metrics_file)}
-        argv = command_argv(settings.command, req.params, builtins)
+        try:
+            argv = command_argv(settings.command, req.params, builtins)
+        except (KeyError, ValueError, IndexError) as exc:  # e.g. {lr:d} for a float
+            return _record(req, started, "failed", reason=f"cannot fill the command's placeholders: {exc!r}")
         log.info("running", argv=argv, params=req.params)
         try:
             proc = subprocess.Popen(
@@ -291,10 +294,13 @@ class _Tail:
         self.partial = b""
 
     def lines(self, final: bool = False) -> list[str]:
-        with self.path.open("rb") as f:
-            f.seek(self.offset)
-            data = self.partial + f.read()
-            self.offset = f.tell()
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                data = self.partial + f.read()
+                self.offset = f.tell()
+        except FileNotFoundError:  # the program removed it: nothing more comes from there
+            return []
         *complete, self.partial = data.split(b"\n")
         if final and self.partial:
             complete.append(self.partial)
