@@ -35,7 +35,7 @@ from kubetune.controller.stopping import AshaRule, Curves, MedianRule, NoStoppin
 
 EPOCHS = 9
 TRAIN, VAL = 6000, 2000
-CONFIGS = 48
+CONFIGS = 32
 TRIALS = 24
 SEEDS = tuple(range(12))
 PARALLEL = (1, 4)

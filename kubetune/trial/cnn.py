@@ -15,10 +15,11 @@ import math
 import os
 import platform
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from kubetune import __version__
-from kubetune.contract import StopRequest, TrialRequest, TrialResult, failed_result
+from kubetune.contract import Status, StopRequest, TrialRequest, TrialResult
 from kubetune.kinds import CNN
 from kubetune.store import Store
 from kubetune.trial.epochs import EpochReporter
@@ -44,12 +45,16 @@ def train(req: TrialRequest, store: Store, started: float, log: Any) -> TrialRes
 
     reporter = EpochReporter(store, req.index, CNN.bounds)
     fit, epoch_times, stop = train_epochs(net, train, val, s.epochs, log, reporter)
+    record = _Recorder(req, started, epoch_times, common)
     if stop is not None:
-        return _pruned(req, stop, reporter.last_epoch or 0, fit, started, epoch_times, common)
+        # The epoch it reached, and its metrics there; never evaluated on the test split.
+        epoch = reporter.last_epoch or 0
+        metrics = {m: float(fit[m][epoch - 1]) for m in EPOCH_METRICS} if epoch else {}
+        return record("pruned", epoch, metrics, metrics.get(req.objective), reason=stop.reason)
     loss = fit["loss"][-1]
     if not math.isfinite(loss):
-        return _failed(
-            req, f"loss became {_word(loss)} at epoch {len(fit['loss'])}", started, epoch_times, common
+        return record(
+            "failed", None, {}, None, reason=f"loss became {_word(loss)} at epoch {len(fit['loss'])}"
         )
     test_metrics = net.evaluate(test, verbose=0, return_dict=True)
 
@@ -63,23 +68,29 @@ def train(req: TrialRequest, store: Store, started: float, log: Any) -> TrialRes
     }
     for metric, value in metrics.items():
         if not math.isfinite(value):
-            return _failed(req, f"{metric} became {_word(value)}", started, epoch_times, common)
-    finished = time.time()
-    return TrialResult(
-        index=req.index,
-        status="succeeded",
-        params=req.params,
-        objective=req.objective,
-        objective_value=metrics[req.objective],
-        metrics=metrics,
-        wall_time_s=finished - started,
-        epoch_times_s=epoch_times,
-        images_per_s=_images_per_s(counts["train"], epoch_times),
-        started_at=started,
-        finished_at=finished,
-        last_epoch=len(epoch_times),
-        **common,
-    )
+            return record("failed", None, {}, None, reason=f"{metric} became {_word(value)}")
+    images_per_s = _images_per_s(counts["train"], epoch_times)
+    return record("succeeded", len(epoch_times), metrics, metrics[req.objective], images_per_s=images_per_s)
+
+
+@dataclass(frozen=True)
+class _Recorder:
+    """Builds the trial's one record: what every outcome shares, and what its own says."""
+
+    req: TrialRequest
+    started: float
+    epoch_times: list[float]
+    common: dict[str, Any]
+
+    def __call__(
+        self, status: Status, epoch: int | None, metrics: dict[str, float], value: float | None, **extra: Any
+    ) -> TrialResult:
+        finished = time.time()
+        times = self.epoch_times if epoch is None else self.epoch_times[:epoch]
+        return TrialResult(index=self.req.index, status=status, params=self.req.params,
+                           objective=self.req.objective, objective_value=value, metrics=metrics,
+                           wall_time_s=finished - self.started, epoch_times_s=times, started_at=self.started,
+                           finished_at=finished, last_epoch=epoch, **extra, **self.common)  # fmt: skip
 
 
 # A stop request is also looked for during an epoch, at most this often: an
@@ -160,52 +171,6 @@ def _images_per_s(images: int, epoch_times: list[float]) -> float:
     """
     steady = epoch_times[1:] or epoch_times
     return images * len(steady) / sum(steady)
-
-
-def _pruned(
-    req: TrialRequest,
-    stop: StopRequest,
-    epoch: int,
-    fit: dict[str, list[float]],
-    started: float,
-    epoch_times: list[float],
-    common: dict[str, Any],
-) -> TrialResult:
-    """The record of a trial a stopping rule ended: the reason, the epoch it reached, its metrics there."""
-    metrics = {m: float(fit[m][epoch - 1]) for m in EPOCH_METRICS} if epoch else {}
-    finished = time.time()
-    return TrialResult(
-        index=req.index,
-        status="pruned",
-        params=req.params,
-        objective=req.objective,
-        objective_value=metrics.get(req.objective),
-        reason=stop.reason,
-        metrics=metrics,
-        wall_time_s=finished - started,
-        epoch_times_s=epoch_times[:epoch],
-        started_at=started,
-        finished_at=finished,
-        last_epoch=epoch,
-        **common,
-    )
-
-
-def _failed(
-    req: TrialRequest, reason: str, started: float, epoch_times: list[float], common: dict[str, Any]
-) -> TrialResult:
-    finished = time.time()
-    return failed_result(
-        req.index,
-        req.params,
-        req.objective,
-        reason,
-        wall_time_s=finished - started,
-        epoch_times_s=epoch_times,
-        started_at=started,
-        finished_at=finished,
-        **common,
-    )
 
 
 def _word(value: float) -> str:
