@@ -35,6 +35,8 @@ BASE_ESTIMATORS = ("GP", "RF", "ET", "GBRT")
 ACQ_FUNCS = ("EI", "PI", "LCB", "gp_hedge")
 INITIAL_POINT_GENERATORS = ("random", "sobol", "halton", "hammersly", "lhs")
 PRIORS = ("uniform", "log-uniform")
+# What the GP is told for a running trial (kubetune/optimizer.py).
+PENDING_STRATEGIES = ("kriging_believer", "cl_min", "cl_mean", "cl_max")
 
 
 class SpecError(UsageError):
@@ -78,6 +80,7 @@ class OptimizerSettings:
     n_initial_points: int = 10
     initial_point_generator: str = "random"
     random_state: int = 0
+    pending: str = "kriging_believer"
 
 
 @dataclass(frozen=True)
@@ -351,6 +354,7 @@ def _optimizer(f: _Fields) -> OptimizerSettings:
             f.where("initial_point_generator"),
         ),
         random_state=_positive(f.get("random_state", int, d.random_state), f.where("random_state"), 0),
+        pending=_choice(f.get("pending", str, d.pending), PENDING_STRATEGIES, f.where("pending")),
     )
     f.done()
     return opt
