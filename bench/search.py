@@ -24,19 +24,20 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import subprocess
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
 from functools import partial
 from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
 
-from bench.common import Context, Section, log, machine, table
-from bench.search_cnn import CACHE_FILE, Evaluations, collect, surrogate
+from bench.common import PYTHON, REPO, Context, Section, log, machine, table
+from bench.search_cnn import CACHE_FILE, Evaluations, Surrogate, surrogate
 from bench.search_problems import SYNTHETIC, Problem, cnn_problem
+from bench.search_scale import SIZES, scale_table
 from kubetune import optimizer
 from kubetune.contract import Params, TrialResult
 from kubetune.spec import PENDING_STRATEGIES, Budget, Categorical, Integer, OptimizerSettings, Real, Spec
@@ -45,6 +46,7 @@ from tests.fake_trial import succeeded
 BUDGET = 30  # sequential methods; parallel runs get 1.5x (the goal: p1's 30-trial quality by then)
 SEEDS = 20
 STRATEGY_SEEDS = 10
+FIT_SMALL = 15  # the subset-fit comparison: the kernel fitted on at most 15 of the trials
 CHECKPOINTS = (10, 20, 30, 45)
 METHODS = ("kubetune p1", "kubetune p4", "kubetune p8", "gp_minimize", "optuna TPE", "random")
 WORKERS = 2
@@ -52,8 +54,20 @@ WORKERS = 2
 Run = Callable[[Problem, int, int], list[float]]  # (problem, seed, budget) -> true losses in trial order
 
 
-def kubetune_run(problem: Problem, seed: int, budget: int, parallel: int, **settings: Any) -> list[float]:
-    """The Study's loop without the cluster: fill up to ``parallel``, the oldest finishes first."""
+def kubetune_run(
+    problem: Problem, seed: int, budget: int, parallel: int, fit_max: int | None = None, **settings: Any
+) -> list[float]:
+    """The Study's loop without the cluster: fill up to ``parallel``, the oldest finishes first.
+
+    ``fit_max`` lowers optimizer.FIT_MAX for this run: the subset fit that
+    long studies use, exercised within a short budget.
+    """
+    if fit_max is not None:
+        saved, optimizer.FIT_MAX = optimizer.FIT_MAX, fit_max
+        try:
+            return kubetune_run(problem, seed, budget, parallel, **settings)
+        finally:
+            optimizer.FIT_MAX = saved
     spec = Spec(
         space=problem.space,
         x0=problem.x0,
@@ -131,7 +145,8 @@ def _distribution(d: Real | Integer | Categorical) -> Any:
 def method_run(method: str) -> tuple[Run, bool]:
     """The run for a method's name, and whether it runs in parallel (gets the longer budget).
 
-    ``kubetune pN[ STRATEGY][ initK]``: N in flight, the pending strategy, K initial points.
+    ``kubetune pN[ STRATEGY][ initK][ fitK]``: N in flight, the pending strategy, K initial points,
+    the kernel fitted on at most K trials.
     """
     fixed: dict[str, Run] = {"gp_minimize": gp_minimize_run, "optuna TPE": tpe_run, "random": random_run}
     if method in fixed:
@@ -145,6 +160,8 @@ def method_run(method: str) -> tuple[Run, bool]:
             settings["pending"] = word
         elif word.startswith("init"):
             settings["n_initial_points"] = int(word[4:])
+        elif word.startswith("fit"):
+            settings["fit_max"] = int(word[3:])
         else:
             raise SystemExit(f"--method: unknown option {word!r} in {method!r}")
     parallel = int(words[1][1:])
@@ -153,7 +170,15 @@ def method_run(method: str) -> tuple[Run, bool]:
 
 # --- running the cells ------------------------------------------------------------
 
-_PROBLEMS: dict[str, Problem] = {}  # set before the worker processes fork: they look problems up by name
+_PROBLEMS: dict[str, Problem] = {}  # each worker's, built once: problems hold closures, sent by name
+
+
+def problem_set(cnn: Surrogate | None) -> dict[str, Problem]:
+    return {**SYNTHETIC, **({"cnn": cnn_problem(cnn)} if cnn else {})}
+
+
+def _worker(cnn: Surrogate | None) -> None:
+    _PROBLEMS.update(problem_set(cnn))
 
 
 def _cell(problem: str, method: str, seed: int, budget: int) -> list[float]:
@@ -165,13 +190,15 @@ def _cell(problem: str, method: str, seed: int, budget: int) -> list[float]:
 
 
 def run_cells(
-    problems: dict[str, Problem], methods: Sequence[str], seeds: int, budget: int, workers: int = WORKERS
+    names: Sequence[str], methods: Sequence[str], seeds: int, budget: int, cnn: Surrogate | None
 ) -> dict[str, dict[str, list[list[float]]]]:
-    """Every (problem, method, seed) run, in ``workers`` processes: {problem: {method: [losses per seed]}}."""
-    _PROBLEMS.update(problems)
-    jobs = [(p, m, s) for p in problems for m in methods for s in range(seeds)]
-    out: dict[str, dict[str, list[list[float]]]] = {p: {m: [] for m in methods} for p in problems}
-    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+    """Every (problem, method, seed) run, in WORKERS processes: {problem: {method: [losses per seed]}}.
+
+    Spawned, not forked: the process may hold TensorFlow, whose threads do not survive a fork.
+    """
+    jobs = [(p, m, s) for p in names for m in methods for s in range(seeds)]
+    out: dict[str, dict[str, list[list[float]]]] = {p: {m: [] for m in methods} for p in names}
+    with ProcessPoolExecutor(WORKERS, get_context("spawn"), initializer=_worker, initargs=(cnn,)) as pool:
         futures = [pool.submit(_cell, p, m, s, budget) for p, m, s in jobs]
         for n, ((p, m, _), fut) in enumerate(zip(jobs, futures, strict=True)):
             out[p][m].append(fut.result())
@@ -247,13 +274,18 @@ def goals(problem: Problem, runs: dict[str, list[list[float]]]) -> list[str]:
 # --- the benchmark ----------------------------------------------------------------
 
 
-def problems(ctx: Context) -> tuple[dict[str, Problem], str]:
+def cnn_surrogate(ctx: Context) -> tuple[Surrogate, str]:
+    """The CNN's surrogate; a smoke run first trains a few tiny ones, in a child: no TensorFlow here."""
     from bench.throughput import prepared_data_dir
 
     if ctx.smoke:
-        f = Evaluations(prepared_data_dir(ctx), ctx.work / "search-evaluations.json", train=512, val=256)
-        collect(f, configs=6, noise_configs=1)
-        s = surrogate(f, configs=6, noise_configs=1, minimum=6)
+        path, configs, noise_configs, minimum = ctx.work / "search-evaluations.json", 4, 1, 4
+        train, val = 512, 256
+        args = ["--configs", str(configs), "--noise-configs", str(noise_configs), "--cache", str(path)]
+        args += ["--train", str(train), "--val", str(val), "--data-dir", str(prepared_data_dir(ctx))]
+        subprocess.run([PYTHON, "-m", "bench.search_cnn", *args], cwd=REPO, check=True)
+        f = Evaluations(None, path, train, val)
+        s = surrogate(f, configs, noise_configs, minimum)
     else:
         f = Evaluations(None, CACHE_FILE)
         s = surrogate(f)
@@ -262,25 +294,42 @@ def problems(ctx: Context) -> tuple[dict[str, Problem], str]:
         f"over the notebook's space), plus noise of sd {s.noise_sd:.4f} measured over {s.noise_configs} "
         f"configurations x 4 seeds; its best accuracy {s.best:.4f} at {s.best_point}."
     )
-    return {**SYNTHETIC, "cnn": cnn_problem(s)}, line
+    return s, line
 
 
 def run(ctx: Context) -> Section:
-    found, cnn_line = problems(ctx)
+    cnn, cnn_line = cnn_surrogate(ctx)
+    found = problem_set(cnn)
     budget, seeds, strategy_seeds = (12, 2, 1) if ctx.smoke else (BUDGET, SEEDS, STRATEGY_SEEDS)
     if ctx.smoke:
-        found = {k: replace(v) for k, v in found.items() if k in ("branin", "cnn")}
-    main = run_cells(found, METHODS, seeds, budget)
-    strategies = [f"kubetune p8 {s}" for s in PENDING_STRATEGIES]
-    extra = ["kubetune p1 init11"]
-    compared = run_cells(found, [*strategies, *extra], strategy_seeds, budget)
-    return _section(found, main, compared, budget, seeds, strategy_seeds, cnn_line)
+        found = {k: v for k, v in found.items() if k in ("branin", "cnn")}
+    main = run_cells(list(found), METHODS, seeds, budget, cnn)
+    # The default strategy's runs are main's p8 runs with the same seeds: reused, not rerun.
+    default = OptimizerSettings().pending
+    others = [f"kubetune p8 {s}" for s in PENDING_STRATEGIES if s != default]
+    compared = run_cells(list(found), [*others, f"kubetune p1 fit{FIT_SMALL}"], strategy_seeds, budget, cnn)
+    for name, runs in compared.items():
+        runs[f"kubetune p8 {default}"] = main[name]["kubetune p8"][:strategy_seeds]
+        runs["kubetune p1"] = main[name]["kubetune p1"][:strategy_seeds]
+    initial = run_cells(["cnn"], ["kubetune p1 init11"], seeds, budget, cnn)["cnn"]
+    initial = {
+        "kubetune p1": main["cnn"]["kubetune p1"],
+        **initial,
+        "gp_minimize": main["cnn"]["gp_minimize"],
+    }
+    sizes = (50, 100) if ctx.smoke else SIZES
+    scale = scale_table(
+        {k: found[k] for k in ("cnn", "hartmann6") if k in found}, sizes, 1 if ctx.smoke else 3
+    )
+    return _section(found, main, compared, initial, scale, budget, seeds, strategy_seeds, cnn_line)
 
 
 def _section(
     found: dict[str, Problem],
     main: dict[str, dict[str, list[list[float]]]],
     compared: dict[str, dict[str, list[list[float]]]],
+    initial: dict[str, list[list[float]]],
+    scale: str,
     budget: int,
     seeds: int,
     strategy_seeds: int,
@@ -289,14 +338,13 @@ def _section(
     s = Section("search", "4. Search efficiency")
     s.add(
         f"{machine().line()}. {budget} trials per sequential run, {math.ceil(budget * 1.5)} per parallel "
-        "run, "
-        f"{seeds} seeds per method and problem (seeds drive the optimizer and the CNN's noise). Regret: the "
-        "true loss of the best point tried so far minus the optimum (for the CNN, in validation accuracy); "
-        "median [interquartile range] over seeds. Trials to target: median over the runs that reached it "
-        "(how many did); rounds: the same in wall time, trials/parallel. " + cnn_line,
+        f"run, {seeds} seeds per method and problem (seeds drive the optimizer and the CNN's noise). Regret: "
+        "the true loss of the best point tried so far minus the optimum (for the CNN, in validation "
+        "accuracy); median [interquartile range] over seeds. Trials to target: median over the runs that "
+        "reached it (how many did); rounds: the same in wall time, trials/parallel. " + cnn_line,
         "Rerun one cell: `.venv/bin/python -m bench.search --problem PROBLEM --method METHOD --seeds 20` "
-        f"(problems: {', '.join(found)}; methods: {', '.join(METHODS)}, or `kubetune pN STRATEGY` / "
-        "`kubetune pN initK`).",
+        f"(problems: {', '.join(found)}; methods: {', '.join(METHODS)}, or `kubetune pN STRATEGY`, "
+        "`kubetune pN initK`, `kubetune pN fitK`).",
     )
     for name, problem in found.items():
         s.add(f"**{name}** (optimum {problem.optimum:g}, target: regret <= {problem.target:g})")
@@ -307,14 +355,22 @@ def _section(
               "parallel 8 needs to reach parallel 1's 30-trial regret (goal: at most 45, 1.5x).")  # fmt: skip
         s.add(table(["problem", "p8 vs random at 30", "p8 better", "p1 at 30", "p8 reaches it after"], rows))
     s.add(
-        f"**Pending strategies and initial points** ({strategy_seeds} seeds): what the running trials are "
-        "told (`optimizer.pending`), at parallel 8; and kubetune at parallel 1 with 11 initial points "
-        "(x0 + 10 drawn, as gp_minimize counts them) instead of 10 (x0 included)."
+        f"**Pending strategies, and the kernel fitted on a subset** ({strategy_seeds} seeds): what the "
+        "running trials are told at parallel 8 (`optimizer.pending`); and parallel 1 with the kernel's "
+        f"hyperparameters fitted on at most {FIT_SMALL} trials (the rule that keeps 1,000-trial studies "
+        f"fast, past optimizer.FIT_MAX = {optimizer.FIT_MAX}) against the full fit."
     )
     for name, problem in found.items():
         s.add(f"**{name}**")
         s.add(problem_table(problem, compared[name]))
-    s.data = {"main": main, "compared": compared}
+    s.add(
+        f"**Initial points** ({seeds} seeds, CNN, x0 = the notebook's guess): kubetune counts x0 in "
+        "`n_initial_points` (x0 + 9 drawn), gp_minimize does not (x0 + 10 drawn); `init11` matches it."
+    )
+    s.add(problem_table(found["cnn"], initial))
+    s.add("**suggest() at scale** (median of repeats; one for skopt's path):")
+    s.add(scale)
+    s.data = {"main": main, "compared": compared, "initial": initial}
     return s
 
 
@@ -326,13 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=BUDGET, help="sequential budget (parallel runs: 1.5x)")
     ns = p.parse_args(argv)
     method_run(ns.method)  # an unknown method fails here, before any work
-    if ns.problem == "cnn":
-        found = {"cnn": cnn_problem(surrogate(Evaluations(None, CACHE_FILE)))}
-    elif ns.problem in SYNTHETIC:
-        found = {ns.problem: SYNTHETIC[ns.problem]}
-    else:
+    if ns.problem not in (*SYNTHETIC, "cnn"):
         p.error(f"--problem: unknown problem {ns.problem!r}")
-    runs = run_cells(found, [ns.method], ns.seeds, ns.trials)
+    cnn = surrogate(Evaluations(None, CACHE_FILE)) if ns.problem == "cnn" else None
+    found = problem_set(cnn)
+    runs = run_cells([ns.problem], [ns.method], ns.seeds, ns.trials, cnn)
     print(problem_table(found[ns.problem], runs[ns.problem]))
     return 0
 

@@ -36,7 +36,7 @@ from bench.common import CACHE, log
 from kubetune.contract import Params
 
 TRAIN, VAL = 6000, 2000
-CONFIGS, NOISE_CONFIGS, NOISE_SEEDS = 256, 16, (1, 2, 3)
+CONFIGS, NOISE_CONFIGS, NOISE_SEEDS = 256, 8, (1, 2, 3)
 CACHE_FILE = CACHE / "search-evaluations.json"
 
 
@@ -199,10 +199,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.search_cnn", description="collect real CNN evaluations")
     p.add_argument("--configs", type=int, default=CONFIGS)
     p.add_argument("--noise-configs", type=int, default=NOISE_CONFIGS)
+    p.add_argument("--cache", type=Path, default=CACHE_FILE)
+    p.add_argument("--train", type=int, default=TRAIN)
+    p.add_argument("--val", type=int, default=VAL)
+    p.add_argument("--data-dir", type=Path, help="a prepared tfds data dir (default: prepare one)")
     ns = p.parse_args(argv)
-    ctx = Context(smoke=False, work=CACHE / "work")
-    ctx.work.mkdir(parents=True, exist_ok=True)
-    collect(Evaluations(prepared_data_dir(ctx), CACHE_FILE), ns.configs, ns.noise_configs)
+    data_dir = ns.data_dir
+    if data_dir is None:
+        ctx = Context(smoke=False, work=CACHE / "work")
+        ctx.work.mkdir(parents=True, exist_ok=True)
+        data_dir = prepared_data_dir(ctx)
+    collect(Evaluations(data_dir, ns.cache, ns.train, ns.val), ns.configs, ns.noise_configs)
     return 0
 
 

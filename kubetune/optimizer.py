@@ -162,7 +162,7 @@ LIES: dict[str, Callable[[list[float]], float]] = {"cl_min": min, "cl_mean": sta
 # Past this many finished trials the kernel's hyperparameters are fitted on a
 # subset (a GP fit grows as n^3 and its optimizer restarts multiply that);
 # the GP is still conditioned on every trial, a single cheap solve.
-FIT_MAX = 300
+FIT_MAX = 200
 
 
 @functools.lru_cache(maxsize=2)
@@ -195,7 +195,24 @@ def _frozen(fitted: GaussianProcessRegressor) -> GaussianProcessRegressor:
     noise = fitted.noise_ or 1e-10
     _, white = _param_for_white_kernel_in_Sum(kernel)
     kernel.set_params(**{white: WhiteKernel(noise_level=noise, noise_level_bounds="fixed")})
-    return GaussianProcessRegressor(kernel=kernel, normalize_y=True, noise=noise, optimizer=None)
+    return _FastGP(kernel=kernel, normalize_y=True, noise=noise, optimizer=None)
+
+
+class _FastGP(GaussianProcessRegressor):  # type: ignore[misc]
+    """skopt's GP, with the predictive variance of many points computed by BLAS.
+
+    skopt sums ``einsum("ki,kj,ij->k", K_trans, K_trans, K_inv)``, an unblocked
+    O(points x n^2) loop: 3.7 s for 2,000 candidates at 1,000 trials. The same
+    sum as a matrix product takes a few milliseconds per 1,000 candidates.
+    """
+
+    def predict(self, X: Any, return_std: bool = False, **grads: bool) -> Any:
+        if not return_std or any(grads.values()) or not hasattr(self, "X_train_"):
+            return super().predict(X, return_std=return_std, **grads)
+        k = self.kernel_(X, self.X_train_)
+        mean = self.y_train_std_ * k.dot(self.alpha_) + self.y_train_mean_
+        var = self.kernel_.diag(X) - np.sum(k.dot(self.K_inv_) * k, axis=1)
+        return mean, np.sqrt(np.maximum(var, 0.0) * self.y_train_std_**2)
 
 
 def _believed(
