@@ -81,6 +81,8 @@ class OptimizerSettings:
     initial_point_generator: str = "random"
     random_state: int = 0
     pending: str = "kriging_believer"
+    # Stores of earlier studies whose finished trials are told first (kubetune/warmstart.py).
+    warm_start: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ class Spec:
 
 
 def vars_of(obj: object) -> dict[str, Any]:
-    return dict(vars(obj))
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(obj).items()}
 
 
 def _dim_dict(d: Dimension) -> dict[str, Any]:
@@ -355,9 +357,17 @@ def _optimizer(f: _Fields) -> OptimizerSettings:
         ),
         random_state=_positive(f.get("random_state", int, d.random_state), f.where("random_state"), 0),
         pending=_choice(f.get("pending", str, d.pending), PENDING_STRATEGIES, f.where("pending")),
+        warm_start=_uris(f.get("warm_start", list, []), f.where("warm_start")),
     )
     f.done()
     return opt
+
+
+def _uris(items: list[Any], where: str) -> tuple[str, ...]:
+    for i, uri in enumerate(items):
+        if not isinstance(uri, str) or not uri:
+            raise SpecError(f"{where}[{i}]: must be a store (a folder or gs://bucket/prefix), got {uri!r}")
+    return tuple(items)
 
 
 def _budget(f: _Fields) -> Budget:

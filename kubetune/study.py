@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kubetune import optimizer, report
+from kubetune import optimizer, report, warmstart
 from kubetune.contract import (
     SPEC_OBJECT,
     LaunchRecord,
@@ -63,6 +63,7 @@ class Study:
         self.on_progress = on_progress or (lambda _study: None)
         self.poll_s = poll_s
         self.history = History()
+        self.told: tuple[TrialResult, ...] = ()  # earlier studies' trials (optimizer.warm_start)
         self.started = time.monotonic()
         self.durations: list[float] = []
         self._drawn_at = time.monotonic()  # nothing to draw before the first result
@@ -72,6 +73,7 @@ class Study:
     # --- the loop -------------------------------------------------------------
 
     def run(self) -> Outcome:
+        self.told = warmstart.load(self.spec)  # before the claim: a refused store leaves nothing behind
         claim_store(self.store, self.spec)
         self.history = read_history(self.store, self.spec.objective.metric)
         log.info(
@@ -130,7 +132,7 @@ class Study:
     def _launch_next(self) -> None:
         index = self.history.next_index()
         pending = [self.history.launched[i].params for i in sorted(self.launcher.running())]
-        params = optimizer.suggest(self.spec, index, self.history.ordered_results(), pending)
+        params = optimizer.suggest(self.spec, index, self.history.ordered_results(), pending, self.told)
         record = LaunchRecord(index, params, time.time(), self.launcher.name)
         try:
             self.store.create(params_object(index), record.to_json())
