@@ -38,6 +38,7 @@ from kubetune.contract import Params
 TRAIN, VAL = 6000, 2000
 CONFIGS, NOISE_CONFIGS, NOISE_SEEDS = 256, 8, (1, 2, 3)
 CACHE_FILE = CACHE / "search-evaluations.json"
+TRAINS = 0.5  # mean accuracy from which a configuration counts as training (10 classes: 0.1 is chance)
 
 
 class Evaluations:
@@ -131,32 +132,49 @@ def collect(f: Evaluations, configs: int, noise_configs: int) -> None:
             log(f"cnn: config {i + 1}/{len(points)} seed {seed} {p}: {f(p, seed):.4f}")
 
 
-def seed_noise(f: Evaluations, points: list[Params]) -> tuple[float, int]:
-    """The pooled within-configuration standard deviation over seeds, and how many configurations."""
-    groups = [[f.cached(p, s) for s in (0, *NOISE_SEEDS)] for p in points]
-    full = [[v for v in g if v is not None] for g in groups]
-    full = [g for g in full if len(g) > 1]
-    if not full:
-        return 0.0, 0
-    return math.sqrt(statistics.mean(statistics.variance(g) for g in full)), len(full)
+def seed_noise(f: Evaluations, points: list[Params]) -> tuple[float, int, float]:
+    """The pooled within-configuration standard deviation over seeds where it matters.
+
+    Near the top: over the configurations that train (mean accuracy >= TRAINS),
+    and how many there were; and, for the record, over all of them (high
+    learning rates and deep stacks diverge under some seeds: 0.10 vs 0.41).
+    """
+    groups = [[v for v in (f.cached(p, s) for s in (0, *NOISE_SEEDS)) if v is not None] for p in points]
+    groups = [g for g in groups if len(g) > 1]
+    trains = [g for g in groups if statistics.mean(g) >= TRAINS]
+    return _pooled(trains), len(trains), _pooled(groups)
+
+
+def _pooled(groups: list[list[float]]) -> float:
+    return math.sqrt(statistics.mean(statistics.variance(g) for g in groups)) if groups else 0.0
+
+
+def _grid() -> list[Params]:
+    """Every layer count and node count at 64 learning rates: where the surrogate's optimum is sought."""
+    rates = np.logspace(-5, -1, 64)
+    return [
+        {"learning_rate": float(r), "num_dense_layers": layers, "num_dense_nodes": nodes}
+        for r in rates
+        for layers in range(1, 6)
+        for nodes in range(5, 513)
+    ]
 
 
 class Surrogate:
     """A GP's mean over the seed-0 evaluations, plus the measured seed-to-seed noise."""
 
-    def __init__(
-        self, points: list[Params], values: list[float], noise_sd: float, noise_configs: int
-    ) -> None:
+    def __init__(self, points: list[Params], values: list[float], noise: tuple[float, int, float]) -> None:
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
         kernel = ConstantKernel() * Matern(length_scale=[1.0, 1.0, 1.0], nu=2.5) + WhiteKernel()
         self.gp = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=3, random_state=0)
         self.gp.fit(self._x(points), np.asarray(values))
-        self.noise_sd, self.noise_configs, self.size = noise_sd, noise_configs, len(points)
-        grid = design(4096)
-        self.best = max(float(v) for v in self.mean(grid))
-        self.best_point = grid[int(np.argmax(self.mean(grid)))]
+        self.noise_sd, self.noise_configs, self.noise_all = noise
+        self.size = len(points)
+        grid = _grid()
+        means = self.mean(grid)
+        self.best, self.best_point = float(means.max()), grid[int(np.argmax(means))]
 
     @staticmethod
     def _x(points: list[Params]) -> np.ndarray:
@@ -188,8 +206,7 @@ def surrogate(
     pairs = [(p, v) for p, v in known if v is not None]
     if len(pairs) < minimum:
         raise SystemExit(f"only {len(pairs)} CNN evaluations cached: run python -m bench.search_cnn first")
-    noise, measured = seed_noise(f, points[:noise_configs])
-    return Surrogate([p for p, _ in pairs], [v for _, v in pairs], noise, measured)
+    return Surrogate([p for p, _ in pairs], [v for _, v in pairs], seed_noise(f, points[:noise_configs]))
 
 
 def main(argv: list[str] | None = None) -> int:
