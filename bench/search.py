@@ -64,10 +64,12 @@ def kubetune_run(
     """
     if fit_max is not None:
         saved, optimizer.FIT_MAX = optimizer.FIT_MAX, fit_max
+        optimizer._fitted_gp.cache_clear()  # its key leaves FIT_MAX out
         try:
             return kubetune_run(problem, seed, budget, parallel, **settings)
         finally:
             optimizer.FIT_MAX = saved
+            optimizer._fitted_gp.cache_clear()
     spec = Spec(
         space=problem.space,
         x0=problem.x0,

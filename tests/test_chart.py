@@ -542,6 +542,8 @@ def test_schema_enums_mirror_the_spec() -> None:
     assert opt["base_estimator"]["enum"] == list(specmod.BASE_ESTIMATORS)
     assert opt["acq_func"]["enum"] == list(specmod.ACQ_FUNCS)
     assert opt["initial_point_generator"]["enum"] == list(specmod.INITIAL_POINT_GENERATORS)
+    assert opt["pending"]["enum"] == list(specmod.PENDING_STRATEGIES)
+    assert set(opt) == set(Spec().to_dict()["optimizer"])
     assert set(study["x0"]["items"]["properties"]) == set(specmod.HYPERPARAMETERS)
     assert study["trial"]["properties"]["precision"]["enum"] == list(PRECISIONS)
     assert set(study) == set(Spec().to_dict())
