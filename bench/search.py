@@ -35,7 +35,17 @@ from typing import Any
 import numpy as np
 
 from bench.common import PYTHON, REPO, Context, Section, log, machine, table
-from bench.search_cnn import CACHE_FILE, NOISE_CONFIGS, TRAINS, Evaluations, Surrogate, surrogate
+from bench.search_cnn import (
+    CACHE_FILE,
+    CONFIGS,
+    NOISE_CONFIGS,
+    TRAIN,
+    TRAINS,
+    VAL,
+    Evaluations,
+    Surrogate,
+    surrogate,
+)
 from bench.search_problems import SYNTHETIC, Problem, cnn_problem
 from bench.search_scale import SIZES, scale_table
 from kubetune import optimizer
@@ -277,27 +287,28 @@ def goals(problem: Problem, runs: dict[str, list[list[float]]]) -> list[str]:
 
 
 def cnn_surrogate(ctx: Context) -> tuple[Surrogate, str]:
-    """The CNN's surrogate; a smoke run first trains a few tiny ones, in a child: no TensorFlow here."""
+    """The CNN's surrogate, after training the evaluations not cached yet (in a child: no TensorFlow here).
+
+    A full run on a fresh machine trains them all (about an hour on 2 cores);
+    later runs reuse bench/.cache/search-evaluations.json and train nothing.
+    """
     from bench.throughput import prepared_data_dir
 
-    if ctx.smoke:
-        path, configs, noise_configs, minimum = ctx.work / "search-evaluations.json", 4, 1, 4
-        train, val = 512, 256
-        args = ["--configs", str(configs), "--noise-configs", str(noise_configs), "--cache", str(path)]
-        args += ["--train", str(train), "--val", str(val), "--data-dir", str(prepared_data_dir(ctx))]
-        subprocess.run([PYTHON, "-m", "bench.search_cnn", *args], cwd=REPO, check=True)
-        f = Evaluations(None, path, train, val)
-        s = surrogate(f, configs, noise_configs, minimum)
-    else:
-        f = Evaluations(None, CACHE_FILE)
-        s = surrogate(f)
+    path, configs, noise_configs = (
+        (ctx.work / "search-evaluations.json", 4, 1) if ctx.smoke else (CACHE_FILE, CONFIGS, NOISE_CONFIGS)
+    )
+    train, val = (512, 256) if ctx.smoke else (TRAIN, VAL)
+    args = ["--configs", str(configs), "--noise-configs", str(noise_configs), "--cache", str(path)]
+    args += ["--train", str(train), "--val", str(val), "--data-dir", str(prepared_data_dir(ctx))]
+    subprocess.run([PYTHON, "-m", "bench.search_cnn", *args], cwd=REPO, check=True)
+    f = Evaluations(None, path, train, val)
+    s = surrogate(f, configs, noise_configs, minimum=configs)
     line = (
         f"CNN surrogate: a GP's mean over {s.size} real evaluations ({f.setup}, seed 0, a Sobol design "
         f"over the notebook's space), plus Gaussian noise of sd {s.noise_sd:.4f}: the seed-to-seed sd "
         f"(4 seeds) of the {s.noise_configs} configurations that train (mean accuracy >= {TRAINS}) among the "
-        f"first {NOISE_CONFIGS if not ctx.smoke else 1} of the design ({s.noise_all:.3f} over all of them: "
-        "high learning rates and deep stacks diverge under some seeds). Its best accuracy "
-        f"{s.best:.4f}, at {s.best_point}."
+        f"first {noise_configs} of the design ({s.noise_all:.3f} over all of them: high learning rates and "
+        f"deep stacks diverge under some seeds). Its best accuracy {s.best:.4f}, at {s.best_point}."
     )
     return s, line
 
