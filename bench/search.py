@@ -60,6 +60,7 @@ FIT_SMALL = 15  # the subset-fit comparison: the kernel fitted on at most 15 of 
 CHECKPOINTS = (10, 20, 30, 45)
 METHODS = ("kubetune p1", "kubetune p4", "kubetune p8", "gp_minimize", "optuna TPE", "random")
 WORKERS = 2
+RIVALS = ("gp_minimize", "optuna TPE")
 
 Run = Callable[[Problem, int, int], list[float]]  # (problem, seed, budget) -> true losses in trial order
 
@@ -262,6 +263,16 @@ def problem_table(problem: Problem, runs: dict[str, list[list[float]]]) -> str:
     return table(header, rows)
 
 
+def versus(problem: Problem, runs: dict[str, list[list[float]]]) -> list[str]:
+    """Parallel 1 against gp_minimize and TPE after BUDGET trials: no worse beyond their IQR?"""
+    at = {m: [regret(c, problem.optimum)[BUDGET - 1] for c in runs[m]] for m in ("kubetune p1", *RIVALS)}
+    if any(len(c) < BUDGET for m in at for c in runs[m]):
+        return []
+    p1 = float(np.median(at["kubetune p1"]))
+    verdicts = ["yes" if p1 <= np.percentile(at[m], 75) else "no" for m in RIVALS]
+    return [problem.name, *(_iqr(at[m]) for m in ("kubetune p1", *RIVALS)), *verdicts]
+
+
 def goals(problem: Problem, runs: dict[str, list[list[float]]]) -> list[str]:
     """Parallel 8 against random at 30 trials, and the trials it needs for parallel 1's 30-trial regret."""
     med = {
@@ -377,6 +388,14 @@ def _section(
         s.add("**Goals** (medians over seeds): parallel 8 against random at 30 trials, and the trials "
               "parallel 8 needs to reach parallel 1's 30-trial regret (goal: at most 45, 1.5x).")  # fmt: skip
         s.add(table(["problem", "p8 vs random at 30", "p8 better", "p1 at 30", "p8 reaches it after"], rows))
+    rows = [v for name, problem in found.items() if (v := versus(problem, main[name]))]
+    if rows:
+        s.add(
+            f"**Parallel 1 against the notebook's gp_minimize and Optuna's TPE**: regret after {BUDGET} "
+            "trials, and whether kubetune's median is no worse than the rival's upper quartile."
+        )
+        header = ["problem", "kubetune p1", *RIVALS, *(f"no worse than {m}" for m in RIVALS)]
+        s.add(table(header, rows))
     s.add(
         f"**Pending strategies, and the kernel fitted on a subset** ({strategy_seeds} seeds): what the "
         "running trials are told at parallel 8 (`optimizer.pending`); and parallel 1 with the kernel's "
@@ -393,7 +412,7 @@ def _section(
     s.add(problem_table(found["cnn"], initial))
     s.add("**suggest() at scale** (median of repeats; one for skopt's path):")
     s.add(scale)
-    s.data = {"main": main, "compared": compared, "initial": initial}
+    s.data = {"main": main, "compared": compared, "initial": initial, "scale": scale, "cnn_line": cnn_line}
     return s
 
 
