@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import statistics
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -171,8 +171,6 @@ def _from_gp(
     return _point(spec, opt.ask())
 
 
-# The constant liars: every running trial told the best, mean or worst loss seen.
-LIES: dict[str, Callable[[list[float]], float]] = {"cl_min": min, "cl_mean": statistics.fmean, "cl_max": max}
 # Past this many finished trials the kernel's hyperparameters are fitted on a
 # subset (a GP fit grows as n^3 and its optimizer restarts multiply that);
 # the GP is still conditioned on every trial, a single cheap solve.
@@ -235,10 +233,9 @@ def _believed(
     """The losses the running trials are told as, by ``optimizer.pending``."""
     if not px:
         return []
-    strategy = spec.optimizer.pending
-    if strategy == "kriging_believer":  # the GP's own mean: no invented optimism or pessimism
+    if spec.optimizer.pending == "kriging_believer":  # the GP's own mean: no invented optimism or pessimism
         return [float(v) for v in fitted.predict(_gp_space(spec.space).transform(px))]
-    return [LIES[strategy](ys)] * len(px)
+    return [statistics.fmean(ys)] * len(px)  # cl_mean: every running trial told the mean loss seen
 
 
 def _candidates(n: int) -> int:
