@@ -267,9 +267,9 @@ def problem_table(problem: Problem, runs: dict[str, list[list[float]]]) -> str:
 
 def versus(problem: Problem, runs: dict[str, list[list[float]]]) -> list[str]:
     """Parallel 1 against gp_minimize and TPE after BUDGET trials: no worse beyond their IQR?"""
+    if any(len(c) < BUDGET for m in ("kubetune p1", *RIVALS) for c in runs[m]):
+        return []  # a smoke run's short budget
     at = {m: [regret(c, problem.optimum)[BUDGET - 1] for c in runs[m]] for m in ("kubetune p1", *RIVALS)}
-    if any(len(c) < BUDGET for m in at for c in runs[m]):
-        return []
     p1 = float(np.median(at["kubetune p1"]))
     verdicts = ["yes" if p1 <= np.percentile(at[m], 75) else "no" for m in RIVALS]
     return [problem.name, *(_iqr(at[m]) for m in ("kubetune p1", *RIVALS)), *verdicts]
