@@ -25,6 +25,7 @@ class Rule:
     choices: tuple[str, ...] | None = None
     between: tuple[float, float] | None = None  # an open interval
     help: str = ""
+    item: str = ""  # for a list of strings: what each one must be
 
 
 def setting(
@@ -34,9 +35,10 @@ def setting(
     choices: tuple[str, ...] | None = None,
     between: tuple[float, float] | None = None,
     help: str = "",
+    item: str = "",
 ) -> Any:
     """A dataclass field with its rule."""
-    rule = Rule(minimum, choices, between, help)
+    rule = Rule(minimum, choices, between, help, item)
     return field(default=default, metadata={"rule": rule})
 
 
@@ -53,6 +55,11 @@ class Setting:
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def yaml_kind(self) -> type:
+        """What YAML gives for it: a list for a tuple of strings."""
+        return list if typing.get_origin(self.kind) is tuple else self.kind
 
 
 def settings_of(cls: type) -> list[Setting]:
@@ -74,6 +81,11 @@ def check(value: Any, s: Setting, where: str) -> Any:
     if value is None:
         return value
     rule = s.rule
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                raise SpecError(f"{where}[{i}]: must be {rule.item or 'a string'}, got {item!r}")
+        return tuple(value)
     if isinstance(value, float) and not math.isfinite(value):
         raise SpecError(f"{where}: must be a finite number, got {value!r}")
     if rule.choices is not None and value not in rule.choices:

@@ -546,6 +546,7 @@ def test_schema_enums_mirror_the_spec() -> None:
     assert opt["acq_func"]["enum"] == list(specmod.ACQ_FUNCS)
     assert opt["initial_point_generator"]["enum"] == list(specmod.INITIAL_POINT_GENERATORS)
     assert set(study["x0"]["items"]["properties"]) == set(CNN.hyperparameters)
+    assert set(opt) == set(Spec().to_dict()["optimizer"])
     assert set(study) == set(Spec().to_dict())
 
 
@@ -556,7 +557,9 @@ NUMBER = {"type": ["number", "string"], "pattern": r"^[-+]?([0-9]+[.]?[0-9]*|[.]
 def schema_of(s: Setting) -> dict[str, Any]:
     """The schema a declared setting must have in values.schema.json."""
     out: dict[str, Any]
-    if s.rule.choices is not None:
+    if s.yaml_kind is list:
+        out = {"type": "array", "items": {"type": "string", "minLength": 1}}
+    elif s.rule.choices is not None:
         out = {"enum": list(s.rule.choices)}
     elif s.kind is float:
         out = dict(NUMBER)

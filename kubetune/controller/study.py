@@ -23,7 +23,7 @@ from kubetune.contract import (
     params_object,
     result_object,
 )
-from kubetune.controller import early_stopping, optimizer, report
+from kubetune.controller import early_stopping, optimizer, report, warmstart
 from kubetune.controller.early_stopping import EarlyStopping
 from kubetune.controller.history import History, read_history, read_result
 from kubetune.controller.observer import StudyObserver, Unobserved
@@ -69,6 +69,7 @@ class Study:
         self.poll_s = poll_s
         self.history = History()
         self.early_stopping = EarlyStopping(spec, store, launcher, self.observer, epochs_poll_s)
+        self.told: tuple[TrialResult, ...] = ()  # earlier studies' trials (optimizer.warm_start)
         self.durations: list[float] = []
         self._drawn_at = time.monotonic()  # nothing to draw before the first result
         self._draw_s = 1.0  # what a redraw costs; measured after the first
@@ -77,6 +78,7 @@ class Study:
     # --- the loop -------------------------------------------------------------
 
     def run(self) -> Outcome:
+        self.told = warmstart.load(self.spec)  # before the claim: a refused store leaves nothing behind
         claim_store(self.store, self.spec)
         self.history = read_history(self.store, self.spec)
         log.info(
@@ -136,7 +138,7 @@ class Study:
     def _launch_next(self) -> None:
         index = self.history.next_index()
         pending = [self.history.launched[i].params for i in sorted(self.launcher.running())]
-        params = optimizer.suggest(self.spec, index, self.history.ordered_results(), pending)
+        params = optimizer.suggest(self.spec, index, self.history.ordered_results(), pending, self.told)
         record = LaunchRecord(index, params, time.time(), self.launcher.name)
         try:
             self.store.create(params_object(index), record.to_json())

@@ -1,0 +1,87 @@
+"""suggest() at scale: its time at 100 to 1,000 finished trials, against skopt's tell/ask on the same history.
+
+The history is random points of the space with their true losses, the
+trials in flight are 8 more random points. "new history" is the first ask
+after a trial finished (the kernel is fitted); "same wave" the next asks
+before another finishes (the fitted kernel is reused). skopt's plain path is
+what suggest() did before: an Optimizer told every point, then asked, with
+skopt's own variance sum.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from functools import partial
+
+from threadpoolctl import threadpool_limits
+
+from bench.common import table
+from bench.search_problems import Problem
+from kubetune.contract import Params, TrialResult
+from kubetune.controller import optimizer
+from kubetune.spec import OptimizerSettings, Spec
+from tests.fake_trial import succeeded
+
+SIZES = (100, 200, 500, 1000)
+IN_FLIGHT = 8
+
+
+def _timed(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _history(problem: Problem, n: int) -> tuple[Spec, list[TrialResult], list[Params]]:
+    from skopt.space import Space
+
+    spec = Spec(space=problem.space, x0=(), optimizer=OptimizerSettings(random_state=0))
+    rows = Space(optimizer.skopt_dimensions(spec)).rvs(n + IN_FLIGHT, random_state=1)
+    points = [optimizer._point(spec, r) for r in rows]
+    finished = [succeeded(i, p, "val_accuracy", -problem.truth(p)) for i, p in enumerate(points[:n])]
+    return spec, finished, points[n:]
+
+
+def _new_history(spec: Spec, finished: list[TrialResult], pending: list[Params]) -> None:
+    optimizer._fitted_gp.cache_clear()
+    optimizer.suggest(spec, len(finished), finished, pending)
+
+
+def _same_wave(spec: Spec, finished: list[TrialResult], pending: list[Params]) -> None:
+    optimizer.suggest(spec, len(finished) + 1, finished, pending)
+
+
+def _skopt_plain(spec: Spec, finished: list[TrialResult], pending: list[Params]) -> None:
+    from skopt import Optimizer
+
+    observed = optimizer.observations(spec, finished)
+    xs = [[p[d.name] for d in spec.space] for p, _ in observed] + [
+        [p[d.name] for d in spec.space] for p in pending
+    ]
+    ys = [y for _, y in observed]
+    opt = Optimizer(optimizer.skopt_dimensions(spec), n_initial_points=0, acq_func="EI", random_state=0)
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+        warnings.simplefilter("ignore")
+        opt.tell(xs, ys + [min(ys)] * len(pending))
+        opt.ask()
+
+
+def scale_table(problems: dict[str, Problem], sizes: tuple[int, ...], repeats: int) -> str:
+    rows = []
+    for name, problem in problems.items():
+        for n in sizes:
+            spec, finished, pending = _history(problem, n)
+
+            new = _timed(partial(_new_history, spec, finished, pending), repeats)
+            wave = _timed(partial(_same_wave, spec, finished, pending), repeats)
+            plain = _timed(partial(_skopt_plain, spec, finished, pending), 1)
+            rows.append([name, n, f"{new:.2f}", f"{wave:.2f}", f"{plain:.2f}", f"{plain / new:.1f}x"])
+    header = ["space", "finished trials", "suggest(): new history (s)", "same wave (s)",
+              "skopt tell+ask (s)", "speed-up"]  # fmt: skip
+    return table(header, rows)

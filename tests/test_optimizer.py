@@ -1,0 +1,104 @@
+"""suggest()'s invariants: a replay asks the same points, trials in flight never share a point."""
+
+from __future__ import annotations
+
+import pytest
+
+from kubetune.contract import Params, TrialResult
+from kubetune.controller import optimizer
+from kubetune.spec import Budget, Integer, OptimizerSettings, Real, Spec, SpecError, parse_spec
+from tests.fake_trial import objective, succeeded
+
+PARALLEL = 6
+
+
+def study(spec: Spec, trials: int, parallel: int) -> list[tuple[int, Params, list[Params]]]:
+    """The Study's loop on the fake objective: every (index, point, points in flight when asked)."""
+    finished: list[TrialResult] = []
+    running: list[tuple[int, Params]] = []
+    asked = []
+    while len(finished) < trials:
+        while len(running) < parallel and len(finished) + len(running) < trials:
+            index = len(finished) + len(running)
+            pending = [p for _, p in running]
+            point = optimizer.suggest(spec, index, finished, pending)
+            asked.append((index, point, pending))
+            running.append((index, point))
+        index, point = running.pop(0)
+        finished.append(succeeded(index, point, "val_accuracy", objective(point)))
+    return asked
+
+
+def spec_for(**settings: object) -> Spec:
+    return Spec(optimizer=OptimizerSettings(n_initial_points=4, **settings), budget=Budget(max_trials=20))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("pending", ["kriging_believer", "cl_mean"])
+def test_no_two_trials_in_flight_share_a_point(pending: str) -> None:
+    asked = study(spec_for(pending=pending), 20, PARALLEL)
+    assert len(asked) == 20
+    for _, point, in_flight in asked:
+        assert point not in in_flight
+
+
+def test_a_space_smaller_than_the_trials_in_flight_still_gets_new_points_first() -> None:
+    # 3 x 2 = 6 points: five trials in flight leave exactly one free point.
+    spec = Spec(
+        space=(Integer("num_dense_layers", 1, 3), Integer("num_dense_nodes", 5, 6)),
+        x0=(),
+        optimizer=OptimizerSettings(n_initial_points=1),
+    )
+    finished = [succeeded(0, {"num_dense_layers": 1, "num_dense_nodes": 5}, "val_accuracy", 0.5)]
+    in_flight: list[Params] = [
+        {"num_dense_layers": a, "num_dense_nodes": b} for a, b in [(1, 5), (1, 6), (2, 5), (2, 6), (3, 5)]
+    ]
+    assert optimizer.suggest(spec, 6, finished, in_flight) == {"num_dense_layers": 3, "num_dense_nodes": 6}
+
+
+def test_replay_asks_the_same_points() -> None:
+    """A restarted controller (nothing cached) asks each trial's point from the records alone."""
+    spec = spec_for()
+    first = study(spec, 16, 4)
+    optimizer._fitted_gp.cache_clear()
+    assert study(spec, 16, 4) == first
+    # And one ask alone, cold, from the history an uninterrupted study had at that moment.
+    index, point, in_flight = first[-1]
+    finished = [
+        succeeded(i, p, "val_accuracy", objective(p)) for i, p, _ in first[:index] if p not in in_flight
+    ]
+    optimizer._fitted_gp.cache_clear()
+    assert optimizer.suggest(spec, index, finished, in_flight) == point
+
+
+def test_a_wave_of_suggestions_fits_the_gp_once() -> None:
+    spec = spec_for()
+    finished = [succeeded(i, p, "val_accuracy", objective(p)) for i, p, _ in study(spec, 8, 1)]
+    optimizer._fitted_gp.cache_clear()
+    pending: list[Params] = []
+    for index in range(8, 8 + PARALLEL):  # six trials finished at once: six asks, one history
+        pending.append(optimizer.suggest(spec, index, finished, pending))
+    info = optimizer._fitted_gp.cache_info()
+    assert (info.misses, info.hits) == (1, PARALLEL - 1)
+
+
+def test_the_kernel_is_fitted_on_a_subset_past_fit_max() -> None:
+    n = optimizer.FIT_MAX + 50
+    xs = [[float(i)] for i in range(n)]
+    ys = [float((i * 37) % n) for i in range(n)]  # a permutation: the best are spread over the history
+    kept_x, kept_y = optimizer._fit_subset(xs, ys)
+    assert len(kept_x) == optimizer.FIT_MAX
+    assert sorted(kept_y)[: optimizer.FIT_MAX // 2] == sorted(ys)[: optimizer.FIT_MAX // 2]
+    assert [xs.index(x) for x in kept_x] == sorted(xs.index(x) for x in kept_x)  # trial order kept
+
+
+def test_suggest_handles_a_space_of_reals_with_pending_trials() -> None:
+    spec = Spec(space=(Real("learning_rate", 1e-4, 1e-1, "log-uniform"),), x0=(),
+                optimizer=OptimizerSettings(n_initial_points=2))  # fmt: skip
+    asked = study(spec, 8, 3)
+    assert all(1e-4 <= float(p["learning_rate"]) <= 1e-1 for _, p, _ in asked)
+
+
+def test_spec_names_the_pending_strategy_field() -> None:
+    assert parse_spec("optimizer: {pending: cl_mean}").optimizer.pending == "cl_mean"
+    with pytest.raises(SpecError, match=r"^optimizer\.pending: must be one of kriging_believer, "):
+        parse_spec("optimizer: {pending: believe}")
