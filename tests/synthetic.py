@@ -7,9 +7,10 @@ trial runs in tests/test_trial.py and the end-to-end studies.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 
 from kubetune.contract import EpochRecord, TrialRequest, epoch_object, result_object
-from kubetune.launcher import TrialExit
+from kubetune.launcher import Cause, TrialExit
 from kubetune.store import AlreadyExists, Store
 from tests.fake_trial import curve, objective, succeeded
 
@@ -26,11 +27,14 @@ class InProcessLauncher:
         fail: frozenset[int] = frozenset(),
         hang: frozenset[int] = frozenset(),
         epochs: int = 0,
+        lose: Mapping[int, tuple[Cause, int]] | None = None,
     ) -> None:
         self.store = store
         self.fail = fail
         self.hang = hang
         self.epochs = epochs  # learning-curve records each trial writes before its result
+        # index -> (cause, how many of its attempts end so, as the infrastructure would end them)
+        self.lose = dict(lose or {})
         self.launched: list[TrialRequest] = []
         self._running: dict[int, TrialRequest] = {}
         self._stopped: list[int] = []
@@ -56,6 +60,10 @@ class InProcessLauncher:
             return []
         index = finishing[0]
         req = self._running.pop(index)
+        cause, times = self.lose.get(index, ("exit", 0))
+        if times:
+            self.lose[index] = (cause, times - 1)
+            return [TrialExit(index, None, f"pod {cause} (attempt {req.attempt})", cause)]
         if index in self.fail:
             return [TrialExit(index, 1, "exited with code 1")]
         value = objective(req.params)

@@ -92,7 +92,14 @@ def test_the_table_is_a_summary_and_a_leaderboard_best_first(
 def test_json_when_asked_or_when_not_a_terminal(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["status", store.uri]) == 0  # captured: not a terminal
     doc = json.loads(capsys.readouterr().out)
-    assert doc["trials"] == {"finished": 4, "succeeded": 2, "failed": 1, "pruned": 1, "total": 5, "running": 1}
+    assert doc["trials"] == {
+        "finished": 4,
+        "succeeded": 2,
+        "failed": 1,
+        "pruned": 1,
+        "total": 5,
+        "running": 1,
+    }
     assert doc["running"] == []  # trial 4 runs, but has reported no epoch yet
     assert doc["best"]["index"] == 2
     assert cli.main(["status", store.uri, "-o", "json"]) == 0

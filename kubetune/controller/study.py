@@ -27,6 +27,7 @@ from kubetune.controller import early_stopping, optimizer, report
 from kubetune.controller.early_stopping import EarlyStopping
 from kubetune.controller.history import History, read_history, read_result
 from kubetune.controller.observer import StudyObserver, Unobserved
+from kubetune.controller.retries import Retries
 from kubetune.errors import UsageError
 from kubetune.launcher import Launcher, TrialExit
 from kubetune.log import get_logger
@@ -69,6 +70,7 @@ class Study:
         self.poll_s = poll_s
         self.history = History()
         self.early_stopping = EarlyStopping(spec, store, launcher, self.observer, epochs_poll_s)
+        self.retries = Retries(spec, store, self.observer)
         self.durations: list[float] = []
         self._drawn_at = time.monotonic()  # nothing to draw before the first result
         self._draw_s = 1.0  # what a redraw costs; measured after the first
@@ -89,9 +91,9 @@ class Study:
         self._resume()
         self.on_progress(self)
         self._fill()
-        while self.launcher.running():
+        while self.launcher.running() or self.retries.waiting:
             self._redraw_plots_if_due()
-            finished = [self._finish(ex) for ex in self.launcher.wait(self.poll_s)]
+            finished = [r for r in map(self._finish, self._wait()) if r is not None]
             # Successors first: the views, annotations and Events can wait
             # the few tens of milliseconds a launch takes.
             self._fill()
@@ -124,8 +126,18 @@ class Study:
     def _too_many_failures(self) -> bool:
         return self.history.failed >= self.spec.budget.max_failed
 
+    def _wait(self) -> list[TrialExit]:
+        if self.launcher.running():
+            return self.launcher.wait(self.poll_s)
+        time.sleep(min(self.poll_s, self.retries.next_in_s()))  # only lost trials, backing off
+        return []
+
     def _fill(self) -> None:
         budget = self.spec.budget
+        for index in self.retries.due():  # lost trials first: their index is already handed out
+            if len(self.launcher.running()) >= budget.parallel:
+                return
+            self._start(self._request(index, self.history.launched[index].params))
         while (
             len(self.launcher.running()) < budget.parallel
             and self.history.next_index() < budget.max_trials
@@ -150,6 +162,7 @@ class Study:
 
     def _start(self, req: TrialRequest) -> None:
         self.launcher.launch(req)
+        self.retries.launched(req.index)
         self.observer.trial_started(req)
 
     def _request(self, index: int, params: dict[str, float | int | str]) -> TrialRequest:
@@ -160,18 +173,27 @@ class Study:
             params=self.spec.full_params(params),
             objective=self.spec.objective.metric,
             settings=self.spec.trial,
+            attempt=self.history.attempt(index),
         )
 
-    def _finish(self, ex: TrialExit) -> TrialResult:
-        """Read (or, for a trial that could not write it, record) the result of a trial that ended."""
+    def _finish(self, ex: TrialExit) -> TrialResult | None:
+        """Read (or, for a trial that could not write it, record) the result of a trial that ended;
+        None when the infrastructure lost it and it is to be launched again."""
         launch = self.history.launched.get(ex.index)
         self.early_stopping.trial_exited(self.history, ex.index)
         result = read_result(self.store, ex.index, launch, self.spec)
         if result is None:
+            pruned = self.early_stopping.pruned_for(self.history, ex.index)
+            if pruned is None and launch is not None and self.retries.lost(self.history, ex):
+                return None
             params = launch.params if launch else {}
-            reason = ex.reason if not ex.ok else "exited 0 but wrote no result record"
+            reason = (
+                self.retries.exhausted(self.history, ex)
+                if not ex.ok
+                else "exited 0 but wrote no result record"
+            )
             failure = failed_result(ex.index, params, self.spec.objective.metric, reason)
-            result = self._record_for(self.early_stopping.pruned_for(self.history, ex.index) or failure)
+            result = self._record_for(pruned or failure)
         self.history.results[ex.index] = result
         if launch is not None:
             self.durations.append(time.time() - launch.launched_at)
@@ -186,7 +208,7 @@ class Study:
         self._plots_stale = True
         summary = report.summarize(self.spec, results)
         for result in finished:
-            self.observer.trial_finished(result, summary)
+            self.observer.trial_finished(result, summary, self.history.attempt(result.index))
             event = f"trial_{result.status}"
             log.info(event, index=result.index, value=result.objective_value, reason=result.reason,
                      params=result.params)  # fmt: skip
