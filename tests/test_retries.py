@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kubetune import cli
 from kubetune.contract import (
     AttemptRecord,
     LaunchRecord,
@@ -59,6 +60,18 @@ def test_an_evicted_trial_is_launched_again_with_its_params_and_not_charged(tmp_
     assert [a.attempt for a in history.lost[1]] == [0, 1] and history.attempt(1) == 2
     # The optimizer heard of each index once: four results, no attempt.
     assert sorted(history.results) == [0, 1, 2, 3]
+
+
+def test_status_shows_the_lost_attempts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = open_store(str(tmp_path))
+    run(store, {1: ("evicted", 2), 2: ("preempted", 1)})
+    assert cli.main(["status", store.uri, "-o", "json"]) == 0
+    lost = json.loads(capsys.readouterr().out)["lost_attempts"]
+    assert [(a["index"], a["attempt"], a["cause"]) for a in lost] == [(1, 0, "evicted"), (1, 1, "evicted"),
+                                                                      (2, 0, "preempted")]  # fmt: skip
+    assert cli.main(["status", store.uri, "-o", "table"]) == 0
+    summary = capsys.readouterr().out.splitlines()[2]
+    assert summary.endswith("0 running; 3 attempts lost to the infrastructure and relaunched")
 
 
 def test_past_the_retry_limit_a_loss_is_the_trials_failure(tmp_path: Path) -> None:

@@ -37,6 +37,12 @@ class Snapshot:
         doc["trials"].update(total=self.spec.budget.max_trials, running=len(self.history.unfinished))
         latest = report.running_epochs(results, self.history.epochs)
         doc["running"] = [{"index": i, "epoch": e.epoch, **e.metrics} for i, e in sorted(latest.items())]
+        # Attempts the infrastructure took away (spot reclaims, evictions): relaunched, never charged.
+        doc["lost_attempts"] = [
+            {"index": a.index, "attempt": a.attempt, "cause": a.cause, "reason": a.reason,
+             "minutes": round((a.ended_at - a.started_at) / 60, 2)}
+            for i in sorted(self.history.lost) for a in self.history.lost[i]
+        ]  # fmt: skip
         return doc
 
     @property
@@ -78,10 +84,14 @@ def _summary(snap: Snapshot) -> list[str]:
         counts.append(f"{t['pruned']} pruned")
     best = doc["best"]
     objective = doc["objective"]
+    lost = doc["lost_attempts"]
+    trials = f"{t['finished']}/{t['total']} finished: {', '.join(counts)}; {t['running']} running"
+    if lost:
+        trials += f"; {len(lost)} attempts lost to the infrastructure and relaunched"
     lines = [
         ("STUDY", doc["study"] + (" (ended)" if snap.ended else "")),
         ("OBJECTIVE", f"{objective['metric']} ({objective['goal']})"),
-        ("TRIALS", f"{t['finished']}/{t['total']} finished: {', '.join(counts)}; {t['running']} running"),
+        ("TRIALS", trials),
         ("BEST", "none yet" if best is None else f"trial {best['index']}: {objective['metric']}="
                  f"{_number(best['value'])}  {_params(snap.spec, best['params'])}"),
     ]  # fmt: skip
