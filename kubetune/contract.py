@@ -184,6 +184,7 @@ class LaunchRecord:
     params: Params
     launched_at: float
     launcher: str
+    gpus: int = 1  # what each attempt holds, for GPU-hour budgets (a local trial counts as one)
     schema: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
@@ -198,6 +199,7 @@ class LaunchRecord:
                 params=dict(obj["params"]),
                 launched_at=float(obj["launched_at"]),
                 launcher=str(obj["launcher"]),
+                gpus=int(obj.get("gpus", 1)),
                 schema=int(obj.get("schema", SCHEMA_VERSION)),
             )
         except (KeyError, TypeError, ValueError) as exc:

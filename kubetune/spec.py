@@ -88,6 +88,8 @@ class Budget:
         3, minimum=0, help="relaunches of a trial the infrastructure lost (spot, eviction)"
     )
     retry_backoff_s: int = setting(30, minimum=0, help="seconds before a lost trial is launched again")
+    max_gpu_hours: float | None = setting(None, minimum=0.01, help="GPU hours, lost attempts too; null: none")
+    max_hours: float | None = setting(None, minimum=0.01, help="hours from the first launch; null: none")
 
 
 STOPPING_RULES = ("none", "median", "asha")

@@ -20,6 +20,7 @@ class InProcessLauncher:
     that run until stopped."""
 
     name = "synthetic"
+    gpus = 1
 
     def __init__(
         self,
@@ -28,6 +29,7 @@ class InProcessLauncher:
         hang: frozenset[int] = frozenset(),
         epochs: int = 0,
         lose: Mapping[int, tuple[Cause, int]] | None = None,
+        wall_s: float = 0.0,
     ) -> None:
         self.store = store
         self.fail = fail
@@ -35,6 +37,7 @@ class InProcessLauncher:
         self.epochs = epochs  # learning-curve records each trial writes before its result
         # index -> (cause, how many of its attempts end so, as the infrastructure would end them)
         self.lose = dict(lose or {})
+        self.wall_s = wall_s  # the wall time each trial's record reports
         self.launched: list[TrialRequest] = []
         self._running: dict[int, TrialRequest] = {}
         self._stopped: list[int] = []
@@ -67,7 +70,7 @@ class InProcessLauncher:
         if index in self.fail:
             return [TrialExit(index, 1, "exited with code 1")]
         value = objective(req.params)
-        result = succeeded(index, req.params, req.objective, value)
+        result = succeeded(index, req.params, req.objective, value, wall_time_s=self.wall_s)
         with contextlib.suppress(AlreadyExists):  # a replayed trial already wrote it
             for epoch in range(1, self.epochs + 1):
                 metrics = {req.objective: curve(req.params, epoch, self.epochs)}

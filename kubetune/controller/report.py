@@ -48,6 +48,7 @@ class Summary:
     failed: int
     best: TrialResult | None
     pruned: int = 0
+    ended_by: str | None = None  # a budget besides max_trials that stopped new trials
 
 
 def ranked(spec: Spec, results: Sequence[TrialResult]) -> list[TrialResult]:
@@ -68,7 +69,7 @@ def summarize(spec: Spec, results: Sequence[TrialResult]) -> Summary:
     return Summary(len(results), count["succeeded"], count["failed"], best_of(spec, results), count["pruned"])
 
 
-def best_document(spec: Spec, results: Sequence[TrialResult]) -> dict[str, Any]:
+def best_document(spec: Spec, results: Sequence[TrialResult], ended_by: str | None = None) -> dict[str, Any]:
     s = summarize(spec, results)
     doc: dict[str, Any] = {
         "study": spec.name,
@@ -76,6 +77,8 @@ def best_document(spec: Spec, results: Sequence[TrialResult]) -> dict[str, Any]:
         "trials": {"finished": s.total, "succeeded": s.succeeded, "failed": s.failed, "pruned": s.pruned},
         "best": None,
     }
+    if ended_by is not None:
+        doc["ended_by"] = ended_by
     if s.best is not None:
         b = s.best
         doc["best"] = {
@@ -137,9 +140,10 @@ def publish(
     *,
     epochs: Epochs | None = None,
     plots: bool = True,
+    ended_by: str | None = None,
 ) -> None:
     """Rewrite the views after a trial finished; the report and its plots only if ``plots``."""
-    store.put(BEST_OBJECT, (json.dumps(best_document(spec, results), indent=2) + "\n").encode())
+    store.put(BEST_OBJECT, (json.dumps(best_document(spec, results, ended_by), indent=2) + "\n").encode())
     store.put(HISTORY_OBJECT, history_csv(spec, results, epochs).encode())
     if not plots:
         return

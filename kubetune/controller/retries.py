@@ -67,6 +67,11 @@ class Retries:
         self._due.pop(index, None)
         self.started[index] = time.time()
 
+    def abandon(self) -> list[int]:
+        """The trials waiting to be launched again, no longer waiting."""
+        indices, self._due = sorted(self._due), {}
+        return indices
+
     @property
     def waiting(self) -> bool:
         return bool(self._due)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kubetune.contract import (
     SPEC_OBJECT,
@@ -23,7 +23,7 @@ from kubetune.contract import (
     params_object,
     result_object,
 )
-from kubetune.controller import early_stopping, optimizer, report
+from kubetune.controller import budgets, early_stopping, optimizer, report
 from kubetune.controller.early_stopping import EarlyStopping
 from kubetune.controller.history import History, read_history, read_result
 from kubetune.controller.observer import StudyObserver, Unobserved
@@ -71,6 +71,7 @@ class Study:
         self.history = History()
         self.early_stopping = EarlyStopping(spec, store, launcher, self.observer, epochs_poll_s)
         self.retries = Retries(spec, store, self.observer)
+        self.ended_by: str | None = None  # the budget that stopped new trials, in words
         self.durations: list[float] = []
         self._drawn_at = time.monotonic()  # nothing to draw before the first result
         self._draw_s = 1.0  # what a redraw costs; measured after the first
@@ -100,8 +101,9 @@ class Study:
             progressed = self.early_stopping.poll(self.history)
             self._announce(finished, progressed)
             self.on_progress(self)
-        summary = report.summarize(self.spec, self.history.ordered_results())
-        report.publish(self.store, self.spec, self.history.ordered_results(), epochs=self.history.epochs)
+        summary = replace(report.summarize(self.spec, self.history.ordered_results()), ended_by=self.ended_by)
+        report.publish(self.store, self.spec, self.history.ordered_results(), epochs=self.history.epochs,
+                       ended_by=self.ended_by)  # fmt: skip
         completed = not self._too_many_failures()
         self.observer.study_ended(summary, completed)
         log.info(
@@ -134,6 +136,8 @@ class Study:
 
     def _fill(self) -> None:
         budget = self.spec.budget
+        if self._budget_spent():
+            return
         for index in self.retries.due():  # lost trials first: their index is already handed out
             if len(self.launcher.running()) >= budget.parallel:
                 return
@@ -145,11 +149,24 @@ class Study:
         ):
             self._launch_next()
 
+    def _budget_spent(self) -> bool:
+        """Whether the GPU-hour or wall-clock budget is spent; the first time, lost trials are given up."""
+        if self.ended_by is None:
+            self.ended_by = budgets.spent(self.spec, self.history)
+            if self.ended_by is not None:
+                log.warning("budget_spent", reason=self.ended_by, running=len(self.launcher.running()))
+                for index in self.retries.abandon():
+                    params = self.history.launched[index].params
+                    why = f"lost to the infrastructure and not launched again: {self.ended_by}"
+                    failure = failed_result(index, params, self.spec.objective.metric, why)
+                    self.history.results[index] = self._record_for(failure)
+        return self.ended_by is not None
+
     def _launch_next(self) -> None:
         index = self.history.next_index()
         pending = [self.history.launched[i].params for i in sorted(self.launcher.running())]
         params = optimizer.suggest(self.spec, index, self.history.ordered_results(), pending)
-        record = LaunchRecord(index, params, time.time(), self.launcher.name)
+        record = LaunchRecord(index, params, time.time(), self.launcher.name, self.launcher.gpus)
         try:
             self.store.create(params_object(index), record.to_json())
         except AlreadyExists:

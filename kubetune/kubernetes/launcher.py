@@ -41,6 +41,7 @@ class KubernetesLauncher:
         self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.settings = settings
+        self.gpus = settings.gpus
         self.owner = owner
         self._lock = threading.Lock()  # the tracker is fed by the informer threads
         self._tracker = Tracker(settings.pendingTimeoutSeconds)

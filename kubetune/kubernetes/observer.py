@@ -76,6 +76,8 @@ class JobObserver:
         outcome = "completed" if completed else "failed"
         best = f"; best trial {summary.best.index}" if summary.best is not None else "; no trial succeeded"
         message = f"study {outcome}: {summary.succeeded} trials succeeded, {summary.failed} failed{best}"
+        if summary.ended_by is not None:
+            message += f"; no trial started after {summary.ended_by}"
         self._event("StudyCompleted" if completed else "StudyFailed", message, warning=not completed)
         if self.owner is not None:
             status = {f"{GROUP}/study-status": outcome}

@@ -42,6 +42,7 @@ class TrialExit:
 
 class Launcher(Protocol):
     name: str
+    gpus: int  # each trial holds this many (GPU-hour budgets count them)
 
     def launch(self, req: TrialRequest) -> None:
         """Start the trial; returns once it is submitted, not when it ends."""

@@ -34,6 +34,7 @@ def _executable() -> str:
 
 class LocalLauncher:
     name = "local"
+    gpus = 1  # a local trial has the machine's accelerator, if any, to itself
 
     def __init__(
         self, log_dir: Path, env: dict[str, str] | None = None, executable: str | None = None
