@@ -60,6 +60,9 @@ def test_an_evicted_trial_is_launched_again_with_its_params_and_not_charged(tmp_
     assert [a.attempt for a in history.lost[1]] == [0, 1] and history.attempt(1) == 2
     # The optimizer heard of each index once: four results, no attempt.
     assert sorted(history.results) == [0, 1, 2, 3]
+    page = store.get("report.html").decode()
+    lost_table = page.split("Attempts lost to the infrastructure")[1].split("</table>")[0]
+    assert lost_table.count("<tr><td>") == 3 and lost_table.count(">evicted<") == 2
 
 
 def test_status_shows_the_lost_attempts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

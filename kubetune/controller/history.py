@@ -31,6 +31,7 @@ from kubetune.spec import Spec, parse_spec
 from kubetune.store import NotFound, Store
 
 Epochs = dict[int, dict[int, EpochRecord]]  # trial index -> epoch -> its record
+Lost = dict[int, list[AttemptRecord]]  # trial index -> the attempts the infrastructure took
 
 
 @dataclass
@@ -39,7 +40,7 @@ class History:
     results: dict[int, TrialResult] = field(default_factory=dict)
     epochs: Epochs = field(default_factory=dict)
     stops: dict[int, StopRequest] = field(default_factory=dict)
-    lost: dict[int, list[AttemptRecord]] = field(default_factory=dict)  # attempts the infrastructure took
+    lost: Lost = field(default_factory=dict)
 
     def attempt(self, index: int) -> int:
         """The attempt a trial is on: 0 until the infrastructure took one away."""

@@ -103,7 +103,7 @@ class Study:
             self.on_progress(self)
         summary = replace(report.summarize(self.spec, self.history.ordered_results()), ended_by=self.ended_by)
         report.publish(self.store, self.spec, self.history.ordered_results(), epochs=self.history.epochs,
-                       ended_by=self.ended_by)  # fmt: skip
+                       ended_by=self.ended_by, lost=self.history.lost)  # fmt: skip
         completed = not self._too_many_failures()
         self.observer.study_ended(summary, completed)
         log.info(
@@ -238,7 +238,8 @@ class Study:
         if not redraw_due(stale_s, self._draw_s, self._next_exit_in_s()):
             return
         t0 = time.monotonic()
-        report.publish(self.store, self.spec, self.history.ordered_results(), epochs=self.history.epochs)
+        report.publish(self.store, self.spec, self.history.ordered_results(), epochs=self.history.epochs,
+                       lost=self.history.lost)  # fmt: skip
         self._drawn_at = time.monotonic()
         self._draw_s = self._drawn_at - t0
         self._plots_stale = False
