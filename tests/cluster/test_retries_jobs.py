@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from kubetune.controller.history import read_study
 from kubetune.controller.study import Study
 from kubetune.kubernetes import JobSettings, KubernetesLauncher, job_name
 from kubetune.spec import parse_spec
-from kubetune.store import open_store
+from kubetune.store import Store, open_store
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.kubelet import LocalKubelet
 from tests.gcs_emulator import FakeGCS
@@ -34,39 +34,59 @@ budget: {max_trials: 3, parallel: 1, max_failed: 1, max_retries: 2, retry_backof
 """
 
 
-def test_an_evicted_trial_is_relaunched_and_the_study_completes_with_max_failed_1(
-    control_plane: ControlPlane, kubelet: LocalKubelet, namespace: str, gcs: FakeGCS, bucket: str, shim: Path
-) -> None:
+@dataclass
+class Spot:
+    """A study whose trial 1 sleeps long enough to be evicted; ``evictions`` of its attempts are."""
+
+    control_plane: ControlPlane
+    namespace: str
+    gcs: FakeGCS
+    bucket: str
+    shim: Path
+
+    def run(self, spec_text: str, evictions: int) -> tuple[bool, Store]:
+        fake = {"default": {"sleep": 0.5}, "1": {"sleep": 8}}
+        settings = JobSettings(image="kubetune/trial:test", gpus=0, tolerations=[GPU_TOLERATION],
+                               env=fake_trial_env(self.shim, fake, self.gcs.host), pendingTimeoutSeconds=120,
+                               ttlSecondsAfterFinished=None)  # fmt: skip
+        api = self.control_plane.api_client
+        store = open_store(f"gs://{self.bucket}/spot")
+        evictor = threading.Thread(target=self._evict, args=(client.CoreV1Api(api), evictions), daemon=True)
+        evictor.start()
+        launcher = KubernetesLauncher(api, self.namespace, settings)
+        try:
+            outcome = Study(parse_spec(spec_text), store, launcher, poll_s=0.2).run()
+        finally:
+            launcher.close()
+        evictor.join(timeout=5)
+        return outcome.completed, store
+
+    def _evict(self, core: client.CoreV1Api, evictions: int) -> None:
+        for attempt in range(evictions):
+            selector = f"kubetune.dev/trial=1,kubetune.dev/attempt={attempt}"
+
+            def running(selector: str = selector) -> str | None:
+                pods: Any = core.list_namespaced_pod(self.namespace, label_selector=selector)
+                names = [p.metadata.name for p in pods.items if p.status.phase == "Running"]
+                return names[0] if names else None
+
+            pod = wait_for(f"trial 1's attempt {attempt} running", running, 120, interval_s=0.1)
+            body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=self.namespace))
+            core.create_namespaced_pod_eviction(pod, self.namespace, body)
+
+
+@pytest.fixture
+def spot(control_plane: ControlPlane, kubelet: LocalKubelet, namespace: str, gcs: FakeGCS, bucket: str,
+         shim: Path) -> Spot:  # fmt: skip
     del kubelet  # the node the trial pods run on
-    fake = {"default": {"sleep": 0.5}, "1": {"sleep": 8}}
-    settings = JobSettings(image="kubetune/trial:test", gpus=0, tolerations=[GPU_TOLERATION],
-                           env=fake_trial_env(shim, fake, gcs.host), pendingTimeoutSeconds=120,
-                           ttlSecondsAfterFinished=None)  # fmt: skip
-    api = control_plane.api_client
-    core = client.CoreV1Api(api)
-    spec = parse_spec(SPEC)
-    store = open_store(f"gs://{bucket}/spot")
+    return Spot(control_plane, namespace, gcs, bucket, shim)
 
-    def evict_trial_1() -> None:
-        def running() -> str | None:
-            pods: Any = core.list_namespaced_pod(namespace, label_selector="kubetune.dev/trial=1")
-            names = [p.metadata.name for p in pods.items if p.status.phase == "Running"]
-            return names[0] if names else None
 
-        pod = wait_for("trial 1's first pod running", running, 120, interval_s=0.1)
-        body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=namespace))
-        core.create_namespaced_pod_eviction(pod, namespace, body)
-
-    evictor = threading.Thread(target=evict_trial_1, daemon=True)
-    evictor.start()
-    launcher = KubernetesLauncher(api, namespace, settings)
-    t0 = time.monotonic()
-    try:
-        outcome = Study(spec, store, launcher, poll_s=0.2).run()
-    finally:
-        launcher.close()
-    evictor.join(timeout=5)
-    assert outcome.completed, time.monotonic() - t0
+def test_an_evicted_trial_is_relaunched_and_the_study_completes_with_max_failed_1(spot: Spot) -> None:
+    completed, store = spot.run(SPEC, evictions=1)
+    assert completed
+    api = spot.control_plane.api_client
+    namespace = spot.namespace
 
     _, history = read_study(store)
     assert [r.status for r in history.ordered_results()] == ["succeeded"] * 3
@@ -78,3 +98,17 @@ def test_an_evicted_trial_is_relaunched_and_the_study_completes_with_max_failed_
     assert first["metadata"]["labels"]["kubetune.dev/attempt"] == "0"
     assert second["metadata"]["labels"]["kubetune.dev/attempt"] == "1"
     assert any(c["type"] == "Complete" for c in second["status"].get("conditions", []))
+
+
+def test_the_retry_limit_turns_the_last_eviction_into_the_trials_failure(spot: Spot) -> None:
+    completed, store = spot.run(
+        SPEC.replace("max_failed: 1, max_retries: 2", "max_failed: 2, max_retries: 1"), 2
+    )
+    assert completed
+    _, history = read_study(store)
+    failed = history.results[1]
+    assert failed.failed and failed.reason is not None
+    assert failed.reason.startswith("pod evicted (EvictionByEvictionAPI")
+    assert failed.reason.endswith("(attempt 2; budget.max_retries is 1)")
+    assert [a.attempt for a in history.lost[1]] == [0]
+    assert [r.status for i, r in sorted(history.results.items()) if i != 1] == ["succeeded", "succeeded"]
