@@ -277,7 +277,7 @@ def _report(uri: str, output: Path | None, open_it: bool) -> int:
     # Rebuilt from the records, not copied from the store's report.html: it may lag or be missing.
     spec, history = read_study(open_store(uri, create=False))
     results = history.ordered_results()
-    page = report.report_html(spec, results, report.draw_figures(spec, results, history.epochs))
+    page = report.report_html(spec, results, report.draw_figures(spec, results, history.epochs), history.lost)
     path = (output or Path(f"{spec.name}-report.html")).resolve()
     try:
         path.write_text(page, encoding="utf-8")

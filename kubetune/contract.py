@@ -70,6 +70,11 @@ def epoch_object(index: int, epoch: int) -> str:
     return f"{epochs_prefix(index)}{epoch:04d}.json"
 
 
+def attempt_object(index: int, attempt: int) -> str:
+    """Written once by the controller when attempt ``attempt`` of a trial was lost to the infrastructure."""
+    return f"{trial_prefix(index)}attempts/{attempt:02d}.json"
+
+
 def stop_object(index: int) -> str:
     """Written once by the controller: the trial is to stop (a stopping rule pruned it)."""
     return trial_prefix(index) + "stop.json"
@@ -100,6 +105,7 @@ class TrialRequest:
     params: Params
     settings: Any
     objective: str
+    attempt: int = 0  # launches of this index before, lost to the infrastructure (not on the command line)
 
 
 def trial_command(req: TrialRequest) -> list[str]:
@@ -178,6 +184,7 @@ class LaunchRecord:
     params: Params
     launched_at: float
     launcher: str
+    gpus: int = 1  # what each attempt holds, for GPU-hour budgets (a local trial counts as one)
     schema: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
@@ -192,6 +199,7 @@ class LaunchRecord:
                 params=dict(obj["params"]),
                 launched_at=float(obj["launched_at"]),
                 launcher=str(obj["launcher"]),
+                gpus=int(obj.get("gpus", 1)),
                 schema=int(obj.get("schema", SCHEMA_VERSION)),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -287,6 +295,33 @@ class EpochRecord:
             raise RecordError(f"epoch: must be a positive integer, got {record.epoch!r}")
         _check_metrics(record.metrics, bounds or {})
         return record
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """``trials/NNNNNN/attempts/AA.json``: an attempt the infrastructure took away, written once.
+
+    The trial is launched again with the same parameters; the attempt does
+    not count against ``budget.max_failed`` and the optimizer never hears of it.
+    """
+
+    index: int
+    attempt: int  # 0 for the first launch
+    cause: str
+    reason: str
+    started_at: float
+    ended_at: float
+    schema: int = SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        return _dump(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes) -> AttemptRecord:
+        try:
+            return cls(**_load(data))
+        except TypeError as exc:
+            raise RecordError(f"attempt record: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ trial runs in tests/test_trial.py and the end-to-end studies.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 
 from kubetune.contract import EpochRecord, TrialRequest, epoch_object, result_object
-from kubetune.launcher import TrialExit
+from kubetune.launcher import Cause, TrialExit
 from kubetune.store import AlreadyExists, Store
 from tests.fake_trial import curve, objective, succeeded
 
@@ -19,6 +20,7 @@ class InProcessLauncher:
     that run until stopped."""
 
     name = "synthetic"
+    gpus = 1
 
     def __init__(
         self,
@@ -26,11 +28,16 @@ class InProcessLauncher:
         fail: frozenset[int] = frozenset(),
         hang: frozenset[int] = frozenset(),
         epochs: int = 0,
+        lose: Mapping[int, tuple[Cause, int]] | None = None,
+        wall_s: float = 0.0,
     ) -> None:
         self.store = store
         self.fail = fail
         self.hang = hang
         self.epochs = epochs  # learning-curve records each trial writes before its result
+        # index -> (cause, how many of its attempts end so, as the infrastructure would end them)
+        self.lose = dict(lose or {})
+        self.wall_s = wall_s  # the wall time each trial's record reports
         self.launched: list[TrialRequest] = []
         self._running: dict[int, TrialRequest] = {}
         self._stopped: list[int] = []
@@ -56,10 +63,14 @@ class InProcessLauncher:
             return []
         index = finishing[0]
         req = self._running.pop(index)
+        cause, times = self.lose.get(index, ("exit", 0))
+        if times:
+            self.lose[index] = (cause, times - 1)
+            return [TrialExit(index, None, f"pod {cause} (attempt {req.attempt})", cause)]
         if index in self.fail:
             return [TrialExit(index, 1, "exited with code 1")]
         value = objective(req.params)
-        result = succeeded(index, req.params, req.objective, value)
+        result = succeeded(index, req.params, req.objective, value, wall_time_s=self.wall_s)
         with contextlib.suppress(AlreadyExists):  # a replayed trial already wrote it
             for epoch in range(1, self.epochs + 1):
                 metrics = {req.objective: curve(req.params, epoch, self.epochs)}

@@ -654,3 +654,25 @@ def test_manifests_are_plain_objects_without_the_test_hook() -> None:
     assert (
         "gs://change-me/studies/fashion-mnist" in job["spec"]["template"]["spec"]["containers"][0]["command"]
     )
+
+
+# --- spot GPU pools ---------------------------------------------------------------------------
+
+
+def test_the_spot_example_puts_trials_on_spot_and_keeps_the_controller_off(render: Render) -> None:
+    objs = render("--set", f"store={STORE}", "-f", str(REPO / "examples" / "gke-spot-values.yaml"))
+    study, job = config_files(objs)
+    assert job["nodeSelector"] == {"cloud.google.com/gke-spot": "true"}
+    spot = {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+    assert spot in job["tolerations"]
+    settings = JobSettings(**job)
+    pod = build_job(TrialRequest(STORE, "s", 0, {}, CnnSettings(), "val_accuracy"), settings, namespace="n")
+    assert pod["spec"]["template"]["spec"]["nodeSelector"] == {"cloud.google.com/gke-spot": "true"}
+    controller = one(objs, "Job")["spec"]["template"]["spec"]
+    [term] = controller["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert term["matchExpressions"] == [{"key": "cloud.google.com/gke-spot", "operator": "DoesNotExist"}]
+    assert "tolerations" not in controller or spot not in controller["tolerations"]
+    budget = parse_spec(study).budget
+    assert (budget.max_retries, budget.retry_backoff_s) == (5, 60)

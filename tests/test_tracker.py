@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import pytest
 
 from kubetune.kubernetes import Tracker
+from kubetune.launcher import Cause
 
 Obj = dict[str, Any]
 PENDING_S = 10.0
@@ -21,13 +23,19 @@ def job(*conditions: tuple[str, str], deleted: bool = False) -> tuple[str, str, 
 
 
 def pod(phase: str, *, name: str = "s-000003-a", created: str = "2030-01-01T00:00:00Z",
-        terminated: Obj | None = None, conditions: list[Obj] | None = None, deleted: bool = False,
-        ) -> tuple[str, str, Obj]:  # fmt: skip
+        terminated: Obj | None = None, waiting: Obj | None = None, conditions: list[Obj] | None = None,
+        deleted: bool = False) -> tuple[str, str, Obj]:  # fmt: skip
     status: Obj = {"phase": phase, "conditions": conditions or []}
     if terminated is not None:
         status["containerStatuses"] = [{"state": {"terminated": terminated}}]
+    if waiting is not None:
+        status["containerStatuses"] = [{"state": {"waiting": waiting}}]
     meta = {"name": name, "labels": LABELS, "creationTimestamp": created}
     return ("pod", "DELETED" if deleted else "MODIFIED", {"metadata": meta, "status": status})
+
+
+def disruption(reason: str) -> Obj:
+    return {"type": "DisruptionTarget", "status": "True", "reason": reason, "message": f"{reason} happened"}
 
 
 EVICTED = {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
@@ -35,22 +43,22 @@ EVICTED = {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEv
 UNSCHEDULABLE = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                  "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."}  # fmt: skip
 
-# (case, events, seconds after launch, expected (exit_code, reason) or None while running)
-CASES: list[tuple[str, list[tuple[str, str, Obj]], float, tuple[int | None, str] | None]] = [
+# (case, events, seconds after launch, expected (exit_code, reason, cause) or None while running)
+CASES: list[tuple[str, list[tuple[str, str, Obj]], float, tuple[int | None, str, str] | None]] = [
     ("just launched", [], 1, None),
     ("pending within the timeout", [pod("Pending")], PENDING_S - 1, None),
     ("running past the pending timeout", [pod("Running")], PENDING_S + 5, None),
-    ("pod succeeded: done before the Job says so", [pod("Running"), pod("Succeeded")], 5, (0, "succeeded")),
-    ("job complete", [job(("Complete", ""))], 5, (0, "succeeded")),
+    ("pod succeeded: done before the Job says so", [pod("Running"), pod("Succeeded")], 5, (0, "succeeded", "succeeded")),
+    ("job complete", [job(("Complete", ""))], 5, (0, "succeeded", "succeeded")),
     ("never scheduled", [pod("Pending", conditions=[UNSCHEDULABLE])], PENDING_S + 1,
-     (None, f"not scheduled within {PENDING_S:g} s: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu.")),
-    ("no pod at all past the timeout", [], PENDING_S + 1, (None, f"not scheduled within {PENDING_S:g} s")),
+     (None, f"not scheduled within {PENDING_S:g} s: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu.", "unschedulable")),
+    ("no pod at all past the timeout", [], PENDING_S + 1, (None, f"not scheduled within {PENDING_S:g} s", "unschedulable")),
     ("exit code", [pod("Failed", terminated={"exitCode": 1}), job(("Failed", "BackoffLimitExceeded"))], 5,
-     (1, "exited with code 1; Job failed (BackoffLimitExceeded: BackoffLimitExceeded happened)")),
+     (1, "exited with code 1; Job failed (BackoffLimitExceeded: BackoffLimitExceeded happened)", "exit")),
     ("out of memory", [pod("Failed", terminated={"exitCode": 137, "reason": "OOMKilled"}),
                        job(("Failed", "BackoffLimitExceeded"))], 5,
      (137, "killed by SIGKILL (exit 137: out of memory, or stopped from outside) (OOMKilled); "
-           "Job failed (BackoffLimitExceeded: BackoffLimitExceeded happened)")),
+           "Job failed (BackoffLimitExceeded: BackoffLimitExceeded happened)", "oom")),
     # The order the watches may deliver: the pod's last state, the pod deleted
     # (its Job let go of it), then the Job's Failed condition. The reason is in
     # the pod that is gone.
@@ -58,28 +66,49 @@ CASES: list[tuple[str, list[tuple[str, str, Obj]], float, tuple[int | None, str]
      [pod("Failed", conditions=[EVICTED], terminated={"exitCode": 143}),
       pod("Failed", conditions=[EVICTED], terminated={"exitCode": 143}, deleted=True),
       job(("Failed", "BackoffLimitExceeded"))], 5,
-     (None, "pod evicted (EvictionByEvictionAPI: Eviction API: evicting)")),
+     (None, "pod evicted (EvictionByEvictionAPI: Eviction API: evicting)", "evicted")),
     ("deadline exceeded", [pod("Running"), job(("Failed", "DeadlineExceeded"))], 5,
-     (None, "Job failed (DeadlineExceeded: DeadlineExceeded happened)")),
+     (None, "Job failed (DeadlineExceeded: DeadlineExceeded happened)", "deadline")),
     ("the latest pod gives the reason",
      [pod("Failed", name="a", created="2030-01-01T00:00:00Z", terminated={"exitCode": 2}),
       pod("Failed", name="b", created="2030-01-01T00:01:00Z", terminated={"exitCode": 5}),
       job(("Failed", "BackoffLimitExceeded"))], 5,
-     (5, "exited with code 5; Job failed (BackoffLimitExceeded: BackoffLimitExceeded happened)")),
-    ("job deleted", [pod("Running"), job(deleted=True)], 5, (None, "trial Job was deleted before it finished")),
+     (5, "exited with code 5; Job failed (BackoffLimitExceeded: BackoffLimitExceeded happened)", "exit")),
+    ("job deleted", [pod("Running"), job(deleted=True)], 5, (None, "trial Job was deleted before it finished", "deleted")),
+    ("preempted for a spot reclaim or a higher priority", [pod("Failed", conditions=[disruption("PreemptionByScheduler")]),
+                                job(("Failed", "BackoffLimitExceeded"))], 5,
+     (None, "pod preempted (PreemptionByScheduler: PreemptionByScheduler happened)", "preempted")),
+    ("its node lost", [pod("Failed", conditions=[disruption("DeletionByTaintManager")]),
+                       job(("Failed", "BackoffLimitExceeded"))], 5,
+     (None, "pod lost with its node (DeletionByTaintManager: DeletionByTaintManager happened)", "node_lost")),
+    ("killed by the kubelet under node pressure", [pod("Failed", conditions=[disruption("TerminationByKubelet")]),
+                                                   job(("Failed", "BackoffLimitExceeded"))], 5,
+     (None, "pod evicted (TerminationByKubelet: TerminationByKubelet happened)", "evicted")),
+    ("an image that cannot be pulled", [pod("Pending", waiting={"reason": "ImagePullBackOff",
+                                                                "message": "Back-off pulling image \"nope:1\""})],
+     PENDING_S + 1, (None, 'image could not be pulled (ImagePullBackOff: Back-off pulling image "nope:1")', "image")),
+    ("killed by a signal", [pod("Failed", terminated={"exitCode": 143}), job(("Failed", "BackoffLimitExceeded"))], 5,
+     (143, "killed by signal 15 (exit 143); Job failed (BackoffLimitExceeded: BackoffLimitExceeded happened)", "signal")),
+    ("failed with no pod to say why", [job(("Failed", "BackoffLimitExceeded"))], 5,
+     (None, "Job failed (BackoffLimitExceeded: BackoffLimitExceeded happened)", "unknown")),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(("events", "after", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_transition(
-    events: list[tuple[str, str, Obj]], after: float, expected: tuple[int | None, str] | None
+    events: list[tuple[str, str, Obj]], after: float, expected: tuple[int | None, str, str] | None
 ) -> None:
     tracker = Tracker(PENDING_S)
     tracker.track(3, T0)
     for source, kind, obj in events:
         assert (tracker.on_job if source == "job" else tracker.on_pod)(kind, obj) == 3
     ex = tracker.exit_of(3, T0 + after)
-    assert (None if ex is None else (ex.exit_code, ex.reason)) == expected
+    assert (None if ex is None else (ex.exit_code, ex.reason, ex.cause)) == expected
+
+
+def test_every_cause_a_launcher_can_report_is_in_the_table() -> None:
+    produced = {c[3][2] for c in CASES if c[3] is not None} | {"stopped"}  # stop(): the launcher's own word
+    assert produced == set(typing.get_args(Cause))
 
 
 def test_only_the_never_scheduled_are_left_to_delete() -> None:

@@ -54,7 +54,7 @@ class EarlyStopping:
         for index in sorted(self.launcher.running()):
             for record in history.add_epochs(self.store, index, self.spec):
                 progressed = True
-                self.observer.trial_progressed(record)
+                self.observer.trial_progressed(record, history.attempt(index))
                 if index not in history.stops:
                     self._decide(history, index, record.epoch)
         self._stop_overdue(history)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from kubetune.contract import (
     SPEC_OBJECT,
     TRIALS_PREFIX,
+    AttemptRecord,
     EpochRecord,
     LaunchRecord,
     RecordError,
@@ -23,12 +24,14 @@ from kubetune.contract import (
     params_object,
     result_object,
     stop_object,
+    trial_prefix,
 )
 from kubetune.errors import KubetuneError, SpecError
 from kubetune.spec import Spec, parse_spec
 from kubetune.store import NotFound, Store
 
 Epochs = dict[int, dict[int, EpochRecord]]  # trial index -> epoch -> its record
+Lost = dict[int, list[AttemptRecord]]  # trial index -> the attempts the infrastructure took
 
 
 @dataclass
@@ -37,6 +40,11 @@ class History:
     results: dict[int, TrialResult] = field(default_factory=dict)
     epochs: Epochs = field(default_factory=dict)
     stops: dict[int, StopRequest] = field(default_factory=dict)
+    lost: Lost = field(default_factory=dict)
+
+    def attempt(self, index: int) -> int:
+        """The attempt a trial is on: 0 until the infrastructure took one away."""
+        return len(self.lost.get(index, []))
 
     def curve(self, index: int, metric: str, sign: float = 1.0) -> list[float]:
         """``metric`` after each epoch, times ``sign``, up to the first epoch not (yet) read."""
@@ -128,6 +136,9 @@ def read_history(store: Store, spec: Spec) -> History:
             if result is not None:
                 history.results[i] = result
         history.add_epochs(store, i, spec, [n for n in names if n.startswith(epochs_prefix(i))])
+        for name in sorted(n for n in names if n.startswith(f"{trial_prefix(i)}attempts/")):
+            with contextlib.suppress(RecordError, NotFound):
+                history.lost.setdefault(i, []).append(AttemptRecord.from_json(store.get(name)))
         if stop_object(i) in present:
             with contextlib.suppress(RecordError, NotFound):  # unreadable: as if never asked
                 history.stops[i] = StopRequest.from_json(store.get(stop_object(i)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from kubetune.contract import EpochRecord, TrialRequest, TrialResult
+from kubetune.contract import AttemptRecord, EpochRecord, TrialRequest, TrialResult
 from kubetune.controller.report import Summary
 
 
@@ -17,10 +17,13 @@ class StudyObserver(Protocol):
     def trial_started(self, req: TrialRequest) -> None:
         """A trial was launched, or launched again under its index after a restart."""
 
-    def trial_progressed(self, record: EpochRecord) -> None:
-        """A running trial reported an epoch."""
+    def trial_progressed(self, record: EpochRecord, attempt: int) -> None:
+        """A running trial (in its ``attempt``) reported an epoch."""
 
-    def trial_finished(self, result: TrialResult, summary: Summary) -> None:
+    def trial_retried(self, lost: AttemptRecord) -> None:
+        """The infrastructure took an attempt away; the trial is launched again."""
+
+    def trial_finished(self, result: TrialResult, summary: Summary, attempt: int) -> None:
         """A trial's result is in the store; ``summary`` is the study's state with it."""
 
     def study_ended(self, summary: Summary, completed: bool) -> None:
@@ -33,11 +36,14 @@ class Unobserved:
     def trial_started(self, req: TrialRequest) -> None:
         del req
 
-    def trial_progressed(self, record: EpochRecord) -> None:
-        del record
+    def trial_progressed(self, record: EpochRecord, attempt: int) -> None:
+        del record, attempt
 
-    def trial_finished(self, result: TrialResult, summary: Summary) -> None:
-        del result, summary
+    def trial_retried(self, lost: AttemptRecord) -> None:
+        del lost
+
+    def trial_finished(self, result: TrialResult, summary: Summary, attempt: int) -> None:
+        del result, summary, attempt
 
     def study_ended(self, summary: Summary, completed: bool) -> None:
         del summary, completed

@@ -26,7 +26,7 @@ from kubetune.contract import (
     TrialResult,
     plot_object,
 )
-from kubetune.controller.history import Epochs
+from kubetune.controller.history import Epochs, Lost
 from kubetune.log import get_logger
 from kubetune.spec import Spec
 from kubetune.store import Store
@@ -48,6 +48,7 @@ class Summary:
     failed: int
     best: TrialResult | None
     pruned: int = 0
+    ended_by: str | None = None  # a budget besides max_trials that stopped new trials
 
 
 def ranked(spec: Spec, results: Sequence[TrialResult]) -> list[TrialResult]:
@@ -68,7 +69,7 @@ def summarize(spec: Spec, results: Sequence[TrialResult]) -> Summary:
     return Summary(len(results), count["succeeded"], count["failed"], best_of(spec, results), count["pruned"])
 
 
-def best_document(spec: Spec, results: Sequence[TrialResult]) -> dict[str, Any]:
+def best_document(spec: Spec, results: Sequence[TrialResult], ended_by: str | None = None) -> dict[str, Any]:
     s = summarize(spec, results)
     doc: dict[str, Any] = {
         "study": spec.name,
@@ -76,6 +77,8 @@ def best_document(spec: Spec, results: Sequence[TrialResult]) -> dict[str, Any]:
         "trials": {"finished": s.total, "succeeded": s.succeeded, "failed": s.failed, "pruned": s.pruned},
         "best": None,
     }
+    if ended_by is not None:
+        doc["ended_by"] = ended_by
     if s.best is not None:
         b = s.best
         doc["best"] = {
@@ -137,25 +140,31 @@ def publish(
     *,
     epochs: Epochs | None = None,
     plots: bool = True,
+    ended_by: str | None = None,
+    lost: Lost | None = None,
 ) -> None:
     """Rewrite the views after a trial finished; the report and its plots only if ``plots``."""
-    store.put(BEST_OBJECT, (json.dumps(best_document(spec, results), indent=2) + "\n").encode())
+    store.put(BEST_OBJECT, (json.dumps(best_document(spec, results, ended_by), indent=2) + "\n").encode())
     store.put(HISTORY_OBJECT, history_csv(spec, results, epochs).encode())
     if not plots:
         return
     try:
-        publish_report(store, spec, results, epochs)
+        publish_report(store, spec, results, epochs, lost)
     except Exception as exc:  # the report is a view: a study never fails for it
         log.warning("report_failed", error=f"{type(exc).__name__}: {exc}", exc_info=True)
 
 
 def publish_report(
-    store: Store, spec: Spec, results: Sequence[TrialResult], epochs: Epochs | None = None
+    store: Store,
+    spec: Spec,
+    results: Sequence[TrialResult],
+    epochs: Epochs | None = None,
+    lost: Lost | None = None,
 ) -> None:
     figures = draw_figures(spec, results, epochs)
     for name, png in figures.images.items():
         store.put(plot_object(name), png)
-    store.put(REPORT_OBJECT, report_html(spec, results, figures).encode())
+    store.put(REPORT_OBJECT, report_html(spec, results, figures, lost).encode())
 
 
 # --- plots ----------------------------------------------------------------------
@@ -219,7 +228,9 @@ figcaption, .note { color: #5b6270; } pre { background: #f3f5f8; padding: 1em; o
 """
 
 
-def report_html(spec: Spec, results: Sequence[TrialResult], figures: Figures) -> str:
+def report_html(
+    spec: Spec, results: Sequence[TrialResult], figures: Figures, lost: Lost | None = None
+) -> str:
     """The whole report: one page, no external assets, every value escaped."""
     title = f"kubetune study {spec.name}"
     sections = [
@@ -231,8 +242,10 @@ def report_html(spec: Spec, results: Sequence[TrialResult], figures: Figures) ->
         _plots(figures),
         "<h2>Trial timings</h2>",
         _timings(results),
-        "<h2>Failures</h2>",
+        "<h2>Failed and stopped trials</h2>",
         _failures(spec, results),
+        "<h2>Attempts lost to the infrastructure (launched again)</h2>",
+        _lost(lost or {}),
         "<h2>Spec</h2>",
         f"<pre>{_e(spec.to_yaml())}</pre>",
     ]
@@ -314,13 +327,26 @@ def _timings(results: Sequence[TrialResult]) -> str:
 def _failures(spec: Spec, results: Sequence[TrialResult]) -> str:
     failed = sorted((r for r in results if not r.succeeded), key=lambda r: r.index)
     if not failed:
-        return '<p class="note">No failed trials.</p>'
+        return '<p class="note">No failed or stopped trials.</p>'
     names = [d.name for d in spec.space]
     rows = [
-        f"<tr>{_td(r.index)}{''.join(_td(r.params.get(n)) for n in names)}{_td(r.reason, text=True)}</tr>"
+        f"<tr>{_td(r.index)}{_td(r.status, text=True)}{''.join(_td(r.params.get(n)) for n in names)}"
+        f"{_td(r.reason, text=True)}</tr>"
         for r in failed
     ]
-    return _table(["trial", *names, "reason"], rows, text=["reason"])
+    return _table(["trial", "status", *names, "reason"], rows, text=["status", "reason"])
+
+
+def _lost(lost: Lost) -> str:
+    rows = [
+        f"<tr>{_td(a.index)}{_td(a.attempt + 1)}{_td(a.cause, text=True)}"
+        f"{_td(round((a.ended_at - a.started_at) / 60, 1))}{_td(a.reason, text=True)}</tr>"
+        for index in sorted(lost)
+        for a in lost[index]
+    ]
+    if not rows:
+        return '<p class="note">No attempt lost.</p>'
+    return _table(["trial", "attempt", "cause", "minutes", "reason"], rows, text=["cause", "reason"])
 
 
 def _table(head: Sequence[str], rows: Sequence[str], *, text: Sequence[str] = ()) -> str:

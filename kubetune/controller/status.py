@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from kubetune.contract import EpochRecord, Params, ParamValue, TrialResult
-from kubetune.controller import report
+from kubetune.controller import budgets, report
 from kubetune.controller.history import History, read_study
 from kubetune.spec import Spec
 from kubetune.store import open_store
@@ -37,6 +37,13 @@ class Snapshot:
         doc["trials"].update(total=self.spec.budget.max_trials, running=len(self.history.unfinished))
         latest = report.running_epochs(results, self.history.epochs)
         doc["running"] = [{"index": i, "epoch": e.epoch, **e.metrics} for i, e in sorted(latest.items())]
+        doc["gpu_hours"] = round(budgets.gpu_hours(self.history), 4)
+        # Attempts the infrastructure took away (spot reclaims, evictions): relaunched, never charged.
+        doc["lost_attempts"] = [
+            {"index": a.index, "attempt": a.attempt, "cause": a.cause, "reason": a.reason,
+             "minutes": round((a.ended_at - a.started_at) / 60, 2)}
+            for i in sorted(self.history.lost) for a in self.history.lost[i]
+        ]  # fmt: skip
         return doc
 
     @property
@@ -78,12 +85,18 @@ def _summary(snap: Snapshot) -> list[str]:
         counts.append(f"{t['pruned']} pruned")
     best = doc["best"]
     objective = doc["objective"]
+    limit = snap.spec.budget.max_gpu_hours
+    lost = doc["lost_attempts"]
+    trials = f"{t['finished']}/{t['total']} finished: {', '.join(counts)}; {t['running']} running"
+    if lost:
+        trials += f"; {len(lost)} attempts lost to the infrastructure and relaunched"
     lines = [
         ("STUDY", doc["study"] + (" (ended)" if snap.ended else "")),
         ("OBJECTIVE", f"{objective['metric']} ({objective['goal']})"),
-        ("TRIALS", f"{t['finished']}/{t['total']} finished: {', '.join(counts)}; {t['running']} running"),
+        ("TRIALS", trials),
         ("BEST", "none yet" if best is None else f"trial {best['index']}: {objective['metric']}="
                  f"{_number(best['value'])}  {_params(snap.spec, best['params'])}"),
+        ("GPU HOURS", f"{doc['gpu_hours']:.2f}" + (f" of {limit:g}" if limit else "")),
     ]  # fmt: skip
     return table(("", ""), lines)[1:]
 

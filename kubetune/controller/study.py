@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kubetune.contract import (
     SPEC_OBJECT,
@@ -23,10 +23,11 @@ from kubetune.contract import (
     params_object,
     result_object,
 )
-from kubetune.controller import early_stopping, optimizer, report, warmstart
+from kubetune.controller import budgets, early_stopping, optimizer, report, warmstart
 from kubetune.controller.early_stopping import EarlyStopping
 from kubetune.controller.history import History, read_history, read_result
 from kubetune.controller.observer import StudyObserver, Unobserved
+from kubetune.controller.retries import Retries
 from kubetune.errors import UsageError
 from kubetune.launcher import Launcher, TrialExit
 from kubetune.log import get_logger
@@ -70,6 +71,8 @@ class Study:
         self.history = History()
         self.early_stopping = EarlyStopping(spec, store, launcher, self.observer, epochs_poll_s)
         self.told: tuple[TrialResult, ...] = ()  # earlier studies' trials (optimizer.warm_start)
+        self.retries = Retries(spec, store, self.observer)
+        self.ended_by: str | None = None  # the budget that stopped new trials, in words
         self.durations: list[float] = []
         self._drawn_at = time.monotonic()  # nothing to draw before the first result
         self._draw_s = 1.0  # what a redraw costs; measured after the first
@@ -91,17 +94,18 @@ class Study:
         self._resume()
         self.on_progress(self)
         self._fill()
-        while self.launcher.running():
+        while self.launcher.running() or self.retries.waiting:
             self._redraw_plots_if_due()
-            finished = [self._finish(ex) for ex in self.launcher.wait(self.poll_s)]
+            finished = [r for r in map(self._finish, self._wait()) if r is not None]
             # Successors first: the views, annotations and Events can wait
             # the few tens of milliseconds a launch takes.
             self._fill()
             progressed = self.early_stopping.poll(self.history)
             self._announce(finished, progressed)
             self.on_progress(self)
-        summary = report.summarize(self.spec, self.history.ordered_results())
-        report.publish(self.store, self.spec, self.history.ordered_results(), epochs=self.history.epochs)
+        summary = replace(report.summarize(self.spec, self.history.ordered_results()), ended_by=self.ended_by)
+        report.publish(self.store, self.spec, self.history.ordered_results(), epochs=self.history.epochs,
+                       ended_by=self.ended_by, lost=self.history.lost)  # fmt: skip
         completed = not self._too_many_failures()
         self.observer.study_ended(summary, completed)
         log.info(
@@ -126,8 +130,20 @@ class Study:
     def _too_many_failures(self) -> bool:
         return self.history.failed >= self.spec.budget.max_failed
 
+    def _wait(self) -> list[TrialExit]:
+        if self.launcher.running():
+            return self.launcher.wait(self.poll_s)
+        time.sleep(min(self.poll_s, self.retries.next_in_s()))  # only lost trials, backing off
+        return []
+
     def _fill(self) -> None:
         budget = self.spec.budget
+        if self._budget_spent():
+            return
+        for index in self.retries.due():  # lost trials first: their index is already handed out
+            if len(self.launcher.running()) >= budget.parallel:
+                return
+            self._start(self._request(index, self.history.launched[index].params))
         while (
             len(self.launcher.running()) < budget.parallel
             and self.history.next_index() < budget.max_trials
@@ -135,11 +151,24 @@ class Study:
         ):
             self._launch_next()
 
+    def _budget_spent(self) -> bool:
+        """Whether the GPU-hour or wall-clock budget is spent; the first time, lost trials are given up."""
+        if self.ended_by is None:
+            self.ended_by = budgets.spent(self.spec, self.history)
+            if self.ended_by is not None:
+                log.warning("budget_spent", reason=self.ended_by, running=len(self.launcher.running()))
+                for index in self.retries.abandon():
+                    params = self.history.launched[index].params
+                    why = f"lost to the infrastructure and not launched again: {self.ended_by}"
+                    failure = failed_result(index, params, self.spec.objective.metric, why)
+                    self.history.results[index] = self._record_for(failure)
+        return self.ended_by is not None
+
     def _launch_next(self) -> None:
         index = self.history.next_index()
         pending = [self.history.launched[i].params for i in sorted(self.launcher.running())]
         params = optimizer.suggest(self.spec, index, self.history.ordered_results(), pending, self.told)
-        record = LaunchRecord(index, params, time.time(), self.launcher.name)
+        record = LaunchRecord(index, params, time.time(), self.launcher.name, self.launcher.gpus)
         try:
             self.store.create(params_object(index), record.to_json())
         except AlreadyExists:
@@ -152,6 +181,7 @@ class Study:
 
     def _start(self, req: TrialRequest) -> None:
         self.launcher.launch(req)
+        self.retries.launched(req.index)
         self.observer.trial_started(req)
 
     def _request(self, index: int, params: dict[str, float | int | str]) -> TrialRequest:
@@ -162,18 +192,27 @@ class Study:
             params=self.spec.full_params(params),
             objective=self.spec.objective.metric,
             settings=self.spec.trial,
+            attempt=self.history.attempt(index),
         )
 
-    def _finish(self, ex: TrialExit) -> TrialResult:
-        """Read (or, for a trial that could not write it, record) the result of a trial that ended."""
+    def _finish(self, ex: TrialExit) -> TrialResult | None:
+        """Read (or, for a trial that could not write it, record) the result of a trial that ended;
+        None when the infrastructure lost it and it is to be launched again."""
         launch = self.history.launched.get(ex.index)
         self.early_stopping.trial_exited(self.history, ex.index)
         result = read_result(self.store, ex.index, launch, self.spec)
         if result is None:
+            pruned = self.early_stopping.pruned_for(self.history, ex.index)
+            if pruned is None and launch is not None and self.retries.lost(self.history, ex):
+                return None
             params = launch.params if launch else {}
-            reason = ex.reason if not ex.ok else "exited 0 but wrote no result record"
+            reason = (
+                self.retries.exhausted(self.history, ex)
+                if not ex.ok
+                else "exited 0 but wrote no result record"
+            )
             failure = failed_result(ex.index, params, self.spec.objective.metric, reason)
-            result = self._record_for(self.early_stopping.pruned_for(self.history, ex.index) or failure)
+            result = self._record_for(pruned or failure)
         self.history.results[ex.index] = result
         if launch is not None:
             self.durations.append(time.time() - launch.launched_at)
@@ -188,7 +227,7 @@ class Study:
         self._plots_stale = True
         summary = report.summarize(self.spec, results)
         for result in finished:
-            self.observer.trial_finished(result, summary)
+            self.observer.trial_finished(result, summary, self.history.attempt(result.index))
             event = f"trial_{result.status}"
             log.info(event, index=result.index, value=result.objective_value, reason=result.reason,
                      params=result.params)  # fmt: skip
@@ -201,7 +240,8 @@ class Study:
         if not redraw_due(stale_s, self._draw_s, self._next_exit_in_s()):
             return
         t0 = time.monotonic()
-        report.publish(self.store, self.spec, self.history.ordered_results(), epochs=self.history.epochs)
+        report.publish(self.store, self.spec, self.history.ordered_results(), epochs=self.history.epochs,
+                       lost=self.history.lost)  # fmt: skip
         self._drawn_at = time.monotonic()
         self._draw_s = self._drawn_at - t0
         self._plots_stale = False

@@ -22,6 +22,7 @@ from kubetune.errors import UsageError
 GROUP = "kubetune.dev"
 STUDY_LABEL = f"{GROUP}/study"
 TRIAL_LABEL = f"{GROUP}/trial"
+ATTEMPT_LABEL = f"{GROUP}/attempt"
 PARAMS_ANNOTATION = f"{GROUP}/params"
 DATA_DIR = "/data/tensorflow_datasets"
 # Labels copied from the controller's Job, so `-l app.kubernetes.io/instance=RELEASE`
@@ -72,12 +73,12 @@ class JobSettings:
         return settings
 
 
-def job_name(study: str, index: int) -> str:
-    """Deterministic, so a restarted controller finds (never duplicates) a trial's Job.
+def job_name(study: str, index: int, attempt: int = 0) -> str:
+    """Deterministic per attempt, so a restarted controller finds (never duplicates) a trial's Job.
 
     Study names are at most 40 characters: this stays within a DNS label's 63.
     """
-    return f"{study}-{index:06d}"
+    return f"{study}-{index:06d}" + (f"-r{attempt}" if attempt else "")
 
 
 def label_value(value: ParamValue | float) -> str:
@@ -94,6 +95,7 @@ def trial_labels(req: TrialRequest) -> dict[str, str]:
         "app.kubernetes.io/managed-by": "kubetune",
         STUDY_LABEL: req.study,
         TRIAL_LABEL: str(req.index),
+        ATTEMPT_LABEL: str(req.attempt),
     }
 
 
@@ -110,7 +112,7 @@ def build_job(
     params = {f"{GROUP}/{name}": label_value(v) for name, v in sorted(req.params.items())}
     job_labels = {**labels, **params}
     metadata: dict[str, Any] = {
-        "name": job_name(req.study, req.index),
+        "name": job_name(req.study, req.index, req.attempt),
         "namespace": namespace,
         "labels": job_labels,
         "annotations": {PARAMS_ANNOTATION: json.dumps(req.params, sort_keys=True)},

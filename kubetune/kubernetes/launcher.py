@@ -41,6 +41,7 @@ class KubernetesLauncher:
         self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.settings = settings
+        self.gpus = settings.gpus
         self.owner = owner
         self._lock = threading.Lock()  # the tracker is fed by the informer threads
         self._tracker = Tracker(settings.pendingTimeoutSeconds)
@@ -60,17 +61,17 @@ class KubernetesLauncher:
                 ) from None
             log.info("trial_job_exists", index=req.index)  # created before we died: adopt it
         with self._lock:
-            self._tracker.track(req.index, time.time())
+            self._tracker.track(req.index, time.time(), req.attempt)
         log.info("trial_started", index=req.index, job=body["metadata"]["name"])
 
     def adopt(self, req: TrialRequest) -> bool:
         self._follow(req.study)
-        job = read_job(self.batch, self.namespace, job_name(req.study, req.index))
+        job = read_job(self.batch, self.namespace, job_name(req.study, req.index, req.attempt))
         if job is None:
             return False
         created = datetime.fromisoformat(job["metadata"]["creationTimestamp"]).timestamp()
         with self._lock:
-            self._tracker.track(req.index, created)
+            self._tracker.track(req.index, created, req.attempt)
         self._changed.put(req.index)  # it may have ended while no controller watched
         return True
 
@@ -166,7 +167,9 @@ class KubernetesLauncher:
         assert self._study is not None
         try:
             self.batch.delete_namespaced_job(
-                job_name(self._study, index), self.namespace, propagation_policy="Background"
+                job_name(self._study, index, self._tracker.attempts.get(index, 0)),
+                self.namespace,
+                propagation_policy="Background",
             )
         except ApiException as exc:
             if exc.status != 404:

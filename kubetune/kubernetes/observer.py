@@ -11,7 +11,7 @@ import json
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kubetune.contract import EpochRecord, TrialRequest, TrialResult
+from kubetune.contract import AttemptRecord, EpochRecord, TrialRequest, TrialResult
 from kubetune.controller.report import Summary
 from kubetune.kubernetes.api import Obj, api_reason
 from kubetune.kubernetes.events import post_event
@@ -32,13 +32,21 @@ class JobObserver:
     def trial_started(self, req: TrialRequest) -> None:
         self._event("TrialStarted", f"trial {req.index} started: {json.dumps(req.params, sort_keys=True)}")
 
-    def trial_progressed(self, record: EpochRecord) -> None:
+    def trial_progressed(self, record: EpochRecord, attempt: int) -> None:
         """The epoch a running trial reached, and its metrics there, on its Job."""
         labels = {f"{GROUP}/epoch": str(record.epoch)}
         labels |= {f"{GROUP}/{m}": label_value(v) for m, v in record.metrics.items()}
-        self._patch(job_name(self.study, record.index), {"metadata": {"labels": labels}})
+        self._patch(job_name(self.study, record.index, attempt), {"metadata": {"labels": labels}})
 
-    def trial_finished(self, result: TrialResult, summary: Summary) -> None:
+    def trial_retried(self, lost: AttemptRecord) -> None:
+        message = f"trial {lost.index}: attempt {lost.attempt + 1} lost ({lost.reason}); launching it again"
+        self._event("TrialRetried", message, warning=True)
+        self._patch(
+            job_name(self.study, lost.index, lost.attempt),
+            {"metadata": {"labels": {f"{GROUP}/status": "lost"}}},
+        )
+
+    def trial_finished(self, result: TrialResult, summary: Summary, attempt: int) -> None:
         """The metric on the trial's Job (a `-L` leaderboard); an Event and progress on the controller's."""
         labels: dict[str, str] = {f"{GROUP}/status": result.status}
         if result.objective_value is not None:
@@ -55,7 +63,7 @@ class JobObserver:
             )
         else:
             self._event("TrialFailed", f"trial {result.index} failed: {result.reason}", warning=True)
-        self._patch(job_name(self.study, result.index), {"metadata": {"labels": labels}})
+        self._patch(job_name(self.study, result.index, attempt), {"metadata": {"labels": labels}})
         if self.owner is not None:
             self._patch(self.owner["metadata"]["name"], {"metadata": {"annotations": _progress(summary)}})
 
@@ -68,6 +76,8 @@ class JobObserver:
         outcome = "completed" if completed else "failed"
         best = f"; best trial {summary.best.index}" if summary.best is not None else "; no trial succeeded"
         message = f"study {outcome}: {summary.succeeded} trials succeeded, {summary.failed} failed{best}"
+        if summary.ended_by is not None:
+            message += f"; no trial started after {summary.ended_by}"
         self._event("StudyCompleted" if completed else "StudyFailed", message, warning=not completed)
         if self.owner is not None:
             status = {f"{GROUP}/study-status": outcome}

@@ -11,28 +11,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kubetune.kubernetes.api import Obj
-from kubetune.kubernetes.job import TRIAL_LABEL
-from kubetune.launcher import TrialExit, exit_reason
+from kubetune.kubernetes.job import ATTEMPT_LABEL, TRIAL_LABEL
+from kubetune.launcher import Cause, TrialExit, exit_reason
 
 
 @dataclass
 class Tracker:
     pending_timeout_s: float
     since: dict[int, float] = field(default_factory=dict)  # tracked index -> launched or adopted at
+    attempts: dict[int, int] = field(default_factory=dict)  # tracked index -> the attempt followed
     jobs: dict[int, Obj] = field(default_factory=dict)
     pods: dict[int, dict[str, Obj]] = field(default_factory=dict)
     # Ended for never being scheduled: their Jobs are still there, Pending.
     unscheduled: set[int] = field(default_factory=set)
 
-    def track(self, index: int, since: float) -> None:
+    def track(self, index: int, since: float, attempt: int = 0) -> None:
+        if self.attempts.get(index, attempt) != attempt:
+            # A new attempt: what the watches said of the last one is not about it.
+            self.jobs.pop(index, None)
+            self.pods.pop(index, None)
         self.since[index] = since
+        self.attempts[index] = attempt
 
     def forget(self, index: int) -> None:
         self.since.pop(index, None)
 
     def on_job(self, kind: str, obj: Obj) -> int | None:
         """Take a Job watch event; the trial index it concerns, if any."""
-        index = _index(obj)
+        index = self._index(obj)
         if index is not None:
             self.jobs[index] = {**obj, "deleted": True} if kind == "DELETED" else obj
         return index
@@ -45,7 +51,7 @@ class Tracker:
         conditions and exit code are the reason to record.
         """
         del kind
-        index = _index(obj)
+        index = self._index(obj)
         if index is not None:
             self.pods.setdefault(index, {})[obj["metadata"]["name"]] = obj
         return index
@@ -64,7 +70,7 @@ class Tracker:
         job = self.jobs.get(index) or {}
         pods = list(self.pods.get(index, {}).values())
         if job.get("deleted"):
-            return TrialExit(index, None, "trial Job was deleted before it finished")
+            return TrialExit(index, None, "trial Job was deleted before it finished", "deleted")
         conditions = {
             c["type"]: c for c in job.get("status", {}).get("conditions") or [] if c.get("status") == "True"
         }
@@ -72,40 +78,72 @@ class Tracker:
         # Job can only complete); the Job's Complete condition follows ~1 s
         # later, time every trial would otherwise pay (bench/: scaling, controller).
         if "Complete" in conditions or any(_phase(p) == "Succeeded" for p in pods):
-            return TrialExit(index, 0, "succeeded")
+            return TrialExit(index, 0, "succeeded", "succeeded")
         if "Failed" in conditions:
             return _failure(index, conditions["Failed"], pods)
         if index in self.overdue(now):
             self.unscheduled.add(index)
-            return TrialExit(
-                index, None, f"not scheduled within {self.pending_timeout_s:g} s{_unschedulable(pods)}"
-            )
+            pull = _pull_error(pods)
+            if pull:
+                return TrialExit(index, None, f"image could not be pulled ({pull})", "image")
+            why = f"not scheduled within {self.pending_timeout_s:g} s{_unschedulable(pods)}"
+            return TrialExit(index, None, why, "unschedulable")
         return None
 
-
-def _index(obj: Obj) -> int | None:
-    value = (obj.get("metadata", {}).get("labels") or {}).get(TRIAL_LABEL)
-    return int(value) if value and value.isdigit() else None
+    def _index(self, obj: Obj) -> int | None:
+        """The trial index of a Job or pod of the attempt followed (an earlier one's is ignored)."""
+        labels = obj.get("metadata", {}).get("labels") or {}
+        index, attempt = labels.get(TRIAL_LABEL, ""), labels.get(ATTEMPT_LABEL, "0")
+        if not index.isdigit() or not attempt.isdigit():
+            return None
+        if int(attempt) != self.attempts.get(int(index), int(attempt)):
+            return None
+        return int(index)
 
 
 def _failure(index: int, condition: Obj, pods: list[Obj]) -> TrialExit:
     why = f"Job failed ({condition.get('reason', 'unknown')}: {condition.get('message', '')})".replace(
         ": )", ")"
     )
+    if condition.get("reason") == "DeadlineExceeded":
+        return TrialExit(index, None, why, "deadline")
     latest = max(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), default=None)
     if latest is None:
-        return TrialExit(index, None, why)
+        return TrialExit(index, None, why, "unknown")
     status = latest.get("status", {})
     for cond in status.get("conditions") or []:
         if cond.get("type") == "DisruptionTarget" and cond.get("status") == "True":
-            return TrialExit(index, None, f"pod evicted ({cond.get('reason')}: {cond.get('message', '')})")
+            reason = cond.get("reason", "")
+            cause = DISRUPTIONS.get(reason, "evicted")
+            return TrialExit(index, None, f"pod {_WORDS[cause]} ({reason}: {cond.get('message', '')})", cause)
     for cs in status.get("containerStatuses") or []:
         term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
         if term:
             code = int(term.get("exitCode", 1))
-            detail = " (OOMKilled)" if term.get("reason") == "OOMKilled" else ""
-            return TrialExit(index, code, f"{exit_reason(code)}{detail}; {why}")
-    return TrialExit(index, None, why)
+            if term.get("reason") == "OOMKilled":
+                return TrialExit(index, code, f"{exit_reason(code)} (OOMKilled); {why}", "oom")
+            return TrialExit(index, code, f"{exit_reason(code)}; {why}", "exit" if code <= 128 else "signal")
+    return TrialExit(index, None, why, "unknown")
+
+
+# DisruptionTarget reasons (Kubernetes' pod disruption conditions) and what they mean.
+DISRUPTIONS: dict[str, Cause] = {
+    "PreemptionByScheduler": "preempted",
+    "DeletionByTaintManager": "node_lost",
+    "EvictionByEvictionAPI": "evicted",
+    "TerminationByKubelet": "evicted",
+}
+_WORDS = {"preempted": "preempted", "node_lost": "lost with its node", "evicted": "evicted"}
+PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+
+
+def _pull_error(pods: list[Obj]) -> str:
+    for pod in pods:
+        for cs in pod.get("status", {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in PULL_ERRORS:
+                return f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": ")
+    return ""
 
 
 def _phase(pod: Obj) -> str | None:

@@ -6,7 +6,7 @@ study besides the store (Job labels, Events) is a study observer's job
 (:mod:`kubetune.controller.observer`), not a launcher's.
 """
 
-from kubetune.launcher._base import Launcher, TrialExit, exit_reason
+from kubetune.launcher._base import Cause, Launcher, TrialExit, exit_reason
 from kubetune.launcher.local import LocalLauncher
 
-__all__ = ["Launcher", "LocalLauncher", "TrialExit", "exit_reason"]
+__all__ = ["Cause", "Launcher", "LocalLauncher", "TrialExit", "exit_reason"]

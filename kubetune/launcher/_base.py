@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from kubetune.contract import TrialRequest
+
+# Why a trial stopped running, as a launcher can tell. The study decides what
+# each one means for the study (kubetune.controller.failures).
+Cause = Literal[
+    "succeeded",
+    "exit",  # exited non-zero on its own
+    "signal",  # killed by a signal it did not catch
+    "oom",  # killed by the kernel's OOM killer (OOMKilled)
+    "deadline",  # ran past activeDeadlineSeconds
+    "evicted",  # the Eviction API, or the kubelet under node pressure (DisruptionTarget)
+    "preempted",  # by the scheduler, for a higher-priority pod (DisruptionTarget)
+    "node_lost",  # its node went away (DisruptionTarget: DeletionByTaintManager)
+    "deleted",  # its Job was deleted from outside
+    "unschedulable",  # still Pending after pendingTimeoutSeconds
+    "image",  # its image could not be pulled
+    "stopped",  # stopped by the study itself (Launcher.stop)
+    "unknown",  # the Job failed and no pod says why
+]
 
 
 @dataclass(frozen=True)
 class TrialExit:
-    """A trial that stopped running. ``reason`` explains a failure in words."""
+    """A trial that stopped running. ``reason`` explains a failure in words; ``cause`` names it."""
 
     index: int
     exit_code: int | None
     reason: str
+    cause: Cause = "exit"
 
     @property
     def ok(self) -> bool:
@@ -23,6 +42,7 @@ class TrialExit:
 
 class Launcher(Protocol):
     name: str
+    gpus: int  # each trial holds this many (GPU-hour budgets count them)
 
     def launch(self, req: TrialRequest) -> None:
         """Start the trial; returns once it is submitted, not when it ends."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from kubetune.contract import TrialRequest, trial_command
-from kubetune.launcher._base import TrialExit, exit_reason
+from kubetune.launcher._base import Cause, TrialExit, exit_reason
 from kubetune.log import get_logger
 
 log = get_logger("kubetune.launcher.local")
@@ -34,6 +34,7 @@ def _executable() -> str:
 
 class LocalLauncher:
     name = "local"
+    gpus = 1  # a local trial has the machine's accelerator, if any, to itself
 
     def __init__(
         self, log_dir: Path, env: dict[str, str] | None = None, executable: str | None = None
@@ -42,6 +43,7 @@ class LocalLauncher:
         self.env = env
         self.executable = executable or _executable()
         self._procs: dict[int, tuple[subprocess.Popen[bytes], IO[bytes]]] = {}
+        self._stopped: set[int] = set()
 
     def launch(self, req: TrialRequest) -> None:
         argv = trial_command(req)
@@ -79,12 +81,17 @@ class LocalLauncher:
         proc, out = self._procs.pop(index)
         out.close()
         code = proc.returncode
-        return TrialExit(index, 137 if code == -signal.SIGKILL else code, exit_reason(code))
+        cause: Cause = "succeeded" if code == 0 else "exit" if 0 < code <= 128 else "signal"
+        if index in self._stopped:
+            cause = "stopped"
+        self._stopped.discard(index)
+        return TrialExit(index, 137 if code == -signal.SIGKILL else code, exit_reason(code), cause)
 
     def stop(self, index: int) -> None:
         entry = self._procs.get(index)
         if entry is not None:
             entry[0].kill()  # reaped, and reported, by the next wait()
+            self._stopped.add(index)
 
     def close(self) -> None:
         for proc, out in self._procs.values():

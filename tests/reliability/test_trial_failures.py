@@ -147,7 +147,9 @@ def failed_study(
     study = {
         "name": STUDY,
         "optimizer": {"n_initial_points": 2, "random_state": 0},
-        "budget": {"max_trials": 12, "parallel": 1, "max_failed": len(REASONS)},
+        # No retries: every fault here is to be recorded as the trial's failure
+        # (tests/cluster/test_retries_jobs.py has the evicted trial launched again).
+        "budget": {"max_trials": 12, "parallel": 1, "max_failed": len(REASONS), "max_retries": 0},
         "trial": {"epochs": 1},
     }
     trial = {"activeDeadlineSeconds": DEADLINE_S, "pendingTimeoutSeconds": PENDING_S}
@@ -311,7 +313,7 @@ def test_a_node_selector_no_node_has_fails_the_trial_then_the_study(rig: cl.Rig,
     # The kubelet runs the controller; the trial never gets a node.
     rest, namespace = rig.rest, rig.namespace
     store = f"gs://{bucket}/nowhere"
-    study = {"name": "nowhere", "budget": {"max_trials": 3, "parallel": 1, "max_failed": 1}}
+    study = {"name": "nowhere", "budget": {"max_trials": 3, "parallel": 1, "max_failed": 1, "max_retries": 0}}
     # The test node has a T4, no H100.
     rig.install(store, study, {}, trial={"pendingTimeoutSeconds": 3},
                 nodeSelector={"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"})  # fmt: skip
