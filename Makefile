@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[controller,trial,dev]'
+	$(BIN)/pip install --quiet -e '.[controller,trial,dev,bench]'
 	touch $@
 
 venv: $(BIN)/.installed
