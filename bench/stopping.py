@@ -23,16 +23,19 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.common import CACHE, Context, Section, log, median, paired_ratio, table
-from kubetune.contract import Params
+from kubetune.contract import Params, Status, TrialResult
+from kubetune.controller import optimizer
 from kubetune.controller.stopping import AshaRule, Curves, MedianRule, NoStopping, StoppingRule
+from kubetune.spec import OptimizerSettings, Spec
 
 EPOCHS = 9
 TRAIN, VAL = 6000, 2000
@@ -126,21 +129,27 @@ class Replay:
         return next(((w, e) for w, e, b in self.improved if b >= goal), None)
 
 
+# Which configuration trial i trains: given the trials' configurations so far and the
+# curves of the completed and the stopped ones.
+Chooser = Callable[
+    [int, Mapping[int, int], Mapping[int, Sequence[float]], Mapping[int, Sequence[float]]], int
+]
+
+
 def replay(
-    curves: Sequence[Sequence[float]], order: Sequence[int], rule: StoppingRule, parallel: int
+    curves: Sequence[Sequence[float]], choose: Chooser, trials: int, rule: StoppingRule, parallel: int
 ) -> Replay:
     out = Replay()
-    todo = list(order)
+    configs: dict[int, int] = {}  # trial index -> the configuration it trains
     running: dict[int, int] = {}  # trial index -> epochs done
     completed: dict[int, Sequence[float]] = {}
     stopped: dict[int, Sequence[float]] = {}
-    launched = 0
 
     def fill() -> None:
-        nonlocal launched
-        while len(running) < parallel and launched < len(todo):
-            running[launched] = 0
-            launched += 1
+        while len(running) < parallel and len(configs) < trials:
+            index = len(configs)
+            configs[index] = choose(index, configs, completed, stopped)
+            running[index] = 0
 
     fill()
     while running:
@@ -149,7 +158,7 @@ def replay(
             running[i] += 1
             out.epochs_used += 1
         for i in sorted(running):
-            curve = curves[todo[i]]
+            curve = curves[configs[i]]
             done = running[i]
             if done == len(curve):
                 del running[i]
@@ -159,7 +168,7 @@ def replay(
                     out.improved.append((out.wall, out.epochs_used, out.best))
                 continue
             seen = Curves(
-                running={j: curves[todo[j]][:d] for j, d in running.items()},
+                running={j: curves[configs[j]][:d] for j, d in running.items()},
                 completed=completed,
                 stopped=stopped,
             )
@@ -169,6 +178,42 @@ def replay(
                 out.pruned += 1
         fill()
     return out
+
+
+def in_order(order: Sequence[int]) -> Chooser:
+    return lambda index, *_: order[index]
+
+
+def gp_chooser(configs: Sequence[Params], seed: int, tell_pruned: bool) -> Chooser:
+    """kubetune's own suggest(), its point snapped to the nearest configuration not trained yet;
+    a stopped trial told its last value, or left out (``tell_pruned``)."""
+    spec = Spec(optimizer=OptimizerSettings(random_state=seed, n_initial_points=5), x0=())
+
+    def record(index: int, config: int, curve: Sequence[float], status: Status) -> TrialResult:
+        value = curve[-1]
+        return TrialResult(index=index, status=status, params=dict(configs[config]),
+                           objective="val_accuracy", objective_value=value, metrics={"val_accuracy": value},
+                           reason="stopped")  # fmt: skip
+
+    def choose(index: int, chosen: Mapping[int, int], completed: Mapping[int, Sequence[float]],
+               stopped: Mapping[int, Sequence[float]]) -> int:  # fmt: skip
+        results = [record(i, chosen[i], c, "succeeded") for i, c in completed.items()]
+        if tell_pruned:
+            results += [record(i, chosen[i], c, "pruned") for i, c in stopped.items()]
+        pending = [dict(configs[c]) for i, c in chosen.items() if i not in completed and i not in stopped]
+        point = optimizer.suggest(spec, index, results, pending)
+        free = [c for c in range(len(configs)) if c not in chosen.values()]
+        return min(free, key=lambda c: _distance(point, configs[c]))
+
+    return choose
+
+
+def _distance(a: Params, b: Params) -> float:
+    """In the space as the GP sees it: log learning rate, both integers scaled to [0, 1]."""
+    lr = (math.log10(float(a["learning_rate"])) - math.log10(float(b["learning_rate"]))) / 4
+    layers = (int(a["num_dense_layers"]) - int(b["num_dense_layers"])) / 4
+    nodes = (int(a["num_dense_nodes"]) - int(b["num_dense_nodes"])) / 507
+    return lr * lr + layers * layers + nodes * nodes
 
 
 def draw(seed: int, configs: int, trials: int) -> list[int]:
@@ -181,8 +226,8 @@ def compare(
     """Every rule on every seed's draw; per seed, the cost to reach 99 % of the no-stopping best."""
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in RULES}
     for seed in seeds:
-        order = draw(seed, len(curves), trials)
-        runs = {name: replay(curves, order, rule, parallel) for name, rule in RULES.items()}
+        order = in_order(draw(seed, len(curves), trials))
+        runs = {name: replay(curves, order, trials, rule, parallel) for name, rule in RULES.items()}
         goal, exact = TARGET * runs["none"].best, runs["none"].best
         for name, r in runs.items():
             hit, same = r.reached(goal), r.reached(exact)
@@ -190,6 +235,22 @@ def compare(
                                "pruned": r.pruned, "wall_to_goal": hit[0] if hit else None,
                                "epochs_to_goal": hit[1] if hit else None,
                                "epochs_to_best": same[1] if same else None})  # fmt: skip
+    return rows
+
+
+def told_or_ignored(configs: Sequence[Params], curves: Sequence[Sequence[float]], seeds: Sequence[int],
+                    trials: int) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+    """kubetune's GP choosing the configurations, ASHA stopping them, pruned trials told or left out."""
+    asha = RULES["asha"]
+    rows: dict[str, list[dict[str, Any]]] = {"told": [], "ignored": [], "no stopping": []}
+    for seed in seeds:
+        runs = {
+            "told": replay(curves, gp_chooser(configs, seed, True), trials, asha, 1),
+            "ignored": replay(curves, gp_chooser(configs, seed, False), trials, asha, 1),
+            "no stopping": replay(curves, gp_chooser(configs, seed, False), trials, RULES["none"], 1),
+        }
+        for name, r in runs.items():
+            rows[name].append({"seed": seed, "best": r.best, "epochs": r.epochs_used})
     return rows
 
 
@@ -206,11 +267,12 @@ def run(ctx: Context) -> Section:
     curves = learning_curves(prepared_data_dir(ctx), path, configs, epochs, train, val)
     seeds, trials = ((0, 1), 3) if smoke else (SEEDS, TRIALS)
     results = {p: compare(curves, seeds, trials, p) for p in PARALLEL}
-    return _section(results, curves, seeds, trials)
+    told = told_or_ignored(configs, curves, seeds, trials)
+    return _section(results, told, curves, seeds, trials)
 
 
-def _section(results: dict[int, dict[str, list[dict[str, Any]]]], curves: Sequence[Sequence[float]],
-             seeds: Sequence[int], trials: int) -> Section:  # fmt: skip
+def _section(results: dict[int, dict[str, list[dict[str, Any]]]], told: dict[str, list[dict[str, Any]]],
+             curves: Sequence[Sequence[float]], seeds: Sequence[int], trials: int) -> Section:  # fmt: skip
     s = Section("stopping", "6. Early stopping: GPU time to the best result")
     finals = sorted(c[-1] for c in curves)
     s.add(
@@ -252,7 +314,14 @@ def _section(results: dict[int, dict[str, list[dict[str, Any]]]], curves: Sequen
                    "vs none", "seeds finding none's best", "trial-epochs to it vs none",
                    "trial-epochs, whole study", "vs none", "trials stopped", "final best (min-max)"], body),
         )  # fmt: skip
-    s.data = {"results": {str(p): r for p, r in results.items()}}
+    told_rows = [[name, median([r["best"] for r in per]), f"{min(r['best'] for r in per):.4f}",
+                  median([r["epochs"] for r in per])] for name, per in told.items()]  # fmt: skip
+    s.add(
+        "What the GP is told of a stopped trial: kubetune's own `suggest()` picks each configuration (its "
+        "point snapped to the nearest one not trained yet), ASHA stops them, parallel 1, same seeds:",
+        table(["stopped trials", "median final best", "worst seed", "trial-epochs"], told_rows),
+    )
+    s.data = {"results": {str(p): r for p, r in results.items()}, "told": told}
     return s
 
 
