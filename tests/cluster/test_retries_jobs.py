@@ -92,12 +92,21 @@ def test_an_evicted_trial_is_relaunched_and_the_study_completes_with_max_failed_
     assert [r.status for r in history.ordered_results()] == ["succeeded"] * 3
     lost = AttemptRecord.from_json(store.get(attempt_object(1, 0)))
     assert (lost.cause, lost.reason.startswith("pod evicted (EvictionByEvictionAPI")) == ("evicted", True)
-    listed: Any = client.BatchV1Api(api).list_namespaced_job(namespace, _preload_content=False)
-    jobs = {j["metadata"]["name"]: j for j in json.loads(listed.data)["items"]}
-    first, second = jobs[job_name("spot", 1)], jobs[job_name("spot", 1, 1)]
+
+    def jobs() -> dict[str, Any]:
+        listed: Any = client.BatchV1Api(api).list_namespaced_job(namespace, _preload_content=False)
+        return {j["metadata"]["name"]: j for j in json.loads(listed.data)["items"]}
+
+    first, second = jobs()[job_name("spot", 1)], jobs()[job_name("spot", 1, 1)]
     assert first["metadata"]["labels"]["kubetune.dev/attempt"] == "0"
     assert second["metadata"]["labels"]["kubetune.dev/attempt"] == "1"
-    assert any(c["type"] == "Complete" for c in second["status"].get("conditions", []))
+
+    # The controller moves on when the pod succeeds; the Job's Complete condition follows.
+    def complete() -> bool:
+        conditions = jobs()[job_name("spot", 1, 1)]["status"].get("conditions", [])
+        return any(c["type"] == "Complete" for c in conditions)
+
+    wait_for("the second attempt's Job Complete", complete, 30)
 
 
 def test_the_retry_limit_turns_the_last_eviction_into_the_trials_failure(spot: Spot) -> None:

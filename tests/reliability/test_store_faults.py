@@ -189,7 +189,9 @@ def test_a_second_writer_of_a_record_is_refused_and_nothing_is_overwritten(
     assert out.returncode == EXIT_ALREADY_RECORDED, out.stderr[-3000:]
     [refused] = named(out.stderr, "already recorded by another run; result discarded")
     assert refused["level"] == "warning" and refused["object"] == result_object(0)
-    [upload] = [s for s in proxy.seen if s.request.is_upload]
+    # The trial's epoch record went up too; its result's one upload was refused.
+    result_name = f"{prefix}/{result_object(0)}"
+    [upload] = [s for s in proxy.seen if s.request.is_upload and s.request.object_name == result_name]
     assert upload.upstream_status == 412  # refused by if_generation_match=0
     assert direct.get(result_object(0)) == theirs.to_json()
     assert generation(direct, result_object(0)) == generations[0]  # never replaced
