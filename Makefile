@@ -37,7 +37,7 @@ demo: dataset
 	@echo "best trial (kubetune best $(DEMO_STORE)):"
 	$(BIN)/kubetune best $(DEMO_STORE)
 
-test: venv $(FASHION_MNIST)/train-images-idx3-ubyte.gz binaries chromium
+test: venv $(FASHION_MNIST)/train-images-idx3-ubyte.gz binaries chromium images-cpu
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
