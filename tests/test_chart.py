@@ -21,6 +21,7 @@ from kubetune import spec as specmod
 from kubetune.contract import TrialRequest
 from kubetune.errors import StudyFailed, UsageError
 from kubetune.kinds import CNN, CnnSettings
+from kubetune.kinds.program import ProgramSettings
 from kubetune.kubernetes.job import JobSettings, build_job
 from kubetune.settings import Setting, settings_of
 from kubetune.spec import Budget, OptimizerSettings, Spec, Stopping, parse_spec
@@ -545,7 +546,8 @@ def test_schema_enums_mirror_the_spec() -> None:
     assert schema["additionalProperties"] is False
     study = schema["properties"]["study"]["properties"]
     item = study["space"]["items"]["properties"]
-    assert item["name"]["enum"] == list(CNN.hyperparameters)
+    cnn = schema["properties"]["study"]["else"]["properties"]  # a study that is not a program's
+    assert cnn["space"]["items"]["properties"]["name"]["enum"] == list(CNN.hyperparameters)
     assert item["prior"]["enum"] == list(specmod.PRIORS)
     assert study["name"]["pattern"] == specmod.NAME_RE.pattern
     assert study["name"]["maxLength"] == specmod.NAME_MAX
@@ -555,7 +557,7 @@ def test_schema_enums_mirror_the_spec() -> None:
     assert opt["base_estimator"]["enum"] == list(specmod.BASE_ESTIMATORS)
     assert opt["acq_func"]["enum"] == list(specmod.ACQ_FUNCS)
     assert opt["initial_point_generator"]["enum"] == list(specmod.INITIAL_POINT_GENERATORS)
-    assert set(study["x0"]["items"]["properties"]) == set(CNN.hyperparameters)
+    assert set(cnn["x0"]["items"]["properties"]) == set(CNN.hyperparameters)
     assert set(opt) == set(Spec().to_dict()["optimizer"])
     assert set(study) == set(Spec().to_dict())
 
@@ -586,15 +588,36 @@ def schema_of(s: Setting) -> dict[str, Any]:
     return out
 
 
-SECTIONS = {"optimizer": OptimizerSettings, "budget": Budget, "stopping": Stopping, "trial": CnnSettings}
+# The trial section is either kind's: the CNN's settings, or a program's (with its kind).
+SECTIONS = {"optimizer": [OptimizerSettings], "budget": [Budget], "stopping": [Stopping],
+            "trial": [CnnSettings, ProgramSettings]}  # fmt: skip
 
 
-@pytest.mark.parametrize(("section", "cls"), SECTIONS.items())
-def test_schema_sections_are_the_declared_settings(section: str, cls: type) -> None:
+@pytest.mark.parametrize(("section", "classes"), SECTIONS.items())
+def test_schema_sections_are_the_declared_settings(section: str, classes: list[type]) -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     props = schema["properties"]["study"]["properties"][section]
     assert props["additionalProperties"] is False
-    assert props["properties"] == {s.name: schema_of(s) for s in settings_of(cls)}
+    declared = {s.name: schema_of(s) for cls in classes for s in settings_of(cls)}
+    if section == "trial":
+        assert props["properties"].pop("kind")["enum"] == ["cnn", "program"]
+    assert props["properties"] == declared
+
+
+def test_a_program_study_keeps_only_its_own_trial_settings(render: Render) -> None:
+    trial = {"kind": "program", "command": "python train.py --lr {lr}", "image": "registry.example/mine:1"}
+    space = [{"name": "lr", "type": "real", "low": 0.001, "high": 0.1}]
+    study = {
+        "name": "mine",
+        "objective": {"metric": "loss", "goal": "minimize"},
+        "space": space,
+        "trial": trial,
+    }
+    objs = render("--set", f"store={STORE}", "--set-json", f"study={json.dumps(study)}")
+    text, _ = config_files(objs)
+    spec = parse_spec(text)
+    assert yaml.safe_load(text)["trial"] == trial  # the CNN's defaults from values.yaml are gone
+    assert spec.kind.name == "program" and vars(spec.trial)["command"] == trial["command"]
 
 
 # --- NOTES.txt and the helm test hook --------------------------------------------------

@@ -73,6 +73,12 @@ other templates.
 {{- $_ := set $budget "parallel" .Values.parallelism }}
 {{- $_ := set $study "budget" $budget }}
 {{- end }}
+{{- /* A program study's trial section is its own: the CNN's defaults that Helm
+merged from values.yaml are not its settings (kubetune/kinds/program.py). */}}
+{{- $trial := $study.trial | default dict }}
+{{- if eq (toString ($trial.kind | default "cnn")) "program" }}
+{{- $_ := set $study "trial" (pick $trial "kind" "command" "image") }}
+{{- end }}
 {{- /* toYaml sorts keys: emit the top level in the spec's own order, for
 people reading the ConfigMap (the schema allows no other keys). */}}
 {{- range $key := list "name" "objective" "space" "optimizer" "budget" "stopping" "x0" "trial" }}
