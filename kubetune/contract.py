@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, Self
 
 from kubetune.settings import add_arguments, from_args, to_argv
 
@@ -297,8 +297,24 @@ class EpochRecord:
         return record
 
 
+class _Plain:
+    """A record that is just its fields, as JSON: written and read back as it is."""
+
+    _what: ClassVar[str]
+
+    def to_json(self) -> bytes:
+        return _dump(asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Self:
+        try:
+            return cls(**_load(data))
+        except TypeError as exc:
+            raise RecordError(f"{cls._what}: {exc}") from exc
+
+
 @dataclass(frozen=True)
-class AttemptRecord:
+class AttemptRecord(_Plain):
     """``trials/NNNNNN/attempts/AA.json``: an attempt the infrastructure took away, written once.
 
     The trial is launched again with the same parameters; the attempt does
@@ -312,36 +328,18 @@ class AttemptRecord:
     started_at: float
     ended_at: float
     schema: int = SCHEMA_VERSION
-
-    def to_json(self) -> bytes:
-        return _dump(asdict(self))
-
-    @classmethod
-    def from_json(cls, data: bytes) -> AttemptRecord:
-        try:
-            return cls(**_load(data))
-        except TypeError as exc:
-            raise RecordError(f"attempt record: {exc}") from exc
+    _what: ClassVar[str] = "attempt record"
 
 
 @dataclass(frozen=True)
-class StopRequest:
+class StopRequest(_Plain):
     """``trials/NNNNNN/stop.json``: why the controller stopped the trial, written once."""
 
     index: int
     reason: str
     at: float
     schema: int = SCHEMA_VERSION
-
-    def to_json(self) -> bytes:
-        return _dump(asdict(self))
-
-    @classmethod
-    def from_json(cls, data: bytes) -> StopRequest:
-        try:
-            return cls(**_load(data))
-        except TypeError as exc:
-            raise RecordError(f"stop request: {exc}") from exc
+    _what: ClassVar[str] = "stop request"
 
 
 def failed_result(index: int, params: Params, objective: str, reason: str, **extra: Any) -> TrialResult:
