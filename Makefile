@@ -27,8 +27,9 @@ $(FASHION_MNIST)/train-images-idx3-ubyte.gz:
 dataset: venv $(FASHION_MNIST)/train-images-idx3-ubyte.gz
 	$(BIN)/kubetune dataset prepare
 
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, helm and
-# fake-gcs-server, built from the Go module proxy and cached outside git.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
+# kube-proxy, helm and fake-gcs-server, built from the Go module proxy and
+# cached outside git.
 binaries:
 	bash tests/cluster/build-binaries.sh
 
@@ -37,7 +38,7 @@ demo: dataset
 	@echo "best trial (kubetune best $(DEMO_STORE)):"
 	$(BIN)/kubetune best $(DEMO_STORE)
 
-test: venv $(FASHION_MNIST)/train-images-idx3-ubyte.gz binaries chromium
+test: venv $(FASHION_MNIST)/train-images-idx3-ubyte.gz binaries chromium node-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
