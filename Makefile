@@ -38,7 +38,7 @@ demo: dataset
 	@echo "best trial (kubetune best $(DEMO_STORE)):"
 	$(BIN)/kubetune best $(DEMO_STORE)
 
-test: venv $(FASHION_MNIST)/train-images-idx3-ubyte.gz binaries chromium node-packages
+test: venv $(FASHION_MNIST)/train-images-idx3-ubyte.gz binaries chromium node-packages images-cpu
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
