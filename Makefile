@@ -27,9 +27,8 @@ $(FASHION_MNIST)/train-images-idx3-ubyte.gz:
 dataset: venv $(FASHION_MNIST)/train-images-idx3-ubyte.gz
 	$(BIN)/kubetune dataset prepare
 
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
-# kube-proxy, helm and fake-gcs-server, built from the Go module proxy and
-# cached outside git.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, helm
+# and fake-gcs-server, built from the Go module proxy and cached outside git.
 binaries:
 	bash tests/cluster/build-binaries.sh
 
