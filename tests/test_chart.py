@@ -37,7 +37,8 @@ Render = Callable[..., list[Obj]]
 JOB_SETTINGS_KEYS = [
     "image", "imagePullPolicy", "imagePullSecrets", "gpus", "gpuResource", "nodeSelector",
     "tolerations", "affinity", "resources", "serviceAccountName", "activeDeadlineSeconds",
-    "backoffLimit", "ttlSecondsAfterFinished", "pendingTimeoutSeconds", "env",
+    "backoffLimit", "ttlSecondsAfterFinished", "pendingTimeoutSeconds", "env", "podSecurityContext",
+    "securityContext",
 ]  # fmt: skip
 
 
@@ -426,7 +427,16 @@ def test_job_settings_default(default_objs: list[Obj]) -> None:
         "ttlSecondsAfterFinished": 86400,
         "pendingTimeoutSeconds": 900,
         "env": [],
-    }
+        # Trial pods get the same security contexts as the controller, from values.
+        "podSecurityContext": {
+            "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }  # fmt: skip
 
 
 def test_job_settings_custom(custom_objs: list[Obj], tmp_path: Path) -> None:

@@ -73,6 +73,15 @@ def test_trial_pods_meet_the_restricted_pod_security_standard() -> None:
     assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
 
 
+def test_trial_security_contexts_come_from_the_settings() -> None:
+    pod_sc = {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "Localhost"}}
+    container_sc = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL", "NET_RAW"]}}
+    settings = JobSettings(podSecurityContext=pod_sc, securityContext=container_sc)
+    pod = build_job(REQ, settings, namespace="ns")["spec"]["template"]["spec"]
+    assert pod["securityContext"] == pod_sc
+    assert pod["containers"][0]["securityContext"] == container_sc
+
+
 def test_cpu_clusters_request_no_gpu() -> None:
     pod = build_job(REQ, JobSettings(gpus=0), namespace="ns")["spec"]["template"]["spec"]
     assert "nvidia.com/gpu" not in pod["containers"][0]["resources"].get("limits", {})

@@ -29,6 +29,20 @@ DATA_DIR = "/data/tensorflow_datasets"
 INHERITED_LABELS = ("app.kubernetes.io/instance", "app.kubernetes.io/part-of")
 
 _LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9._-]")
+# The restricted Pod Security Standard, as uid/gid 65532 (the image's user);
+# the chart passes its podSecurityContext/containerSecurityContext values instead.
+POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "runAsGroup": 65532,
+    "fsGroup": 65532,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,8 @@ class JobSettings:
     ttlSecondsAfterFinished: int | None = 86400
     pendingTimeoutSeconds: int = 900
     env: list[dict[str, Any]] = field(default_factory=list)
+    podSecurityContext: dict[str, Any] = field(default_factory=lambda: dict(POD_SECURITY_CONTEXT))
+    securityContext: dict[str, Any] = field(default_factory=lambda: dict(CONTAINER_SECURITY_CONTEXT))
 
     @classmethod
     def load(cls, path: str | Path) -> JobSettings:
@@ -155,24 +171,14 @@ def _pod_spec(req: TrialRequest, settings: JobSettings) -> dict[str, Any]:
         "command": trial_command(req),
         "env": env,
         "resources": resources,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": settings.securityContext,
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "data", "mountPath": "/data"}],
     }
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         # Trials talk to the bucket, never to the Kubernetes API.
         "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 65532,
-            "runAsGroup": 65532,
-            "fsGroup": 65532,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": settings.podSecurityContext,
         "containers": [container],
         # Bounded, so one trial cannot fill a node's disk (the dataset is ~40 MB).
         "volumes": [

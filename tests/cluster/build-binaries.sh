@@ -18,7 +18,7 @@ ETCD_VERSION=v3.6.16       # must match tools/etcd/go.mod
 HELM_VERSION=v3.22.0
 FAKE_GCS_VERSION=v1.56.1
 BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet helm fake-gcs-server)
-STAMP_CONTENT="k8s=${K8S_VERSION} node=kubelet etcd=${ETCD_VERSION} helm=${HELM_VERSION} fake-gcs-server=${FAKE_GCS_VERSION}"
+STAMP_CONTENT="k8s=${K8S_VERSION} node=kubelet etcd=${ETCD_VERSION} helm=${HELM_VERSION}+kube=${K8S_VERSION} fake-gcs-server=${FAKE_GCS_VERSION}"
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 tools="${here}/tools"
@@ -90,10 +90,15 @@ log "building etcd ${ETCD_VERSION}"
 (cd "${tools}/etcd" && go build -p 2 -ldflags "-s -w" -o "${staging}/etcd" go.etcd.io/etcd/server/v3)
 
 # helm and fake-gcs-server have no replace directives: plain `go install`.
+# The Kubernetes version helm assumes without a cluster (`helm template`,
+# `helm lint`, a chart's kubeVersion): helm's Makefile stamps it, `go install`
+# alone leaves 1.20. Stamped with the test cluster's version.
+helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
+for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    helm_ldflags+=" -X ${pkg}.k8sVersionMajor=${major} -X ${pkg}.k8sVersionMinor=${minor}"
+done
 log "building helm ${HELM_VERSION}"
-GOBIN="${staging}" go install -p 2 \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" \
-    "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+GOBIN="${staging}" go install -p 2 -ldflags "${helm_ldflags}" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
 
 log "building fake-gcs-server ${FAKE_GCS_VERSION}"
 GOBIN="${staging}" go install -p 2 -ldflags "-s -w" \

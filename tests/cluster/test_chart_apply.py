@@ -178,3 +178,13 @@ def test_controller_pod_is_admitted_and_labelled_with_its_job(
         "get", "jobs", "-n", namespace, "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name"
     )
     assert jobs.stdout.split() == [f"job.batch/{job_name}"]
+
+
+@pytest.mark.parametrize("values_file", sorted((CHART / "ci").glob("*-values.yaml")), ids=lambda p: p.name)
+def test_helm_lint_passes_with_the_chart_testing_values(cluster_assets: Path, values_file: Path) -> None:
+    # The chart as shipped; ci/*-values.yaml give the one required value (store).
+    proc = subprocess.run(
+        [str(cluster_assets / "helm"), "lint", "--strict", str(CHART), "-f", str(values_file)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr

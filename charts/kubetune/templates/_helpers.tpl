@@ -123,6 +123,8 @@ backoffLimit: {{ int .Values.trial.backoffLimit }}
 ttlSecondsAfterFinished: {{ int64 .Values.trial.ttlSecondsAfterFinished }}
 pendingTimeoutSeconds: {{ int64 .Values.trial.pendingTimeoutSeconds }}
 env: {{- include "kubetune.yamlOrEmpty" (list .Values.extraEnv "[]") }}
+podSecurityContext: {{- include "kubetune.yamlOrEmpty" (list .Values.podSecurityContext "{}") }}
+securityContext: {{- include "kubetune.yamlOrEmpty" (list .Values.containerSecurityContext "{}") }}
 {{- end }}
 
 {{/*
