@@ -9,8 +9,9 @@ Settings this host needs (cgroup v1, no registry.k8s.io):
 - kubelet: cgroupfs driver and failCgroupV1 false; node IP and serving
   address the bridge's gateway (the kubelet refuses a loopback node IP), so
   the apiserver reaches it (logs, exec) without DNS and nothing listens on an
-  outside interface; no DNS for pods (resolvConf ""); eviction and image GC thresholds that disk usage of a dev machine never
-  trips (GC deleting a pre-loaded image would mean a pull);
+  outside interface; no DNS for pods (resolvConf ""); eviction and image GC
+  thresholds that disk usage of a dev machine never trips (GC deleting a
+  pre-loaded image would mean a pull);
 - containerd: restrict_oom_score_adj (runc cannot lower the OOM score adj
   unprivileged); the sandbox image built from pause.c; every registry name
   resolved to a registry on loopback (hosts.toml), so a pull can never leave
@@ -29,6 +30,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +77,8 @@ class Node(Service):
     name: str = "gpu-node-0"
     gpu_count: int = 1
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False, repr=False)
+    _stop_keeping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _keeper: threading.Thread | None = field(default=None, init=False, repr=False)
 
     # ---- paths ----------------------------------------------------------
 
@@ -95,6 +99,10 @@ class Node(Service):
         return self.work_dir / "pod-logs"
 
     @property
+    def kept_logs_dir(self) -> Path:
+        return self.work_dir / "kept-pod-logs"
+
+    @property
     def cgroup_root(self) -> str:
         return f"/kubetune-{self.network.bridge}"
 
@@ -107,9 +115,14 @@ class Node(Service):
         self._create_cgroups()
         self._start_kubelet()
         self._advertise_gpus()
+        self._keeper = threading.Thread(target=self._keep_logs, name=f"{self.name}-logs", daemon=True)
+        self._keeper.start()
 
     def stop(self) -> None:
         """Stop every pod, then the kubelet and containerd; remove what they left. Safe twice."""
+        self._stop_keeping.set()
+        if self._keeper is not None:
+            self._keeper.join(timeout=10)
         kubelet = self._procs.pop("kubelet", None)
         if kubelet is not None:
             stop_group(kubelet, STOP_GRACE_S)
@@ -230,6 +243,13 @@ state = "{self.work_dir / "containerd" / "state"}"
         """Image names containerd holds (for tests)."""
         out = self._ctr("images", "list", "--quiet").stdout
         return set(out.split())
+
+    def pod_running(self, namespace: str, pod: str) -> bool:
+        """True while a container of the pod (sandbox included) runs in containerd."""
+        labels = f'labels."io.kubernetes.pod.namespace"=={namespace},labels."io.kubernetes.pod.name"=={pod}'
+        ids = set(self._ctr("containers", "list", "--quiet", labels).stdout.split())
+        tasks = self._ctr("tasks", "list").stdout.splitlines()[1:]
+        return any(line.split()[0] in ids and "RUNNING" in line for line in tasks)
 
     def pod_network_namespaces(self) -> set[Path]:
         """The named network namespaces (/var/run/netns/cni-...) of running pods."""
@@ -411,11 +431,27 @@ state = "{self.work_dir / "containerd" / "state"}"
         except Exception as exc:  # the control plane may be gone already
             log.debug("node %s not deleted: %s", self.name, exc)
 
+    def _keep_logs(self) -> None:
+        """Hard-link every container log file the kubelet creates into kept_logs_dir.
+
+        The kubelet deletes a pod's logs with the pod; tests read the logs of
+        deleted pods (a killed controller's last words). A hard link keeps the
+        file, which the runtime goes on appending to until the container ends.
+        """
+        while not self._stop_keeping.wait(0.2):
+            for path in self.pod_logs_dir.glob("*/*/*.log"):
+                kept = self.kept_logs_dir / path.relative_to(self.pod_logs_dir)
+                if kept.exists():
+                    continue
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                with contextlib.suppress(FileNotFoundError, FileExistsError):
+                    os.link(path, kept)
+
     def namespace_logs(self, namespace: str) -> dict[str, str]:
-        """Pod name -> every line its containers printed, as the kubelet kept them
-        (also for pods already deleted from the API, until the node stops)."""
+        """Pod name -> every line its containers printed, deleted pods included
+        (kept by _keep_logs until the node stops)."""
         found: dict[str, str] = {}
-        for folder in sorted(self.pod_logs_dir.glob(f"{namespace}_*")):
+        for folder in sorted(self.kept_logs_dir.glob(f"{namespace}_*")):
             pod = folder.name.split("_")[1]
             text = "".join(_cri_log_text(f) for f in sorted(folder.glob("*/*.log")))
             found[pod] = found.get(pod, "") + text
