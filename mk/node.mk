@@ -4,11 +4,13 @@
 # Debian's packages: containerd + runc run the pods, the CNI plugins wire them
 # to a bridge, iptables carries kube-proxy's Service rules and our FORWARD
 # drop, buildah/podman/mmdebstrap build the images from Debian and PyPI, gcc
-# builds the static pause image, docker-registry serves pulls on loopback.
+# builds the static pause image. No registry: images are imported into the
+# node's containerd, and every registry name resolves to loopback, where a
+# pull fails at once (tests/cluster/node.py).
 
 SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables buildah podman \
-	mmdebstrap docker-registry gcc libc6-dev
+	mmdebstrap gcc libc6-dev
 
 .PHONY: node-packages
 
