@@ -5,7 +5,8 @@ same store, but instead of training it sleeps and then behaves as told by
 ``KUBETUNE_FAKE_TRIAL`` (JSON): ``{"default": {...}, "<index>": {...}}`` with keys
 ``sleep`` (seconds the trial lasts, counted from its process start, so
 that a busy machine's slower Python start-up does not lengthen it),
-``exit`` (exit code without writing), ``hang`` (never end), ``write``
+``exit`` (exit code without writing), ``hang`` (never end), ``oom`` (take
+memory until the kernel kills it at the container's limit), ``write``
 ("ok" | "malformed" | "out_of_range" | "nan"). Its value is ``objective``,
 so the GP has something real to learn. It imports only the contract and the
 store: eight of it starting at once on a 2-core bench machine then take
@@ -84,6 +85,10 @@ def main(argv: list[str]) -> int:
     if how.get("hang"):
         while True:
             time.sleep(3600)
+    if how.get("oom"):
+        hog = []
+        while True:
+            hog.append(b"x" * (64 << 20))  # written, so resident: bytearray(n) pages stay untouched
     if "exit" in how:
         return int(how["exit"])
     try:

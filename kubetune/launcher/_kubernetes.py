@@ -343,11 +343,7 @@ class KubernetesLauncher:
             # a second Job for the index.
             with self._lock:
                 self._unschedulable.add(index)
-            return TrialExit(
-                index,
-                None,
-                f"not scheduled within {self.settings.pendingTimeoutSeconds} s{_unschedulable(pods)}",
-            )
+            return TrialExit(index, None, _pending_reason(pods, self.settings.pendingTimeoutSeconds))
         return None
 
     # --- API helpers ---------------------------------------------------------
@@ -437,12 +433,20 @@ def _phase(pod: Obj) -> str | None:
     return str(phase) if phase else None
 
 
-def _unschedulable(pods: list[Obj]) -> str:
+def _pending_reason(pods: list[Obj], limit_s: int) -> str:
+    """Why a trial's pod is still Pending after limit_s: the scheduler's message,
+    or, once scheduled, why its container is waiting (an image that cannot be pulled)."""
     for pod in pods:
-        for cond in pod.get("status", {}).get("conditions") or []:
+        status = pod.get("status", {})
+        for cond in status.get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-                return f": {cond.get('message', cond.get('reason', ''))}"
-    return ""
+                return f"not scheduled within {limit_s} s: {cond.get('message', cond.get('reason', ''))}"
+        for container in status.get("containerStatuses") or []:
+            waiting = container.get("state", {}).get("waiting")
+            if waiting:
+                why = f"{waiting.get('reason')}: {waiting.get('message', '')}"
+                return f"not started within {limit_s} s: {why}"
+    return f"not scheduled within {limit_s} s"
 
 
 def _progress(summary: Summary) -> dict[str, str]:

@@ -13,7 +13,6 @@ Fixtures:
   project_images  -> ProjectImages the controller and trial images (mk/build-images.sh)
   node            -> Node          kubelet + containerd node gpu-node-0, 1 nvidia.com/gpu,
                                    the project images loaded
-  kubelet         -> LocalKubelet  (simulated; being replaced by `node`)
   kubectl         -> Kubectl       kubectl("get", "pods", "-n", ns) -> CompletedProcess
   namespace       -> str           fresh namespace enforcing restricted PSS
 """
@@ -35,7 +34,6 @@ from ._proc import wait_for
 from .controlplane import ControlPlane
 from .images import ProjectImages, pause_image
 from .images import project_images as build_project_images
-from .kubelet import LocalKubelet
 from .node import Node
 from .nodenet import NodeNetwork
 
@@ -44,7 +42,6 @@ __all__ = [
     "cluster_assets",
     "control_plane",
     "kubectl",
-    "kubelet",
     "namespace",
     "node",
     "node_network",
@@ -112,14 +109,6 @@ def node(
     with Node(control_plane, node_network, work_dir, pause_image()) as gpu_node:
         gpu_node.load_images([project_images.controller, project_images.trial])
         yield gpu_node
-
-
-@pytest.fixture(scope="session")
-def kubelet(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKubelet]:
-    """A LocalKubelet for node gpu-node-0 with one nvidia.com/gpu."""
-    work_dir = tmp_path_factory.mktemp("kubelet")
-    with LocalKubelet(control_plane.kubeconfig, work_dir, gpu_count=1) as node:
-        yield node
 
 
 class Kubectl:

@@ -12,7 +12,8 @@ from kubernetes import client
 
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import create_namespace, delete_namespace
-from tests.cluster.kubelet import LocalKubelet
+from tests.cluster.images import ProjectImages, fake_trial_image
+from tests.cluster.node import Node
 from tests.fake_trial import shim_dir
 from tests.gcs_emulator import FakeGCS
 from tests.reliability._cluster import Rig, Testbed
@@ -20,12 +21,8 @@ from tests.reliability._cluster import Rig, Testbed
 
 @pytest.fixture(scope="session")
 def shim() -> Iterator[Path]:
-    """A PATH folder whose ``kubetune trial`` is tests/fake_trial.py; ``shim / "kubetune"`` runs it.
-
-    Kept outside /tmp: controller and trial pods mount an emptyDir over /tmp
-    (the local kubelet binds it in each container's mount namespace), which
-    would hide a shim kept there.
-    """
+    """A PATH folder whose ``kubetune trial`` is tests/fake_trial.py; ``shim / "kubetune"`` runs it
+    (local studies; on the cluster, the fake trial image does the same)."""
     parent = Path.home() / ".cache" / "kubetune"
     parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="reliability-shim-", dir=parent))
@@ -44,9 +41,12 @@ def module_namespace(control_plane: ControlPlane, request: pytest.FixtureRequest
 
 @pytest.fixture(scope="session")
 def testbed(
-    cluster_assets: Path, control_plane: ControlPlane, kubelet: LocalKubelet, gcs: FakeGCS, shim: Path
+    cluster_assets: Path, control_plane: ControlPlane, node: Node, project_images: ProjectImages, gcs: FakeGCS
 ) -> Testbed:
-    return Testbed(cluster_assets, control_plane, kubelet, gcs, shim)
+    """The cluster, its node with the fake trial image loaded, and the GCS emulator."""
+    fake = fake_trial_image(project_images.controller)
+    node.load_images([fake])
+    return Testbed(cluster_assets, control_plane, node, gcs, project_images.controller, fake)
 
 
 @pytest.fixture
