@@ -27,8 +27,8 @@ $(FASHION_MNIST)/train-images-idx3-ubyte.gz:
 dataset: venv $(FASHION_MNIST)/train-images-idx3-ubyte.gz
 	$(BIN)/kubetune dataset prepare
 
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, helm and
-# fake-gcs-server, built from the Go module proxy and cached outside git.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, helm
+# and fake-gcs-server, built from the Go module proxy and cached outside git.
 binaries:
 	bash tests/cluster/build-binaries.sh
 
@@ -37,7 +37,7 @@ demo: dataset
 	@echo "best trial (kubetune best $(DEMO_STORE)):"
 	$(BIN)/kubetune best $(DEMO_STORE)
 
-test: venv $(FASHION_MNIST)/train-images-idx3-ubyte.gz binaries chromium images-cpu
+test: venv $(FASHION_MNIST)/train-images-idx3-ubyte.gz binaries chromium node-packages images-cpu
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv

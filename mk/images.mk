@@ -7,20 +7,10 @@
 
 IMAGE_PREFIX ?= ghcr.io/kubetune
 export IMAGE_PREFIX
-SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian's packages: buildah/podman build the images without a daemon, from
-# Debian and PyPI; mmdebstrap makes the Debian base from Debian's packages.
-IMAGE_PACKAGES := buildah podman mmdebstrap
-IMAGES_PREREQS := image-tools
+# From the top-level Makefile: podman and mmdebstrap first (mk/node.mk).
+IMAGES_PREREQS := $(if $(BIN),node-packages)
 
-.PHONY: images images-cpu release image-tools
-
-# Installed when any is missing (apt-get is not run on every `make test`).
-image-tools:
-	@[ "$$(dpkg-query -W -f='$${db:Status-Status}\n' $(IMAGE_PACKAGES) 2>/dev/null | grep -cx installed)" \
-		= "$(words $(IMAGE_PACKAGES))" ] \
-	|| { $(SUDO) apt-get update -qq \
-		&& $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(IMAGE_PACKAGES); }
+.PHONY: images images-cpu release
 
 # The trial image with TensorFlow for NVIDIA GPUs (the default).
 images: $(IMAGES_PREREQS)

@@ -13,19 +13,44 @@ import pytest
 
 # The real control plane's fixtures, registered once here so every folder
 # shares one control plane per session.
-from tests.cluster.fixtures import Kubectl, cluster_assets, control_plane, kubectl, kubelet, namespace
+from tests.cluster.fixtures import (
+    Kubectl,
+    cluster_assets,
+    control_plane,
+    fake_image,
+    kubectl,
+    namespace,
+    node,
+    node_network,
+    project_images,
+)
+from tests.cluster.nodenet import NodeNetwork
 from tests.fake_trial import shim_dir
 from tests.gcs_emulator import FakeGCS
 
-__all__ = ["Kubectl", "cluster_assets", "control_plane", "kubectl", "kubelet", "namespace"]
+__all__ = [
+    "Kubectl",
+    "cluster_assets",
+    "control_plane",
+    "fake_image",
+    "kubectl",
+    "namespace",
+    "node",
+    "node_network",
+    "project_images",
+]
 
 _bucket_names = (f"kubetune-test-{i}" for i in itertools.count())
 
 
 @pytest.fixture(scope="session")
-def gcs(cluster_assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGCS]:
-    """fake-gcs-server on loopback, with STORAGE_EMULATOR_HOST pointing at it."""
-    with FakeGCS(cluster_assets / "fake-gcs-server", tmp_path_factory.mktemp("gcs")) as server:
+def gcs(
+    cluster_assets: Path, node_network: NodeNetwork, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FakeGCS]:
+    """fake-gcs-server on the node network's gateway (tests and pods reach it there),
+    with STORAGE_EMULATOR_HOST pointing at it."""
+    binary = cluster_assets / "fake-gcs-server"
+    with FakeGCS(binary, tmp_path_factory.mktemp("gcs"), address=node_network.gateway) as server:
         old = os.environ.get("STORAGE_EMULATOR_HOST")
         os.environ["STORAGE_EMULATOR_HOST"] = server.host
         yield server
@@ -58,12 +83,8 @@ def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def shim() -> Iterator[Path]:
-    """A PATH folder whose ``kubetune trial`` is tests/fake_trial.py; ``shim / "kubetune"`` runs it.
-
-    Kept outside /tmp: controller and trial pods mount an emptyDir over /tmp
-    (the local kubelet binds it in each container's mount namespace), which
-    would hide a shim kept there.
-    """
+    """A PATH folder whose ``kubetune trial`` is tests/fake_trial.py; ``shim / "kubetune"`` runs it
+    (local studies; on the cluster, the fake trial image does the same)."""
     parent = Path.home() / ".cache" / "kubetune"
     parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="reliability-shim-", dir=parent))

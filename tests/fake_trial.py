@@ -5,7 +5,8 @@ same store, but instead of training it sleeps and then behaves as told by
 ``KUBETUNE_FAKE_TRIAL`` (JSON): ``{"default": {...}, "<index>": {...}}`` with keys
 ``sleep`` (seconds the trial lasts, counted from its process start, so
 that a busy machine's slower Python start-up does not lengthen it),
-``exit`` (exit code without writing), ``hang`` (never end), ``write``
+``exit`` (exit code without writing), ``hang`` (never end), ``oom`` (take
+memory until the kernel kills it at the container's limit), ``write``
 ("ok" | "malformed" | "out_of_range" | "nan"), ``epochs`` and ``epoch_s``
 (report a learning curve, epoch by epoch, and stop when the controller
 asks, unless ``ignore_stop``). Its value is ``objective``,
@@ -15,7 +16,7 @@ little from the controller (0.05 s of CPU each, against 0.14 s before).
 
 ``shim_dir`` makes a folder whose ``kubetune`` runs this for ``kubetune trial``
 and the real console script for everything else: put it first on PATH (the
-local kubelet's extra_env, or a LocalLauncher's executable).
+LocalLauncher's executable; the fake trial image does the same in a pod).
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ from kubetune.contract import (
 from kubetune.kinds import CNN
 from kubetune.store import AlreadyExists, Store, open_store
 from kubetune.trial.epochs import EpochReporter
-from tests import REPO
 
 ENV = "KUBETUNE_FAKE_TRIAL"
+# Not tests.REPO: the fake trial image carries this file alone.
+REPO = Path(__file__).resolve().parent.parent
 
 
 def objective(params: Params) -> float:
@@ -88,6 +90,10 @@ def main(argv: list[str]) -> int:
     if how.get("hang"):
         while True:
             time.sleep(3600)
+    if how.get("oom"):
+        hog = []
+        while True:
+            hog.append(b"x" * (64 << 20))  # written, so resident: bytearray(n) pages stay untouched
     if "exit" in how:
         return int(how["exit"])
     store = open_store(req.store)

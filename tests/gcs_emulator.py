@@ -1,4 +1,7 @@
-"""A real GCS emulator on loopback: fake-gcs-server, which enforces generation preconditions."""
+"""A real GCS emulator: fake-gcs-server, which enforces generation preconditions.
+
+It listens on one local address: loopback by default, or the test node's
+bridge gateway, so pods reach it too."""
 
 from __future__ import annotations
 
@@ -11,11 +14,12 @@ from tests.cluster._proc import Service, free_port
 
 
 class FakeGCS(Service):
-    def __init__(self, binary: Path, workdir: Path) -> None:
+    def __init__(self, binary: Path, workdir: Path, address: str = "127.0.0.1") -> None:
         self.binary = binary
         self.workdir = workdir
+        self.address = address
         self.port = free_port()
-        self.host = f"http://127.0.0.1:{self.port}"
+        self.host = f"http://{address}:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -28,13 +32,13 @@ class FakeGCS(Service):
                     "-scheme",
                     "http",
                     "-host",
-                    "127.0.0.1",
+                    self.address,
                     "-port",
                     str(self.port),
                     "-backend",
                     "memory",
                     "-public-host",
-                    f"127.0.0.1:{self.port}",
+                    f"{self.address}:{self.port}",
                     "-external-url",
                     self.host,
                     "-log-level",

@@ -15,11 +15,13 @@ def wait_for(
     timeout_s: float,
     interval_s: float = 0.25,
     on_timeout: Callable[[], str] | None = None,
+    fatal: tuple[type[BaseException], ...] = (),
 ) -> T:
     """Poll ``probe`` until it returns something truthy, and return that; bounded by ``timeout_s``.
 
     Probe exceptions are treated as "not yet" (the last one is reported), since
-    most probes talk to a server that is still starting.
+    most probes talk to a server that is still starting; those of a ``fatal``
+    type (e.g. "the process died") end the wait at once.
     """
     deadline = time.monotonic() + timeout_s
     last_error: BaseException | None = None
@@ -28,6 +30,8 @@ def wait_for(
             result = probe()
             if result:
                 return result
+        except fatal:
+            raise
         except Exception as exc:
             last_error = exc
         if time.monotonic() >= deadline:

@@ -1,1 +1,1 @@
-"""Real Kubernetes control plane + local GPU kubelet for tests (see fixtures.py)."""
+"""Real Kubernetes control plane + a real GPU node (kubelet, containerd) for tests (see fixtures.py)."""

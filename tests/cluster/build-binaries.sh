@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the binaries of the test control plane from source (no prebuilt
 # downloads are reachable here): etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, helm and fake-gcs-server.
+# kube-scheduler, the node's kubelet, helm and fake-gcs-server.
 #
 # Idempotent: when the assets folder already holds every binary, nothing is
 # built. The folder is $KUBEBUILDER_ASSETS when set (envtest's convention, so a
@@ -17,8 +17,8 @@ K8S_VERSION=v1.36.3        # must match tools/go.mod (checked below)
 ETCD_VERSION=v3.6.16       # must match tools/etcd/go.mod
 HELM_VERSION=v3.22.0
 FAKE_GCS_VERSION=v1.56.1
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler helm fake-gcs-server)
-STAMP_CONTENT="k8s=${K8S_VERSION} etcd=${ETCD_VERSION} helm=${HELM_VERSION}+kube=${K8S_VERSION} fake-gcs-server=${FAKE_GCS_VERSION}"
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet helm fake-gcs-server)
+STAMP_CONTENT="k8s=${K8S_VERSION} node=kubelet etcd=${ETCD_VERSION} helm=${HELM_VERSION}+kube=${K8S_VERSION} fake-gcs-server=${FAKE_GCS_VERSION}"
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 tools="${here}/tools"
@@ -79,11 +79,12 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 start=$SECONDS
-log "building kube-apiserver, kube-controller-manager, kube-scheduler ${K8S_VERSION}"
+log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubelet ${K8S_VERSION}"
 (cd "${tools}" && go build -p 2 -ldflags "${kube_ldflags}" -o "${staging}/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler)
+    k8s.io/kubernetes/cmd/kube-scheduler \
+    k8s.io/kubernetes/cmd/kubelet)
 
 log "building etcd ${ETCD_VERSION}"
 (cd "${tools}/etcd" && go build -p 2 -ldflags "-s -w" -o "${staging}/etcd" go.etcd.io/etcd/server/v3)

@@ -9,7 +9,9 @@ with three differences that the kubetune tests need:
 - a controller manager and a scheduler run, so Jobs, garbage collection and
   GPU bin-packing are the real controllers' behaviour.
 
-No kubelet runs here; see kubelet.py for the stand-in that runs pods locally.
+A node is started separately (node.py). The apiserver listens on the node
+network's gateway (bind_address), the one address the tests, the pods and the
+kubelet all reach; the kubelet serves there too.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ CONTROLLERS = (
     # cluster: without it, such a pod of a Job with a podFailurePolicy (the
     # chart's controller) keeps its Job-tracking finalizer, and its namespace.
     "pod-garbage-collector-controller",
+    # Lifts the not-ready taint a new node registers with, and marks a node
+    # whose kubelet stopped reporting NotReady, as on a real cluster.
+    "node-lifecycle-controller",
 )
 START_TIMEOUT_S = 180.0  # apiserver cold start on a loaded 2-core machine
 STOP_GRACE_S = 10.0
@@ -107,8 +112,9 @@ class Pki:
         return cert, key
 
 
-def make_pki(folder: Path) -> Pki:
-    """CA, apiserver serving cert (loopback + in-cluster names) and SA signing key."""
+def make_pki(folder: Path, extra_ips: tuple[str, ...] = ()) -> Pki:
+    """CA, apiserver serving cert (loopback, the Service IP, extra_ips and the
+    in-cluster names) and SA signing key."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key, ca_cert = folder / "ca.key", folder / "ca.crt"
     _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(ca_key))
@@ -138,6 +144,7 @@ def make_pki(folder: Path) -> Pki:
     sans = [
         "IP:127.0.0.1",
         "IP:10.0.0.1",
+        *(f"IP:{ip}" for ip in extra_ips),
         "DNS:localhost",
         "DNS:kubernetes",
         "DNS:kubernetes.default",
@@ -209,6 +216,7 @@ class ControlPlane(Service):
 
     assets: Path
     work_dir: Path
+    bind_address: str = "127.0.0.1"
     extra_apiserver_args: tuple[str, ...] = ()
     extra_controller_manager_args: tuple[str, ...] = ()
     start_timeout_s: float = START_TIMEOUT_S
@@ -221,7 +229,7 @@ class ControlPlane(Service):
 
     @property
     def host(self) -> str:
-        return "127.0.0.1"
+        return self.bind_address
 
     @property
     def server(self) -> str:
@@ -259,7 +267,7 @@ class ControlPlane(Service):
             if not (self.assets / binary).is_file():
                 raise ControlPlaneError(f"{binary} missing from {self.assets}")
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.pki = make_pki(self.work_dir / "pki")
+        self.pki = make_pki(self.work_dir / "pki", extra_ips=(self.bind_address,))
         for attempt in range(1, PORT_ATTEMPTS + 1):
             try:
                 self._start_components()
@@ -345,18 +353,24 @@ class ControlPlane(Service):
         pki = self.pki
         self.port = free_port()
         admin_cert, admin_key = pki.client_cert("admin", "kubetune-admin", "system:masters")
+        # What the apiserver shows kubelets (logs, exec): the kubelet authorizes it by webhook.
+        kubelet_client = pki.client_cert("apiserver-kubelet-client", "kube-apiserver", "system:masters")
         write_kubeconfig(self.kubeconfig, self.server, pki.ca_cert, admin_cert, admin_key, "admin")
         comp = self._run(
             "kube-apiserver",
             [
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.host}",
+                f"--advertise-address={self.host}",
                 f"--secure-port={self.port}",
                 f"--cert-dir={self.work_dir / 'pki'}",
                 f"--tls-cert-file={pki.serving_cert}",
                 f"--tls-private-key-file={pki.serving_key}",
                 f"--client-ca-file={pki.ca_cert}",
+                f"--kubelet-client-certificate={kubelet_client[0]}",
+                f"--kubelet-client-key={kubelet_client[1]}",
+                # The node's IP, never its name: a name would go to DNS, off the machine.
+                "--kubelet-preferred-address-types=InternalIP",
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",
@@ -365,6 +379,7 @@ class ControlPlane(Service):
                 "--allow-privileged=true",
                 # The 'kubernetes' Service endpoint would be 127.0.0.1, which
                 # Endpoints validation rejects (loopback): skip the reconciler.
+                # With a node, NodeNetwork routes the Service to the apiserver.
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
                 *self.extra_apiserver_args,

@@ -1,4 +1,4 @@
-"""Session-scoped pytest fixtures for a real test control plane and a local GPU kubelet.
+"""Session-scoped pytest fixtures for a real test control plane and a real GPU node.
 
 Import them into a conftest.py (tests/cluster/conftest.py does):
 
@@ -8,8 +8,12 @@ Fixtures:
   cluster_assets  -> Path        folder holding etcd, kube-apiserver, ... helm,
                                  fake-gcs-server (built by build-binaries.sh;
                                  skipped only with KUBETUNE_SKIP_CLUSTER=1)
+  node_network    -> NodeNetwork   the pods' bridge; the apiserver listens on its gateway
   control_plane   -> ControlPlane  .kubeconfig .server .ca_file .api_client
-  kubelet         -> LocalKubelet  node gpu-node-0 with 1 nvidia.com/gpu
+  project_images  -> ProjectImages the controller and trial images (mk/build-images.sh)
+  node            -> Node          kubelet + containerd node gpu-node-0, 1 nvidia.com/gpu,
+                                   the project images loaded
+  fake_image      -> str           tests/fake_trial.py as the trial image, loaded into the node
   kubectl         -> Kubectl       kubectl("get", "pods", "-n", ns) -> CompletedProcess
   namespace       -> str           fresh namespace enforcing restricted PSS
 """
@@ -30,9 +34,22 @@ from kubernetes.client.exceptions import ApiException
 from tests.polling import wait_for
 
 from .controlplane import ControlPlane
-from .kubelet import LocalKubelet
+from .images import ProjectImages, fake_trial_image, pause_image
+from .images import project_images as build_project_images
+from .node import Node
+from .nodenet import NodeNetwork
 
-__all__ = ["Kubectl", "cluster_assets", "control_plane", "kubectl", "kubelet", "namespace"]
+__all__ = [
+    "Kubectl",
+    "cluster_assets",
+    "control_plane",
+    "fake_image",
+    "kubectl",
+    "namespace",
+    "node",
+    "node_network",
+    "project_images",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +76,51 @@ def cluster_assets() -> Path:
 
 
 @pytest.fixture(scope="session")
-def control_plane(cluster_assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """etcd + apiserver + controller-manager + scheduler; logs under <work_dir>/logs."""
+def node_network(cluster_assets: Path) -> Iterator[NodeNetwork]:
+    """The bridge pods live on, with no way off the machine."""
+    with NodeNetwork() as network:
+        yield network
+
+
+@pytest.fixture(scope="session")
+def control_plane(
+    cluster_assets: Path, node_network: NodeNetwork, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControlPlane]:
+    """etcd + apiserver + controller-manager + scheduler; logs under <work_dir>/logs.
+    The apiserver listens on the node network's gateway, and is the `kubernetes` Service there."""
     work_dir = tmp_path_factory.mktemp("controlplane")
-    with ControlPlane(assets=cluster_assets, work_dir=work_dir) as cp:
+    with ControlPlane(assets=cluster_assets, work_dir=work_dir, bind_address=node_network.gateway) as cp:
+        node_network.route_kubernetes_service(cp.port)
         yield cp
 
 
 @pytest.fixture(scope="session")
-def kubelet(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKubelet]:
-    """A LocalKubelet for node gpu-node-0 with one nvidia.com/gpu."""
-    work_dir = tmp_path_factory.mktemp("kubelet")
-    with LocalKubelet(control_plane.kubeconfig, work_dir, gpu_count=1) as node:
-        yield node
+def project_images(cluster_assets: Path) -> ProjectImages:
+    """controller/Dockerfile and trial_image/Dockerfile, built (or found) by mk/build-images.sh."""
+    return build_project_images()
+
+
+@pytest.fixture(scope="session")
+def node(
+    control_plane: ControlPlane,
+    node_network: NodeNetwork,
+    project_images: ProjectImages,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Node]:
+    """Node gpu-node-0: kubelet + containerd + runc, one nvidia.com/gpu, the project images loaded."""
+    work_dir = tmp_path_factory.mktemp("node")
+    with Node(control_plane, node_network, work_dir, pause_image()) as gpu_node:
+        gpu_node.load_images([project_images.controller, project_images.trial])
+        yield gpu_node
+
+
+@pytest.fixture(scope="session")
+def fake_image(node: Node, project_images: ProjectImages) -> str:
+    """The fake trial image (tests/fake_trial.py on the controller image), loaded into the node:
+    trials that sleep, fail or report epochs as a test's ``KUBETUNE_FAKE_TRIAL`` says."""
+    image = fake_trial_image(project_images.controller)
+    node.load_images([image])
+    return image
 
 
 class Kubectl:

@@ -10,17 +10,18 @@ from tests.polling import wait_for
 
 Json = dict[str, Any]
 
-TRIAL_IMAGE = "kubetune/trial:test"  # never pulled: the local kubelet runs the command
 GPU_TOLERATION: Json = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 RESTRICTED_POD_SECURITY: Json = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 RESTRICTED_CONTAINER_SECURITY: Json = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
-def gpu_container(command: list[str], name: str = "trial", gpus: int = 1) -> Json:
-    """A restricted-PSS-compliant container asking for GPUs."""
+def gpu_container(command: list[str], image: str, name: str = "trial", gpus: int = 1) -> Json:
+    """A restricted-PSS-compliant container asking for GPUs, running an image
+    the node already holds."""
     return {
         "name": name,
-        "image": TRIAL_IMAGE,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
         "command": command,
         "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
         "securityContext": RESTRICTED_CONTAINER_SECURITY,
@@ -28,7 +29,7 @@ def gpu_container(command: list[str], name: str = "trial", gpus: int = 1) -> Jso
 
 
 def gpu_pod_spec(
-    command: list[str], *, restart_policy: str = "Never", service_account: str | None = None
+    command: list[str], image: str, *, restart_policy: str = "Never", service_account: str | None = None
 ) -> Json:
     spec: Json = {
         "restartPolicy": restart_policy,
@@ -36,7 +37,7 @@ def gpu_pod_spec(
         "tolerations": [GPU_TOLERATION],
         "terminationGracePeriodSeconds": 5,
         "securityContext": RESTRICTED_POD_SECURITY,
-        "containers": [gpu_container(command)],
+        "containers": [gpu_container(command, image)],
     }
     if service_account:
         spec["serviceAccountName"] = service_account

@@ -1,9 +1,11 @@
-"""The test control plane and local GPU kubelet behave like a real cluster where
+"""The test control plane and its GPU node behave like a real cluster where
 kubetune depends on it: version, RBAC, PodSecurity, Jobs, GPU capacity,
-in-cluster config, garbage collection."""
+in-cluster config, garbage collection. Pods run the controller image (Python
+and the kubernetes client) in real containers."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import textwrap
 import time
@@ -29,9 +31,16 @@ from .helpers import (
     wait_job_finished,
     wait_pod_phase,
 )
-from .kubelet import LocalKubelet
+from .images import ProjectImages
+from .node import Node
 
 pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def image(node: Node, project_images: ProjectImages) -> str:
+    """What the test pods run: the controller image (Python, the kubernetes client), on the node."""
+    return project_images.controller
 
 
 def test_apiserver_reports_built_version(control_plane: ControlPlane, kubectl: Kubectl) -> None:
@@ -54,7 +63,7 @@ def test_fresh_serviceaccount_cannot_list_secrets(namespace: str, kubectl: Kubec
 
 def test_privileged_pod_rejected_by_restricted_pss(control_plane: ControlPlane, namespace: str) -> None:
     core = client.CoreV1Api(control_plane.api_client)
-    spec = gpu_pod_spec(["python", "-c", "pass"])
+    spec = gpu_pod_spec(["python", "-c", "pass"], "kubetune/never-run:0")  # refused before any node
     spec["containers"][0]["securityContext"] = {"privileged": True}
     with pytest.raises(ApiException) as err:
         core.create_namespaced_pod(namespace, pod_manifest("privileged", spec))
@@ -63,27 +72,27 @@ def test_privileged_pod_rejected_by_restricted_pss(control_plane: ControlPlane, 
 
 
 def test_job_completes_on_gpu_node(
-    control_plane: ControlPlane, kubelet: LocalKubelet, namespace: str
+    control_plane: ControlPlane, node: Node, image: str, namespace: str
 ) -> None:
     batch = client.BatchV1Api(control_plane.api_client)
     core = client.CoreV1Api(control_plane.api_client)
-    spec = gpu_pod_spec(["python", "-c", "import sys; print('trial ok'); sys.exit(0)"])
+    spec = gpu_pod_spec(["python", "-c", "import sys; print('trial ok'); sys.exit(0)"], image)
     batch.create_namespaced_job(namespace, job_manifest("ok", spec))
     assert wait_job_finished(batch, namespace, "ok") == "Complete"
     (pod,) = job_pods(core, namespace, "ok")
-    assert pod.spec is not None and pod.spec.node_name == kubelet.node_name
+    assert pod.spec is not None and pod.spec.node_name == node.name
     assert pod.status is not None and pod.status.phase == "Succeeded"
     assert terminated_exit_code(pod) == 0
-    assert pod.status.pod_ip == "127.0.0.1"
-    assert "trial ok" in kubelet.logs(namespace, name_of(pod))
+    assert ipaddress.ip_address(pod.status.pod_ip or "") in node.network.subnet  # a bridge address
+    assert "trial ok" in node.logs(namespace, name_of(pod))
 
 
 def test_job_fails_with_container_exit_code(
-    control_plane: ControlPlane, kubelet: LocalKubelet, namespace: str
+    control_plane: ControlPlane, node: Node, image: str, namespace: str
 ) -> None:
     batch = client.BatchV1Api(control_plane.api_client)
     core = client.CoreV1Api(control_plane.api_client)
-    spec = gpu_pod_spec(["python", "-c", "import sys; sys.exit(3)"])
+    spec = gpu_pod_spec(["python", "-c", "import sys; sys.exit(3)"], image)
     batch.create_namespaced_job(namespace, job_manifest("bad", spec, backoff_limit=0))
     assert wait_job_finished(batch, namespace, "bad") == "Failed"
     (pod,) = job_pods(core, namespace, "bad")
@@ -94,7 +103,7 @@ def test_job_fails_with_container_exit_code(
 
 
 def test_onfailure_restarts_in_place(
-    control_plane: ControlPlane, kubelet: LocalKubelet, namespace: str
+    control_plane: ControlPlane, node: Node, image: str, namespace: str
 ) -> None:
     """First run fails, the restart (same pod, emptyDir kept) succeeds."""
     batch = client.BatchV1Api(control_plane.api_client)
@@ -107,7 +116,7 @@ def test_onfailure_restarts_in_place(
         open(marker, "w").close()
         sys.exit(1)
     """)
-    spec = gpu_pod_spec(["python", "-c", script], restart_policy="OnFailure")
+    spec = gpu_pod_spec(["python", "-c", script], image, restart_policy="OnFailure")
     spec["containers"][0]["volumeMounts"] = [{"name": "scratch", "mountPath": "/scratch"}]
     spec["volumes"] = [{"name": "scratch", "emptyDir": {}}]
     batch.create_namespaced_job(namespace, job_manifest("flaky", spec, backoff_limit=2))
@@ -124,7 +133,7 @@ def _run_interval(log_text: str) -> tuple[float, float]:
 
 
 def test_gpu_capacity_serialises_pods(
-    control_plane: ControlPlane, kubelet: LocalKubelet, namespace: str
+    control_plane: ControlPlane, node: Node, image: str, namespace: str
 ) -> None:
     """With one GPU, the second GPU pod stays Pending until the first has finished."""
     core = client.CoreV1Api(control_plane.api_client)
@@ -132,7 +141,9 @@ def test_gpu_capacity_serialises_pods(
         "import time; print(f'start={time.time()}', flush=True); time.sleep(3); print(f'end={time.time()}')"
     )
     for name in ("gpu-a", "gpu-b"):
-        core.create_namespaced_pod(namespace, pod_manifest(name, gpu_pod_spec(["python", "-c", script])))
+        core.create_namespaced_pod(
+            namespace, pod_manifest(name, gpu_pod_spec(["python", "-c", script], image))
+        )
     seen_one_pending_while_other_runs = False
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -146,14 +157,12 @@ def test_gpu_capacity_serialises_pods(
     else:
         pytest.fail(f"pods did not both succeed: {phases}")
     assert seen_one_pending_while_other_runs
-    (a_start, a_end), (b_start, b_end) = (
-        _run_interval(kubelet.logs(namespace, n)) for n in ("gpu-a", "gpu-b")
-    )
+    (a_start, a_end), (b_start, b_end) = (_run_interval(node.logs(namespace, n)) for n in ("gpu-a", "gpu-b"))
     assert a_end <= b_start or b_end <= a_start, "GPU pods overlapped in time"
 
 
 def test_incluster_config_inside_pod(
-    control_plane: ControlPlane, kubelet: LocalKubelet, namespace: str
+    control_plane: ControlPlane, node: Node, image: str, namespace: str
 ) -> None:
     """A pod's process reaches the API with its own ServiceAccount token and RBAC."""
     core = client.CoreV1Api(control_plane.api_client)
@@ -181,17 +190,10 @@ def test_incluster_config_inside_pod(
         ),
     )
     script = textwrap.dedent("""
-        import os
         from kubernetes import client, config
         from kubernetes.client.exceptions import ApiException
-        sa_dir = os.environ.get("KUBETUNE_SERVICEACCOUNT_DIR")  # rewrite-mode kubelet only
-        if sa_dir:
-            from kubernetes.config.incluster_config import InClusterConfigLoader
-            loader = InClusterConfigLoader(token_filename=sa_dir + "/token", cert_filename=sa_dir + "/ca.crt")
-            loader.load_and_set()
-        else:
-            config.load_incluster_config()
-        ns = open((sa_dir or "/var/run/secrets/kubernetes.io/serviceaccount") + "/namespace").read()
+        config.load_incluster_config()
+        ns = open("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read()
         api = client.CoreV1Api()
         print("PODS", len(api.list_namespaced_pod(ns).items), flush=True)
         try:
@@ -200,17 +202,17 @@ def test_incluster_config_inside_pod(
         except ApiException as exc:
             print("SECRETS", exc.status)
     """)
-    spec = gpu_pod_spec(["python", "-c", script], service_account="lister")
+    spec = gpu_pod_spec(["python", "-c", script], image, service_account="lister")
     core.create_namespaced_pod(namespace, pod_manifest("incluster", spec))
     phase = wait_pod_phase(core, namespace, "incluster", ("Succeeded", "Failed"))
-    logs = kubelet.logs(namespace, "incluster")
+    logs = node.logs(namespace, "incluster")
     assert phase == "Succeeded", logs
     assert "PODS 1" in logs
     assert "SECRETS 403" in logs
 
 
 def test_pod_sees_configmap_volume_and_downward_env(
-    control_plane: ControlPlane, kubelet: LocalKubelet, namespace: str
+    control_plane: ControlPlane, node: Node, image: str, namespace: str
 ) -> None:
     core = client.CoreV1Api(control_plane.api_client)
     core.create_namespaced_config_map(
@@ -225,7 +227,8 @@ def test_pod_sees_configmap_volume_and_downward_env(
             "-c",
             "import os; print(open('/etc/kubetune/spec.yaml').read().strip(), "
             "os.environ['POD_NAME'], os.environ['MODE'], os.environ['TRIAL'])",
-        ]
+        ],
+        image,
     )
     container["volumeMounts"] = [{"name": "study", "mountPath": "/etc/kubetune", "readOnly": True}]
     container["env"] = [
@@ -233,23 +236,23 @@ def test_pod_sees_configmap_volume_and_downward_env(
         {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "study", "key": "mode"}}},
         {"name": "TRIAL", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['trial']"}}},
     ]
-    spec = gpu_pod_spec([])
+    spec = gpu_pod_spec([], image)
     spec["containers"] = [container]
     spec["volumes"] = [{"name": "study", "configMap": {"name": "study"}}]
     core.create_namespaced_pod(namespace, pod_manifest("reader", spec, labels={"trial": "7"}))
     phase = wait_pod_phase(core, namespace, "reader", ("Succeeded", "Failed"))
-    logs = kubelet.logs(namespace, "reader")
+    logs = node.logs(namespace, "reader")
     assert phase == "Succeeded", logs
     assert "trials: 4 reader fast 7" in logs
     assert not Path("/etc/kubetune/spec.yaml").exists()  # the volume never shows on the host
 
 
 def test_job_background_deletion_removes_running_pods(
-    control_plane: ControlPlane, kubelet: LocalKubelet, namespace: str
+    control_plane: ControlPlane, node: Node, image: str, namespace: str
 ) -> None:
     batch = client.BatchV1Api(control_plane.api_client)
     core = client.CoreV1Api(control_plane.api_client)
-    spec = gpu_pod_spec(["python", "-c", "import time; time.sleep(600)"])
+    spec = gpu_pod_spec(["python", "-c", "import time; time.sleep(600)"], image)
     batch.create_namespaced_job(namespace, job_manifest("long", spec))
     pod = wait_for("job pod", lambda: next(iter(job_pods(core, namespace, "long")), None), 60)
     name = name_of(pod)
@@ -258,11 +261,11 @@ def test_job_background_deletion_removes_running_pods(
     wait_for(
         "job pods to be garbage-collected", lambda: not job_pods(core, namespace, "long"), 120, interval_s=0.5
     )
-    wait_for("pod process to be gone", lambda: (namespace, name) not in kubelet.running_pods, 30)
+    wait_for("the container to be gone", lambda: not node.pod_running(namespace, name), 30)
 
 
-def test_deleted_pod_gets_sigterm_then_sigkill_after_capped_grace(
-    control_plane: ControlPlane, kubelet: LocalKubelet, namespace: str
+def test_deleted_pod_gets_sigterm_then_sigkill_after_its_grace_period(
+    control_plane: ControlPlane, node: Node, image: str, namespace: str
 ) -> None:
     core = client.CoreV1Api(control_plane.api_client)
     script = textwrap.dedent("""
@@ -272,13 +275,18 @@ def test_deleted_pod_gets_sigterm_then_sigkill_after_capped_grace(
         while True:
             time.sleep(0.1)
     """)
-    spec = gpu_pod_spec(["python", "-c", script])
-    spec["terminationGracePeriodSeconds"] = 30  # the kubelet caps it at 5 s in tests
+    spec = gpu_pod_spec(["python", "-c", script], image)
+    spec["terminationGracePeriodSeconds"] = 4
     core.create_namespaced_pod(namespace, pod_manifest("stubborn", spec))
     wait_pod_phase(core, namespace, "stubborn", ("Running",))
-    wait_for("process to start", lambda: "up" in kubelet.logs(namespace, "stubborn"), 60)
+    wait_for("process to start", lambda: "up" in node.logs(namespace, "stubborn"), 60)
     started = time.monotonic()
     core.delete_namespaced_pod("stubborn", namespace)
+    # Read while the kubelet still has the log: it goes with the pod.
+    wait_for("SIGTERM to reach the process", lambda: "TERM" in node.logs(namespace, "stubborn"), 10)
+    wait_for("the container to be killed", lambda: not node.pod_running(namespace, "stubborn"), 60)
+    elapsed = time.monotonic() - started
+    assert 3.5 <= elapsed < 30, elapsed  # it ignored SIGTERM: SIGKILL after the grace period
 
     def gone() -> bool:
         try:
@@ -288,7 +296,3 @@ def test_deleted_pod_gets_sigterm_then_sigkill_after_capped_grace(
         return False
 
     wait_for("pod object to disappear", gone, 60)
-    elapsed = time.monotonic() - started
-    assert "TERM" in kubelet.logs(namespace, "stubborn")
-    assert 4.0 <= elapsed < 30, elapsed
-    assert "stubborn" not in {n for _, n in kubelet.running_pods}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ from kubetune.kubernetes import JobObserver, JobSettings, KubernetesLauncher, jo
 from kubetune.spec import parse_spec
 from kubetune.store import open_store
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.kubelet import LocalKubelet
 from tests.gcs_emulator import FakeGCS
 from tests.reliability._cluster import GPU_TOLERATION, fake_trial_env
 
@@ -33,12 +31,11 @@ trial: {epochs: 4}
 
 
 def test_a_pruned_trial_that_ignores_the_request_has_its_job_deleted(
-    control_plane: ControlPlane, kubelet: LocalKubelet, namespace: str, gcs: FakeGCS, bucket: str, shim: Path
+    control_plane: ControlPlane, fake_image: str, namespace: str, gcs: FakeGCS, bucket: str
 ) -> None:
-    del kubelet  # the node the trial pods run on
     fake = {"default": {"epochs": 4, "epoch_s": 1.5, "ignore_stop": True}}
-    settings = JobSettings(image="kubetune/trial:test", gpus=0, tolerations=[GPU_TOLERATION],
-                           env=fake_trial_env(shim, fake, gcs.host), pendingTimeoutSeconds=120,
+    settings = JobSettings(image=fake_image, gpus=0, tolerations=[GPU_TOLERATION],
+                           env=fake_trial_env(fake, gcs.host), pendingTimeoutSeconds=120,
                            ttlSecondsAfterFinished=None)  # fmt: skip
     api = control_plane.api_client
     spec = parse_spec(SPEC)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +9,6 @@ import pytest
 from kubetune.kubernetes import JobSettings, KubernetesLauncher
 from kubetune.launcher import Launcher
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.kubelet import LocalKubelet
 from tests.contracts.launcher import LauncherContract, MakeLauncher
 from tests.gcs_emulator import FakeGCS
 from tests.reliability._cluster import GPU_TOLERATION, fake_trial_env
@@ -25,16 +23,15 @@ class TestKubernetesLauncher(LauncherContract):
 
     @pytest.fixture
     def launcher(
-        self, control_plane: ControlPlane, kubelet: LocalKubelet, namespace: str, gcs: FakeGCS, shim: Path
+        self, control_plane: ControlPlane, fake_image: str, namespace: str, gcs: FakeGCS
     ) -> MakeLauncher:
-        del kubelet  # the node the trial pods run on
 
         def make(fake: dict[str, Any]) -> Launcher:
             settings = JobSettings(
-                image="kubetune/trial:test",
+                image=fake_image,
                 gpus=0,  # the contract is not about GPUs: trials need not queue for the node's one
                 tolerations=[GPU_TOLERATION],
-                env=fake_trial_env(shim, fake, gcs.host),
+                env=fake_trial_env(fake, gcs.host),
                 pendingTimeoutSeconds=120,
             )
             return KubernetesLauncher(control_plane.api_client, namespace, settings)

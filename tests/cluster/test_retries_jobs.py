@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from kubetune.kubernetes import JobSettings, KubernetesLauncher, job_name
 from kubetune.spec import parse_spec
 from kubetune.store import Store, open_store
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.kubelet import LocalKubelet
 from tests.gcs_emulator import FakeGCS
 from tests.polling import wait_for
 from tests.reliability._cluster import GPU_TOLERATION, fake_trial_env
@@ -42,12 +40,12 @@ class Spot:
     namespace: str
     gcs: FakeGCS
     bucket: str
-    shim: Path
+    image: str
 
     def run(self, spec_text: str, evictions: int) -> tuple[bool, Store]:
         fake = {"default": {"sleep": 0.5}, "1": {"sleep": 8}}
-        settings = JobSettings(image="kubetune/trial:test", gpus=0, tolerations=[GPU_TOLERATION],
-                               env=fake_trial_env(self.shim, fake, self.gcs.host), pendingTimeoutSeconds=120,
+        settings = JobSettings(image=self.image, gpus=0, tolerations=[GPU_TOLERATION],
+                               env=fake_trial_env(fake, self.gcs.host), pendingTimeoutSeconds=120,
                                ttlSecondsAfterFinished=None)  # fmt: skip
         api = self.control_plane.api_client
         store = open_store(f"gs://{self.bucket}/spot")
@@ -76,10 +74,8 @@ class Spot:
 
 
 @pytest.fixture
-def spot(control_plane: ControlPlane, kubelet: LocalKubelet, namespace: str, gcs: FakeGCS, bucket: str,
-         shim: Path) -> Spot:  # fmt: skip
-    del kubelet  # the node the trial pods run on
-    return Spot(control_plane, namespace, gcs, bucket, shim)
+def spot(control_plane: ControlPlane, fake_image: str, namespace: str, gcs: FakeGCS, bucket: str) -> Spot:
+    return Spot(control_plane, namespace, gcs, bucket, fake_image)
 
 
 def test_an_evicted_trial_is_relaunched_and_the_study_completes_with_max_failed_1(spot: Spot) -> None:

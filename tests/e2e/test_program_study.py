@@ -26,7 +26,8 @@ from kubetune.store import open_store
 from tests import REPO
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import Kubectl
-from tests.cluster.kubelet import LocalKubelet
+from tests.cluster.images import ProjectImages, program_image
+from tests.cluster.node import Node
 from tests.gcs_emulator import FakeGCS
 from tests.reliability._cluster import GPU_TOLERATION
 
@@ -63,21 +64,16 @@ def test_the_example_study_finds_the_known_optimum(tmp_path: Path) -> None:
 
 @pytest.mark.cluster
 def test_the_example_study_runs_as_jobs_on_the_test_cluster(
-    control_plane: ControlPlane, kubelet: LocalKubelet, kubectl: Kubectl, namespace: str, gcs: FakeGCS,
-    bucket: str,
+    control_plane: ControlPlane, node: Node, project_images: ProjectImages, kubectl: Kubectl, namespace: str,
+    gcs: FakeGCS, bucket: str,
 ) -> None:  # fmt: skip
-    del kubelet  # the node the trial pods run on
+    image = program_image(project_images.controller)  # examples/program/Dockerfile's layout
+    node.load_images([image])
     spec = load_spec(EXAMPLE)
     assert isinstance(spec.trial, ProgramSettings)
-    # Pods run as host processes from "/": the script by its absolute path (an image has it under WORKDIR).
-    command = spec.trial.command.replace("examples/", f"{REPO}/examples/")
-    spec = replace(spec, trial=replace(spec.trial, command=command), budget=Budget(max_trials=4, parallel=2))
-    env = [
-        {"name": "STORAGE_EMULATOR_HOST", "value": gcs.host},
-        # `kubetune` of this venv, running this checkout's code.
-        {"name": "PATH", "value": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"},
-        {"name": "PYTHONPATH", "value": str(REPO)},
-    ]
+    trial = replace(spec.trial, image=image)
+    spec = replace(spec, trial=trial, budget=Budget(max_trials=4, parallel=2))
+    env = [{"name": "STORAGE_EMULATOR_HOST", "value": gcs.host}]
     settings = JobSettings(image="kubetune-trial:unused", gpus=0, tolerations=[GPU_TOLERATION], env=env,
                            pendingTimeoutSeconds=120)  # fmt: skip
     store = open_store(f"gs://{bucket}/bowl")
@@ -95,6 +91,6 @@ def test_the_example_study_runs_as_jobs_on_the_test_cluster(
     assert len(jobs) == 4
     for job in jobs:
         [container] = job["spec"]["template"]["spec"]["containers"]
-        assert container["image"] == "kubetune-example-program:latest"  # the study's own image
+        assert container["image"] == image  # the study's own image, not the JobSettings' one
         assert container["command"][:3] == ["kubetune", "trial", "exec"]
         assert job["status"].get("succeeded") == 1

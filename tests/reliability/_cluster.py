@@ -20,7 +20,7 @@ from kubetune.store import NotFound, open_store
 from tests import REPO
 from tests.cluster._rest import Rest, WatchExpired
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.kubelet import LocalKubelet
+from tests.cluster.node import Node
 from tests.fake_trial import ENV as FAKE_ENV
 from tests.gcs_emulator import FakeGCS
 from tests.polling import wait_for
@@ -34,24 +34,36 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 Obj = dict[str, Any]
 
 
-def fake_trial_env(shim: Path, fake: dict[str, Any], gcs_host: str) -> list[dict[str, str]]:
-    """EnvVars that make a pod's ``kubetune trial`` the fake trial, writing to the emulator."""
-    path = os.pathsep.join([str(shim), str(REPO / ".venv" / "bin"), "/usr/local/bin:/usr/bin:/bin"])
+def fake_trial_env(fake: dict[str, Any], gcs_host: str) -> list[dict[str, str]]:
+    """EnvVars that make the fake trial image behave as ``fake`` says, writing to the emulator."""
     return [
         {"name": "STORAGE_EMULATOR_HOST", "value": gcs_host},
-        {"name": "PATH", "value": path},
         {"name": FAKE_ENV, "value": json.dumps(fake)},
     ]
 
 
+def image_values(image: str) -> dict[str, str]:
+    """Chart image values for an image pre-loaded into the node (never pulled)."""
+    repository, tag = image.rsplit(":", 1)
+    return {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
+
+
 def chart_values(
-    store: str, study: dict[str, Any], env: list[dict[str, str]], **extra: Any
+    store: str, study: dict[str, Any], env: list[dict[str, str]], images: tuple[str, str], **extra: Any
 ) -> dict[str, Any]:
-    """Chart values for a study with fake trials on the test cluster; ``extra`` top-level values win."""
+    """Chart values for a study with fake trials on the test cluster; ``extra`` top-level values win.
+    ``images``: (controller, fake trial)."""
     values: dict[str, Any] = {
         "store": store,
         "study": study,
+        "image": image_values(images[0]),
+        "trialImage": image_values(images[1]),
         "gpu": {"count": 1},
+        # The test node has 2 CPUs, shared by the controller and fake trials that sleep.
+        "resources": {
+            "controller": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+            "trial": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        },
         # The test cluster's only node is the GPU node: the controller runs there too.
         "controller": {"tolerations": [GPU_TOLERATION]},
         "extraEnv": env,
@@ -86,16 +98,17 @@ def controller_env(kubeconfig: Path, namespace: str, gcs_host: str, **extra: str
 
 @dataclass(frozen=True)
 class Testbed:
-    """The session's test cluster, fake GCS and fake-trial shim."""
+    """The session's test cluster with its node, fake GCS and the images a study runs."""
 
     assets: Path
     control_plane: ControlPlane
-    kubelet: LocalKubelet
+    node: Node
     gcs: FakeGCS
-    shim: Path
+    controller_image: str
+    fake_trial_image: str
 
     def trial_env(self, fake: dict[str, Any]) -> list[dict[str, str]]:
-        return fake_trial_env(self.shim, fake, self.gcs.host)
+        return fake_trial_env(fake, self.gcs.host)
 
     def controller_env(self, namespace: str, **extra: str) -> dict[str, str]:
         return controller_env(self.control_plane.kubeconfig, namespace, self.gcs.host, **extra)
@@ -114,12 +127,13 @@ class Rig:
         self.rest = Rest(self.bed.control_plane.kubeconfig)
 
     @property
-    def kubelet(self) -> LocalKubelet:
-        return self.bed.kubelet
+    def node(self) -> Node:
+        return self.bed.node
 
     def install(self, store: str, study: dict[str, Any], fake: dict[str, Any], **values: Any) -> None:
         """``helm install`` the chart with fake trials behaving as ``fake`` says."""
-        chart = chart_values(store, study, self.bed.trial_env(fake), **values)
+        images = (self.bed.controller_image, self.bed.fake_trial_image)
+        chart = chart_values(store, study, self.bed.trial_env(fake), images, **values)
         helm_install(self.bed.assets, self.bed.control_plane.kubeconfig, self.namespace, chart, self.folder)
 
     def recorder(self) -> JobRecorder:
@@ -267,28 +281,22 @@ def evict(rest: Rest, namespace: str, pod: str) -> None:
 # --- what pods left behind ----------------------------------------------------------------
 
 
-def namespace_logs(kubelet: LocalKubelet, namespace: str) -> dict[str, str]:
-    """Pod name -> everything its containers printed (the local kubelet keeps them as files)."""
-    folder = kubelet.work_dir / "logs" / namespace
-    return {
-        pod.name: "".join(f.read_text(errors="replace") for f in sorted(pod.glob("*.log")))
-        for pod in sorted(folder.glob("*"))
-    }
+def namespace_logs(node: Node, namespace: str) -> dict[str, str]:
+    """Pod name -> everything its containers printed (the kubelet's log files)."""
+    return node.namespace_logs(namespace)
 
 
-def pod_tokens(kubelet: LocalKubelet, pod: Obj) -> set[str]:
+def pod_tokens(node: Node, pod: Obj) -> set[str]:
     """The service-account tokens the kubelet mounted into a running pod."""
-    meta = pod["metadata"]
-    folder = kubelet.work_dir / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
-    return {f.read_text().strip() for f in folder.glob("volumes/*/token")}
+    return node.pod_tokens(pod["metadata"]["uid"])
 
 
-def wait_controller_token(rest: Rest, kubelet: LocalKubelet, namespace: str) -> set[str]:
+def wait_controller_token(rest: Rest, node: Node, namespace: str) -> set[str]:
     """The API token of the first controller pod, read while it runs."""
 
     def token() -> set[str]:
         running = [p for p in pods(rest, namespace, CONTROLLER) if phase(p) == "Running"]
-        return pod_tokens(kubelet, running[0]) if running else set()
+        return pod_tokens(node, running[0]) if running else set()
 
     return wait_for("the controller pod's token", token, 60)
 

@@ -10,7 +10,8 @@ from kubernetes import client
 
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import create_namespace, delete_namespace
-from tests.cluster.kubelet import LocalKubelet
+from tests.cluster.images import ProjectImages
+from tests.cluster.node import Node
 from tests.gcs_emulator import FakeGCS
 from tests.reliability._cluster import Rig, Testbed
 
@@ -26,9 +27,15 @@ def module_namespace(control_plane: ControlPlane, request: pytest.FixtureRequest
 
 @pytest.fixture(scope="session")
 def testbed(
-    cluster_assets: Path, control_plane: ControlPlane, kubelet: LocalKubelet, gcs: FakeGCS, shim: Path
+    cluster_assets: Path,
+    control_plane: ControlPlane,
+    node: Node,
+    project_images: ProjectImages,
+    fake_image: str,
+    gcs: FakeGCS,
 ) -> Testbed:
-    return Testbed(cluster_assets, control_plane, kubelet, gcs, shim)
+    """The cluster, its node with the fake trial image loaded, and the GCS emulator."""
+    return Testbed(cluster_assets, control_plane, node, gcs, project_images.controller, fake_image)
 
 
 @pytest.fixture

@@ -192,6 +192,6 @@ def test_a_bad_spec_the_chart_cannot_see_fails_the_controller_job_at_once(rig: c
     [failed] = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]
     assert failed["reason"] == "PodFailurePolicy"
     [pod] = cl.pods(rig.rest, rig.namespace, cl.CONTROLLER)  # one try, not backoffLimit + 1
-    log = rig.kubelet.logs(rig.namespace, pod["metadata"]["name"])
+    log = rig.node.logs(rig.namespace, pod["metadata"]["name"])
     assert log == "kubetune: x0[0].learning_rate: 0.5 is outside [1e-05, 0.1]\n"
     assert open_store(f"gs://{bucket}").list() == []

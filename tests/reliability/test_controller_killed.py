@@ -1,7 +1,7 @@
 """The controller killed at random points of one study, again and again, and restarted.
 
 Locally the runner is SIGKILLed six times; in the cluster the controller pod is
-deleted five times (the local kubelet SIGTERMs it, or with --grace-period=0
+deleted five times (the kubelet SIGTERMs it, or with --grace-period=0
 SIGKILLs it at once) and the controller Job makes a new pod each time. Every
 time the study completes with each trial index recorded exactly once, no trial
 Job created twice for one index, and best.json equal to the best record.
@@ -25,7 +25,7 @@ from kubetune.store import Store, open_store
 from tests import REPO
 from tests.cluster._rest import Rest
 from tests.cluster.fixtures import Kubectl
-from tests.cluster.kubelet import LocalKubelet
+from tests.cluster.node import Node
 from tests.polling import wait_for
 from tests.reliability import _cluster as cl
 from tests.reliability._checks import (
@@ -136,7 +136,7 @@ class Kill:
 def test_controller_pod_deleted_five_times_the_study_completes_each_trial_once(
     rig: cl.Rig, kubectl: Kubectl, bucket: str
 ) -> None:
-    rest, namespace, kubelet = rig.rest, rig.namespace, rig.kubelet
+    rest, namespace, node = rig.rest, rig.namespace, rig.node
     store = f"gs://{bucket}/{STUDY}"
     study = {
         "name": STUDY,
@@ -151,19 +151,24 @@ def test_controller_pod_deleted_five_times_the_study_completes_each_trial_once(
         rig.install(store, study, sleeps(TRIALS, seed=2))
         for graceful in (True, False, True, True, False):
             pod = wait_new_controller_running(rest, namespace, {k.pod for k in kills})
-            tokens |= cl.pod_tokens(kubelet, rest.get(f"/api/v1/namespaces/{namespace}/pods/{pod}"))
+            tokens |= cl.pod_tokens(node, rest.get(f"/api/v1/namespaces/{namespace}/pods/{pod}"))
+            # A container's Python takes seconds to import: kill it at a random
+            # point of its life as a controller, not while it still starts.
+            wait_for(f"{pod} to reach the Lease", lambda: at_lease(node, namespace, pod), 60)  # noqa: B023
             time.sleep(rng.uniform(0.5, 3.0))
             assert cl.finished(cl.controller_job(rest, namespace)) is None, "the study ended too soon"
-            held = bool(named(controller_log(kubelet, namespace, pod), "lease_acquired"))
+            held = bool(named(controller_log(node, namespace, pod), "lease_acquired"))
             grace = [] if graceful else ["--grace-period=0", "--force"]
             kubectl("delete", "pod", pod, "-n", namespace, "--wait=false", *grace)
             kills.append(Kill(pod, graceful, held))
-        job = cl.wait_controller_finished(rest, namespace, timeout_s=300)
+        # After five failures the Job controller holds the next pod back 160 s; then
+        # 20 trials in containers on one GPU.
+        job = cl.wait_controller_finished(rest, namespace, timeout_s=480)
         uids = recorder.added()
 
     killed = [k.pod for k in kills]
     left = controller_pods(rest, namespace)  # the deleted ones are gone from the API
-    logs = {pod: controller_log(kubelet, namespace, pod) for pod in killed + left}
+    logs = {pod: controller_log(node, namespace, pod) for pod in killed + left}
     assert cl.finished(job) == "Complete", "\n".join(text[-2000:] for text in logs.values())
     [last] = left  # one new pod per kill, no more
     assert_consistent(open_store(store), TRIALS)
@@ -183,8 +188,13 @@ def controller_pods(rest: Rest, namespace: str) -> list[str]:
     return [str(p["metadata"]["name"]) for p in cl.pods(rest, namespace, cl.CONTROLLER)]
 
 
-def controller_log(kubelet: LocalKubelet, namespace: str, pod: str) -> str:
-    return kubelet.logs(namespace, pod)
+def at_lease(node: Node, namespace: str, pod: str) -> bool:
+    log = controller_log(node, namespace, pod)
+    return bool(named(log, "lease_acquired") or named(log, "lease_waiting"))
+
+
+def controller_log(node: Node, namespace: str, pod: str) -> str:
+    return node.logs(namespace, pod)
 
 
 def wait_new_controller_running(rest: Rest, namespace: str, killed: set[str]) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from kubetune.contract import TrialResult
+from kubetune.contract import AttemptRecord, TrialResult, attempt_object
 from kubetune.controller.history import read_study
 from kubetune.errors import StudyFailed
 from kubetune.store import open_store
@@ -140,7 +140,7 @@ def failed_study(
     testbed: cl.Testbed, module_namespace: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FailedStudy]:
     rig = cl.Rig(testbed, module_namespace, tmp_path_factory.mktemp("values"))
-    ns, rest, kubelet = rig.namespace, rig.rest, rig.kubelet
+    ns, rest, node = rig.namespace, rig.rest, rig.node
     bucket = "kubetune-reliability-faults"
     testbed.gcs.create_bucket(bucket)
     store = f"gs://{bucket}/{STUDY}"
@@ -159,13 +159,13 @@ def failed_study(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "gpu-hog"},
-        "spec": gpu_pod_spec(["sleep", "600"]),
+        "spec": gpu_pod_spec(["sleep", "600"], testbed.fake_trial_image),
     }
     rest.post(f"/api/v1/namespaces/{ns}/pods", hog)
     cl.wait_pod_running(rest, ns, "gpu-hog")
     with rig.recorder() as recorder:
         rig.install(store, study, FAKE, trial=trial)
-        tokens = cl.wait_controller_token(rest, kubelet, ns)
+        tokens = cl.wait_controller_token(rest, node, ns)
         cl.wait_result(store, 0, timeout_s=60)
         rest.delete(f"/api/v1/namespaces/{ns}/pods/gpu-hog")
         cl.evict(rest, ns, cl.wait_trial_pod_running(rest, ns, STUDY, 9, timeout_s=120))
@@ -177,7 +177,7 @@ def failed_study(
         controller_pods=cl.pods(rest, ns, cl.CONTROLLER),
         trial_pods=cl.pods(rest, ns, f"{cl.TRIAL},kubetune.dev/study={STUDY}"),
         events=cl.items(rest, f"/api/v1/namespaces/{ns}/events"),
-        logs=cl.namespace_logs(kubelet, ns),
+        logs=cl.namespace_logs(node, ns),
         tokens=tokens,
         job_uids=recorder.added(),
         jobs=[j["metadata"]["name"] for j in cl.items(rest, f"/apis/batch/v1/namespaces/{ns}/jobs")],
@@ -331,3 +331,35 @@ def test_a_node_selector_no_node_has_fails_the_trial_then_the_study(rig: cl.Rig,
     assert study_failed["message"] == "study failed: 0 trials succeeded, 1 failed; no trial succeeded"
     assert json.loads(open_store(store).get("best.json"))["best"] is None
     assert cl.items(rest, f"/apis/batch/v1/namespaces/{namespace}/jobs", cl.TRIAL) == []  # deleted
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_a_trial_past_its_memory_limit_is_oom_killed_by_the_kernel(rig: cl.Rig, bucket: str) -> None:
+    store = f"gs://{bucket}/oom"
+    study = {"name": "oom", "budget": {"max_trials": 1, "parallel": 1, "max_failed": 1}}
+    rig.install(store, study, {"default": {"oom": True}})  # chart_values: a 256Mi limit
+    rig.wait_controller_finished(timeout_s=180)
+    _, history = read_study(open_store(store))
+    [result] = history.ordered_results()
+    assert not result.succeeded
+    assert "killed by SIGKILL (exit 137" in (result.reason or "") and "(OOMKilled)" in (result.reason or "")
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_an_image_that_does_not_exist_fails_the_trial_with_the_pull_error(rig: cl.Rig, bucket: str) -> None:
+    store = f"gs://{bucket}/ghost"
+    # A pull error is the infrastructure's: launched again once, then the trial's failure.
+    budget = {"max_trials": 1, "parallel": 1, "max_failed": 1, "max_retries": 1, "retry_backoff_s": 0}
+    missing = {"repository": "ghcr.io/kubetune/no-such-trial", "tag": "0", "pullPolicy": "IfNotPresent"}
+    rig.install(store, {"name": "ghost", "budget": budget}, {}, trial={"pendingTimeoutSeconds": 15},
+                trialImage=missing)  # fmt: skip
+    rig.wait_controller_finished(timeout_s=240)
+    _, history = read_study(open_store(store))
+    [result] = history.ordered_results()
+    reason = result.reason or ""
+    assert reason.startswith("image could not be pulled (") and "127.0.0.1:5" in reason, reason
+    assert "ErrImagePull" in reason or "ImagePullBackOff" in reason, reason
+    lost = AttemptRecord.from_json(open_store(store).get(attempt_object(0, 0)))
+    assert lost.cause == "image" and "127.0.0.1:5" in lost.reason

@@ -2,7 +2,7 @@
 
 Three real ``kubetune run --launcher kubernetes`` processes against the test
 apiserver (admin kubeconfig, KUBETUNE_NAMESPACE), their trials real Jobs run by
-the local kubelet. Only the Lease holder launches trials; the other waits. The
+the test node (the fake trial image). Only the Lease holder launches trials; the other waits. The
 holder is SIGKILLed: the waiting one takes over once the Lease expires. The new
 holder is SIGTERMed: it releases the Lease, and the third takes over at once.
 """
@@ -75,7 +75,7 @@ def test_only_the_lease_holder_launches_and_the_other_takes_over(
     job_settings.write_text(
         yaml.safe_dump(
             {
-                "image": "kubetune/trial:test",  # never pulled: the local kubelet runs the command
+                "image": rig.bed.fake_trial_image,  # pre-loaded into the node
                 "gpus": 1,
                 "tolerations": [cl.GPU_TOLERATION],
                 "env": rig.bed.trial_env({"default": {"sleep": 1.5}}),
