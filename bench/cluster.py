@@ -1,17 +1,17 @@
-"""The test control plane with a fake-GPU node whose trials are the fake trial.
+"""The test cluster on a real node, whose trials are the fake trial image.
 
-Real kube-apiserver, Job controller and scheduler (tests/cluster), one
-LocalKubelet whose ``kubetune`` on PATH is tests/fake_trial.py's shim, and a
-namespace per study. Trial Jobs are pinned to this node by hostname, so a
-bench run inside a test session never lands on the session's own kubelet.
+Real kube-apiserver, Job controller and scheduler, a real node (kubelet,
+containerd, runc; tests/cluster) advertising GPUS nvidia.com/gpu, the fake
+trial image (tests/fake_trial.py on the controller image) and fake-gcs-server
+on the node network's gateway, where trial containers write their results.
+Inside a test session (the smoke test) the session's cluster is borrowed
+instead: its node has one GPU, so bench trials ask for none there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,7 +23,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from bench.common import PYTHON, REPO, Context
+from bench.common import Context
 from kubetune.contract import Params, TrialRequest
 from kubetune.controller import optimizer, report
 from kubetune.controller.study import Study
@@ -31,40 +31,42 @@ from kubetune.kubernetes import KubernetesLauncher
 from kubetune.kubernetes.job import STUDY_LABEL, TRIAL_LABEL, JobSettings
 from kubetune.launcher import TrialExit
 from kubetune.spec import Spec
+from kubetune.store import Store, open_store
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.kubelet import LocalKubelet
-from tests.fake_trial import shim_dir
+from tests.cluster.fixtures import build_binaries
+from tests.cluster.images import fake_trial_image, pause_image, project_images
+from tests.cluster.node import Node
+from tests.cluster.nodenet import NodeNetwork
+from tests.fake_trial import ENV as FAKE_ENV
+from tests.gcs_emulator import FakeGCS
 
 NODE = "bench-node"
 GPUS = 8  # enough for parallel 8 with one GPU per trial
-
-
-def cluster_assets() -> Path:
-    """The binaries' folder (build-binaries.sh is idempotent and prints it last)."""
-    out = subprocess.run(
-        ["bash", str(REPO / "tests" / "cluster" / "build-binaries.sh")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=3 * 3600,
-    )
-    return Path(out.stdout.strip().splitlines()[-1])
+BUCKET = "kubetune-bench"
 
 
 @dataclass
 class BenchCluster:
+    """Where bench studies run: the API, the node their Jobs are pinned to, the trial
+    image, and the emulator (``gcs_host``) whose bucket holds their stores."""
+
     kubeconfig: Path
-    settings: JobSettings = field(
-        default_factory=lambda: JobSettings(
-            image="kubetune/trial:bench",  # never pulled: the local kubelet runs the command
-            gpus=1,
-            nodeSelector={"kubernetes.io/hostname": NODE},
+    node: str
+    image: str
+    gcs_host: str
+    gpus: int = 1
+    settings: JobSettings = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = JobSettings(
+            image=self.image,
+            gpus=self.gpus,
+            nodeSelector={"kubernetes.io/hostname": self.node},
             tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
             ttlSecondsAfterFinished=None,
             activeDeadlineSeconds=600,
             pendingTimeoutSeconds=300,
         )
-    )
 
     def api(self) -> client.ApiClient:
         cfg = client.Configuration()
@@ -81,60 +83,72 @@ class BenchCluster:
         )
         return name
 
+    def store(self, name: str) -> Store:
+        """A fresh store in the emulator's bucket: trial containers write there."""
+        return open_store(f"gs://{BUCKET}/{name}-{uuid.uuid4().hex[:8]}")
+
     def launcher(self, namespace: str, fake: str) -> KubernetesLauncher:
         """A launcher whose trials behave as ``fake`` (KUBETUNE_FAKE_TRIAL JSON) says."""
-        settings = replace(self.settings, env=[{"name": "KUBETUNE_FAKE_TRIAL", "value": fake}])
-        return KubernetesLauncher(self.api(), namespace, settings)
+        env = [{"name": "STORAGE_EMULATOR_HOST", "value": self.gcs_host}, {"name": FAKE_ENV, "value": fake}]
+        return KubernetesLauncher(self.api(), namespace, replace(self.settings, env=env))
+
+
+def landed(store: Store, name: str) -> float:
+    """When an object was written (time.time() scale): the emulator's creation time."""
+    bucket, _, prefix = store.uri.removeprefix("gs://").partition("/")
+    blob = _emulator_client().bucket(bucket).get_blob(f"{prefix}/{name}")
+    assert blob is not None and blob.time_created is not None, f"{store.uri}/{name} not written"
+    return float(blob.time_created.timestamp())
 
 
 @contextmanager
-def bench_cluster(work: Path, kubeconfig: Path | None = None) -> Iterator[BenchCluster]:
-    """A fake-trial node on ``kubeconfig``'s control plane, or on a new one."""
-    shim = shim_dir(work / "shim")
-    # The shim first, then the project's venv, as base_environment would order it.
-    path = os.pathsep.join([str(shim), str(Path(PYTHON).parent), os.environ.get("PATH", "/usr/bin:/bin")])
-    if kubeconfig is None:
-        with (
-            ControlPlane(assets=cluster_assets(), work_dir=work / "controlplane") as cp,
-            _kubelet(cp.kubeconfig, work, path),
-        ):
-            yield BenchCluster(cp.kubeconfig)
-        return
-    with _kubelet(kubeconfig, work, path):
-        yield BenchCluster(kubeconfig)
+def bench_cluster(work: Path) -> Iterator[BenchCluster]:
+    """A control plane, a node with GPUS GPUs and the fake trial image, and an emulator."""
+    assets = build_binaries()
+    image = fake_trial_image(project_images().controller)
+    with contextlib.ExitStack() as stack:
+        net = stack.enter_context(NodeNetwork())
+        cp = stack.enter_context(
+            ControlPlane(assets=assets, work_dir=work / "controlplane", bind_address=net.gateway)
+        )
+        net.route_kubernetes_service(cp.port)
+        node = stack.enter_context(Node(cp, net, work / "node", pause_image(), name=NODE, gpu_count=GPUS))
+        node.load_images([image])
+        gcs = stack.enter_context(FakeGCS(assets / "fake-gcs-server", work / "gcs", address=net.gateway))
+        stack.enter_context(_emulator_env(gcs.host))
+        yield BenchCluster(cp.kubeconfig, node.name, image, gcs.host)
 
 
 @contextmanager
-def _kubelet(kubeconfig: Path, work: Path, path: str) -> Iterator[None]:
-    """The LocalKubelet in a process of its own, as a kubelet is: its pod threads must
-    not share this process's GIL with the controller under measurement."""
-    argv = [PYTHON, "-m", "bench.cluster", str(kubeconfig), str(work), path]
-    proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stdin is not None and proc.stdout is not None
+def _emulator_env(host: str) -> Iterator[None]:
+    """STORAGE_EMULATOR_HOST for this process's store clients, as the test session's ``gcs`` sets it."""
+    old = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = host
     try:
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"bench kubelet did not start (exit {proc.wait(30)})")
         yield
     finally:
-        proc.stdin.close()  # the kubelet stops when its stdin closes
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _serve_kubelet(kubeconfig: str, work: str, path: str) -> None:
-    with LocalKubelet(
-        Path(kubeconfig), Path(work) / "kubelet", node_name=NODE, gpu_count=GPUS, extra_env={"PATH": path}
-    ):
-        print("ready", flush=True)
-        sys.stdin.read()
+        if old is None:
+            del os.environ["STORAGE_EMULATOR_HOST"]
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = old
 
 
 def shared_cluster(ctx: Context) -> BenchCluster:
-    """One cluster for every benchmark of a run (4 s to start, but why twice)."""
-    return ctx.once("cluster", lambda: ctx.stack.enter_context(bench_cluster(ctx.work, ctx.kubeconfig)))
+    """One cluster for every benchmark of a run: the test session's, or one of its own."""
+    cluster = ctx.cluster or ctx.stack.enter_context(bench_cluster(ctx.work))
+    ctx.cluster = cluster
+    from google.cloud.exceptions import Conflict
+
+    with contextlib.suppress(Conflict):
+        _emulator_client().create_bucket(BUCKET)
+    return cluster
+
+
+def _emulator_client() -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(project="kubetune-bench", credentials=AnonymousCredentials())
 
 
 class JobClock:
@@ -254,7 +268,3 @@ def instrumented(study: Study) -> Iterator[Probe]:
         optimizer.suggest = real_suggest
         report.publish = real_publish
         launcher.wait, launcher.launch = real_wait, real_launch
-
-
-if __name__ == "__main__":
-    _serve_kubelet(*sys.argv[1:4])

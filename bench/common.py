@@ -11,7 +11,10 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from bench.cluster import BenchCluster
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / "bench" / ".cache"
@@ -108,16 +111,13 @@ class Section:
 
 @dataclass
 class Context:
-    """What a benchmark run gets: smoke or full, a scratch folder, shared resources.
-
-    The scratch folder is outside /tmp on purpose: trial pods of the test
-    kubelet get an emptyDir mounted over /tmp, and must still see the store.
-    """
+    """What a benchmark run gets: smoke or full, a scratch folder, shared resources
+    (``cluster``: where cluster benchmarks run; made on first use unless given)."""
 
     smoke: bool
     work: Path
     data_dir: Path | None = None
-    kubeconfig: Path | None = None
+    cluster: BenchCluster | None = None
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _shared: dict[str, Any] = field(default_factory=dict)
 

@@ -5,8 +5,8 @@ the test control plane; its trials are the fake trial (sleep 0) on the bench
 node. The store is pre-populated with N finished synthetic trials, then the
 study runs a few more, one at a time. For each gap between two trials:
 
-    result.json written  (file mtime, by the fake trial)
-    -> pod Succeeded     (kubelet: process exit noticed, status written)
+    result.json written  (the emulator's creation time; by the fake trial's container)
+    -> pod Succeeded     (kubelet: container exit noticed, status written)
     -> launcher.wait()   (our pod informer sees it and returns the exit)
     -> suggest() starts  (after _finish: read the result; views and the Job label come after the launch)
     -> suggest() returns (GP fit + acquisition)
@@ -25,7 +25,6 @@ import contextlib
 import itertools
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,12 +34,13 @@ from skopt.space import Space
 from threadpoolctl import threadpool_limits
 
 from bench.cluster import BenchCluster, JobClock, Probe, instrumented, shared_cluster
+from bench.cluster import landed as cluster_landed
 from bench.common import Context, Section, interleave, log, median, table
 from kubetune.contract import LaunchRecord, TrialResult, params_object, result_object
 from kubetune.controller import optimizer
 from kubetune.controller.study import Study, claim_store
 from kubetune.spec import Budget, Spec
-from kubetune.store import Store, open_store
+from kubetune.store import Store
 from tests.fake_trial import objective, succeeded
 
 FINISHED = (10, 50, 100, 200)
@@ -68,7 +68,7 @@ def run(ctx: Context) -> Section:
     finished = (10,) if ctx.smoke else FINISHED
     gaps = 1 if ctx.smoke else GAPS
     cluster = shared_cluster(ctx)
-    gaps_by_n = {n: _measure(cluster, ctx.work / f"controller-{n}", n, gaps) for n in finished}
+    gaps_by_n = {n: _measure(cluster, n, gaps) for n in finished}
     variants = _suggest_variants(finished, rounds=1 if ctx.smoke else 5)
     return _section(gaps_by_n, variants)
 
@@ -76,10 +76,10 @@ def run(ctx: Context) -> Section:
 # --- the study under measurement ----------------------------------------------
 
 
-def _measure(cluster: BenchCluster, work: Path, n: int, gaps: int) -> list[dict[str, float]]:
+def _measure(cluster: BenchCluster, n: int, gaps: int) -> list[dict[str, float]]:
     log(f"controller overhead: {n} finished trials, {gaps} gaps")
     spec = Spec(name=f"overhead-{n}", budget=Budget(max_trials=n + gaps + 1, parallel=1, max_failed=2))
-    store = open_store(str(work / "store"))
+    store = cluster.store(f"overhead-{n}")
     prepopulate(store, spec, n)
     namespace = cluster.namespace()
     launcher = cluster.launcher(namespace, '{"default": {"sleep": 0}}')
@@ -109,7 +109,7 @@ def prepopulate(store: Store, spec: Spec, n: int, seed: int = 1) -> None:
 def _gap(store: Store, clock: JobClock, probe: Probe, index: int) -> dict[str, float]:
     """Stage durations between trial index-1's result and trial index's Job."""
     prev = index - 1
-    landed = (Path(store.uri) / result_object(prev)).stat().st_mtime
+    landed = cluster_landed(store, result_object(prev))
     s0, s1 = probe.suggest[index]
     marks = [
         landed,
@@ -212,7 +212,8 @@ def _section(
     s = Section("controller", "2. Controller overhead per trial")
     s.add(
         f"{machine().line()}. Test control plane (etcd, kube-apiserver, kube-controller-manager, "
-        "kube-scheduler v1.36) and the LocalKubelet on loopback; the controller is a `Study` with the "
+        "kube-scheduler v1.36) and a real node (kubelet, containerd, runc) whose trial containers write to "
+        "fake-gcs-server on the node's bridge; the controller is a `Study` with the "
         "real `KubernetesLauncher`, in the bench process; trials are the fake trial (sleep 0), one at a "
         "time. The store holds N finished synthetic trials (x0, the initial design, then random points; "
         "objective `tests.fake_trial.objective`) before the measured trials start. Median seconds over "

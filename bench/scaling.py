@@ -2,9 +2,9 @@
 
 Each trial is the fake trial lasting 3 s from its process start (as a real
 trial holds its GPU for its own run time, however slowly the 2-core bench
-machine starts eight Pythons at once), run by the LocalKubelet of the
-bench node (8 fake GPUs, one per trial) through the real Job controller and
-scheduler, launched by a real Study + KubernetesLauncher in this process.
+machine starts eight containers at once), run in containers on the bench's
+real node (kubelet, containerd; 8 advertised GPUs, one per trial) through the
+real Job controller and scheduler, launched by a real Study + KubernetesLauncher in this process.
 Efficiency is the ideal wall time (48 x 3 s / parallel) over the measured
 one. Where the rest goes is read off an independent watcher (JobClock) and
 the Study's own calls (Probe), per trial, as medians.
@@ -26,7 +26,6 @@ from bench.common import Context, Section, interleave, log, machine, median, tab
 from kubetune.controller import study as study_module
 from kubetune.controller.study import Study
 from kubetune.spec import Budget, Spec
-from kubetune.store import open_store
 
 PARALLEL = (1, 4, 8)
 TRIALS = 48
@@ -37,7 +36,7 @@ TARGET = 0.85
 STAGES = {
     "job_to_pod": "Job created → pod created (Job controller)",
     "schedule": "pod created → bound (scheduler)",
-    "start": "bound → Running (kubelet starts the process)",
+    "start": "bound → Running (kubelet starts the container)",
     "trial": "Running → Succeeded, minus the 3 s trial (its result write, exit)",
     "job_done": "pod Succeeded → Job Complete (Job controller)",
     "detect": "pod Succeeded → our wait() returns",
@@ -83,7 +82,7 @@ def _no_plot_redraws() -> Iterator[None]:
 def study_run(cluster: BenchCluster, work: Path, parallel: int, trials: int, sleep: float) -> dict[str, Any]:
     """One whole study; its wall time and the median of each per-trial stage."""
     spec = Spec(name=f"scale-{work.name}", budget=Budget(max_trials=trials, parallel=parallel, max_failed=2))
-    store = open_store(str(work / "store"))
+    store = cluster.store(f"scale-{parallel}")
     namespace = cluster.namespace()
     launcher = cluster.launcher(namespace, json.dumps({"default": {"sleep": sleep}}))
     study = Study(spec, store, launcher)
@@ -145,7 +144,8 @@ def _section(runs: dict[str, list[dict[str, Any]]], trials: int, sleep: float) -
     s.add(
         f"{machine().line()}. {trials} fake trials of {sleep:g} s each (the fake trial lasts that long from "
         "its process start: before 2026-11-27 it slept that long after a 0.2-1 s Python start-up), one "
-        "nvidia.com/gpu each on a LocalKubelet node with 8, through the test control plane's Job "
+        "nvidia.com/gpu each on a real node (kubelet, containerd, runc) with 8, containers of the fake trial "
+        "image writing to fake-gcs-server, through the test control plane's Job "
         "controller and scheduler; the controller is a `Study` with `KubernetesLauncher` in the bench "
         f"process. Parallel 1 once; the others {rounds} rounds, interleaved (4, 8, 8, 4, 8, 8 ...); medians."
     )

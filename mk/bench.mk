@@ -6,9 +6,11 @@
 # in seconds, so they keep working; CI runs the same as tests/test_bench_smoke.py.
 
 BENCH_PYTHON ?= .venv/bin/python
-# From the top-level Makefile: the venv, the dataset's IDX files and the test
-# control plane's binaries first (alone, this file assumes they are there).
-BENCH_PREREQS := $(if $(BIN),venv binaries $(FASHION_MNIST)/train-images-idx3-ubyte.gz)
+# From the top-level Makefile: the venv, the dataset's IDX files, the test
+# cluster's binaries, its node's Debian packages and the images the cluster
+# benchmarks run (alone, this file assumes they are there). The cluster
+# benchmarks start a real node: root (or sudo), as `make test` needs.
+BENCH_PREREQS := $(if $(BIN),venv binaries node-packages images-cpu $(FASHION_MNIST)/train-images-idx3-ubyte.gz)
 
 .PHONY: bench bench-smoke
 

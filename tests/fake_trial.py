@@ -72,11 +72,12 @@ def record(index: int, params: dict[str, Any], metric: str, how: str) -> bytes:
                            "objective_value": 1.7, "metrics": {metric: 1.7}}).encode()  # fmt: skip
     if how == "nan":
         return failed_result(index, params, metric, "loss became NaN at epoch 1").to_json()
-    return succeeded(index, params, metric, value, wall_time_s=0.0).to_json()
+    # Its real run time: GPU-hour budgets count it.
+    return succeeded(index, params, metric, value, wall_time_s=round(_age_s(), 3)).to_json()
 
 
 def _age_s() -> float:
-    """Seconds since this process was started (by the kubelet or a LocalLauncher)."""
+    """Seconds since this process was started (in its container, or by a LocalLauncher)."""
     # Field 22 of /proc/self/stat, the 20th after the ")" that ends the command name.
     ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
     uptime = float(Path("/proc/uptime").read_text().split()[0])

@@ -1,8 +1,8 @@
 """Every benchmark in smoke mode: the same code paths as `make bench`, on tiny inputs, in seconds.
 
 Benchmarks are not tests; this only keeps them working. The numbers are
-thrown away (BENCHMARKS.md is left alone). The cluster benchmarks start a
-fake-trial kubelet of their own on the session's test control plane.
+thrown away (BENCHMARKS.md is left alone). The cluster benchmarks borrow the
+session's cluster: its node, the fake trial image and the GCS emulator.
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import BENCHMARKS
+from bench.cluster import BenchCluster
 from bench.common import CACHE, Context, context
 from tests.cluster.controlplane import ControlPlane
+from tests.cluster.node import Node
+from tests.gcs_emulator import FakeGCS
 
 
 @pytest.fixture(scope="module")
 def bench_context(prepared_data_dir: Path) -> Iterator[Context]:
-    # Not under /tmp: trial pods of the bench kubelet get an emptyDir there.
     work = CACHE / "smoke-tests" / uuid.uuid4().hex[:8]
     with context(True, work) as ctx:
         ctx.data_dir = prepared_data_dir
@@ -43,6 +45,9 @@ def test_benchmark_smoke(bench_context: Context, name: str) -> None:
 
 @pytest.mark.cluster
 @pytest.mark.parametrize("name", ["controller", "scaling"])
-def test_cluster_benchmark_smoke(bench_context: Context, control_plane: ControlPlane, name: str) -> None:
-    bench_context.kubeconfig = control_plane.kubeconfig
+def test_cluster_benchmark_smoke(
+    bench_context: Context, control_plane: ControlPlane, node: Node, fake_image: str, gcs: FakeGCS, name: str
+) -> None:
+    # The node's one GPU is the session's: bench trials ask for none.
+    bench_context.cluster = BenchCluster(control_plane.kubeconfig, node.name, fake_image, gcs.host, gpus=0)
     check(bench_context, name)

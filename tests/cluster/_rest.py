@@ -1,9 +1,9 @@
 """A minimal JSON REST client for the kube-apiserver, built on urllib3.
 
-The local kubelet talks to the API with plain dicts rather than the generated
-`kubernetes` models: it reads and writes whole status objects, and the models'
-serialisation (datetime formats, default patch content type) is not what a
-kubelet needs. Credentials come from a kubeconfig that references files.
+The reliability suites read and write whole objects as plain dicts rather than
+the generated `kubernetes` models, whose serialisation (datetime formats,
+default patch content type) gets in the way of checking raw API behaviour.
+Credentials come from a kubeconfig that references files.
 """
 
 from __future__ import annotations

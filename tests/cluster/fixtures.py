@@ -65,6 +65,11 @@ def cluster_assets() -> Path:
     """Build (or find) the control-plane binaries. A failed build is an error, not a skip."""
     if os.environ.get("KUBETUNE_SKIP_CLUSTER") == "1":
         pytest.skip("KUBETUNE_SKIP_CLUSTER=1")
+    return build_binaries()
+
+
+def build_binaries() -> Path:
+    """The binaries' folder, built by build-binaries.sh when missing (it prints the folder last)."""
     proc = subprocess.run(
         ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
     )

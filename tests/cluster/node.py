@@ -322,8 +322,10 @@ state = "{self.work_dir / "containerd" / "state"}"
                 (folder / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in controllers))
 
     def _remove_cgroups(self) -> None:
-        """rmdir the node's cgroup trees, children first."""
-        for top in self._cgroup_dirs():
+        """rmdir the node's cgroup trees, children first; on v1 also the one runc
+        adds in the unified (v2) hierarchy, which the kubelet does not need created."""
+        unified = Path("/sys/fs/cgroup/unified") / self.cgroup_root.lstrip("/")
+        for top in [*self._cgroup_dirs(), unified]:
             if not top.is_dir():
                 continue
             for folder in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
@@ -356,6 +358,9 @@ state = "{self.work_dir / "containerd" / "state"}"
             "podLogsDir": str(self.pod_logs_dir),
             "resolvConf": "",
             "failSwapOn": False,
+            # No host-wide KUBE-* chains (firewall, canary): the node network's own
+            # chain isolates pods, and a second session must not share rules.
+            "makeIPTablesUtilChains": False,
             "registerWithTaints": [GPU_TAINT],
             "evictionHard": {
                 "memory.available": "100Mi",
@@ -374,7 +379,8 @@ state = "{self.work_dir / "containerd" / "state"}"
         pki = self.control_plane.pki
         assert pki is not None
         (port,) = free_ports(1)
-        cert, key = pki.client_cert("kubelet", f"system:node:{self.name}", "system:nodes")
+        # Per node: a second node (the teardown test) must not overwrite the first one's identity.
+        cert, key = pki.client_cert(f"kubelet-{self.name}", f"system:node:{self.name}", "system:nodes")
         kubeconfig = write_kubeconfig(
             self.work_dir / "kubelet.kubeconfig", self.control_plane.server, pki.ca_cert, cert, key, "kubelet"
         )

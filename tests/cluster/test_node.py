@@ -170,6 +170,9 @@ def test_nothing_routes_off_the_machine(node: Node, node_network: NodeNetwork) -
     )
     service = f"-d {KUBERNETES_SERVICE_IP}/32 -p tcp -m tcp --dport 443"
     assert f"{service} -j DNAT --to-destination {node_network.gateway}:" in iptables_rules("nat")
+    # The kubelet's host-wide chains (KUBE-FIREWALL, its canaries) are off: only ours exist.
+    for table in ("filter", "nat", "mangle"):
+        assert "KUBE-" not in iptables_rules(table), table
     for registry in MIRRORED_REGISTRIES:
         hosts = (node.work_dir / "registry-hosts" / registry / "hosts.toml").read_text()
         assert f'server = "{LOOPBACK_REGISTRY}"' in hosts
@@ -191,14 +194,14 @@ def test_a_stopped_node_leaves_nothing_behind(
         wait_pod_phase(core, namespace, "parked", ("Running",), timeout_s=90)
         netns = second.pod_network_namespaces()
         assert netns
-        cgroup = Path("/sys/fs/cgroup/memory") / second.cgroup_root.lstrip("/")
-        assert cgroup.is_dir()
+        cgroups = [Path("/sys/fs/cgroup", h, second.cgroup_root.lstrip("/")) for h in ("memory", "unified")]
+        assert cgroups[0].is_dir()
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout
     assert network.bridge not in links
     assert network.chain not in iptables_rules() + iptables_rules("nat")
     assert not any(path.exists() for path in netns)
     assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
-    assert not cgroup.exists()
+    assert not any(cgroup.exists() for cgroup in cgroups)
     assert not (tmp_path / "containerd").exists()
     with pytest.raises(client.ApiException):
         core.read_node(second.name)
