@@ -181,6 +181,22 @@ def test_confirmation_may_be_asked_for_after_the_search(tmp_path: Path) -> None:
     assert best_json(store)["confirmation"]["finished"] == RUNS  # type: ignore[index]
 
 
+def test_a_study_extended_after_its_confirmation_searches_as_if_there_had_been_none(tmp_path: Path) -> None:
+    longer = replace(SPEC, budget=replace(SPEC.budget, max_trials=SEARCH + 2))
+    store = open_store(str(tmp_path / "store"))
+    run(SPEC, store)
+    launcher = run(longer, store)
+    search = [req for req in launcher.launched if not req.save_model]
+    assert [req.index for req in search] == [SEARCH + RUNS, SEARCH + RUNS + 1]  # after the runs
+    alone = open_store(str(tmp_path / "alone"))
+    run(replace(longer, confirm=Confirm()), alone)
+    points = [r.params for r in read_history(alone, SPEC).ordered_results()]
+    assert [r.params for r in read_history(store, SPEC).ordered_results()] == points
+    # The top two are confirmed again from the new ranking: every one of them has its three runs.
+    confirmed = confirmation.review(longer, read_history(store, SPEC))
+    assert confirmed is not None and confirmed.complete and [c.n for c in confirmed.candidates] == [3, 3]
+
+
 # --- the winner, from records --------------------------------------------------------
 
 

@@ -198,6 +198,8 @@ def fetch_model(store: Store, confirmed: Confirmation | None, into: Path) -> Pat
                             "set confirm.top_k)")  # fmt: skip
     winner = confirmed.winner
     run = winner.best_run() if winner else None
+    if run is None and confirmed.complete:
+        raise KubetuneError(f"{where}: the study has no model (no confirmation run succeeded)")
     if run is None:
         raise KubetuneError(f"{where}: no model yet (the confirmation phase has "
                             f"{confirmed.finished} of {confirmed.total} runs finished)")  # fmt: skip

@@ -196,7 +196,10 @@ class Study:
     def _launch_next(self) -> None:
         index = self.history.next_index()
         pending = [self.history.launched[i].params for i in sorted(self.launcher.running())]
-        params = optimizer.suggest(self.spec, index, self.history.ordered_results(), pending, self.told)
+        # The optimizer counts search trials: a confirmation run before (a study extended after
+        # its confirmation) takes an index, not a place in the initial design.
+        searched = self.history.searched
+        params = optimizer.suggest(self.spec, searched, self.history.ordered_results(), pending, self.told)
         record = LaunchRecord(index, params, time.time(), self.launcher.name, self.launcher.gpus)
         self._hand_out(record)
 
