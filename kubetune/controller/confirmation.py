@@ -178,15 +178,14 @@ def publish_model(store: Store, confirmed: Confirmation) -> int | None:
     """Copy the winner's model beside best.json; the run it came from, None when there is none."""
     winner = confirmed.winner
     run = winner.best_run() if winner else None
-    if run is None:
+    if winner is None or run is None:
         return None
     try:
         store.put(MODEL_OBJECT, store.get(model_object(run.index)))
     except NotFound:
-        return None  # a kind that saves none (a program)
-    log.info(
-        "model_published", object=MODEL_OBJECT, run=run.index, confirms=winner.trial.index if winner else None
-    )
+        log.warning("model_missing", object=model_object(run.index))  # its trial recorded a result without it
+        return None
+    log.info("model_published", object=MODEL_OBJECT, run=run.index, confirms=winner.trial.index)
     return run.index
 
 

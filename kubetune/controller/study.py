@@ -314,7 +314,12 @@ class Study:
         confirmed = confirmation.review(self.spec, self.history)
         winner = confirmed.winner if confirmed else None
         run = winner.best_run() if winner else None
-        if confirmed is not None and run is not None and run.index != self._model_from:
+        if (
+            self.spec.kind.saves_model
+            and confirmed is not None
+            and run is not None
+            and run.index != self._model_from
+        ):
             self._model_from = confirmation.publish_model(self.store, confirmed)
         return confirmed
 
