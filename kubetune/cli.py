@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
 
     best = sub.add_parser("best", help="print the best trial's parameters and metrics as JSON")
     best.add_argument("store")
+    best.add_argument(
+        "--model", type=Path, metavar="DIR",
+        help="also fetch the chosen configuration's trained model into DIR (see confirm.top_k)",
+    )  # fmt: skip
 
     status = sub.add_parser(
         "status", help="a summary and leaderboard: trials done, running, failed; the best"
@@ -132,7 +136,7 @@ def _dispatch(ns: argparse.Namespace, argv: list[str]) -> int:
     if ns.command == "run":
         return _run(ns)
     if ns.command == "best":
-        return _best(ns.store)
+        return _best(ns.store, ns.model)
     if ns.command == "status":
         return _status(ns)
     if ns.command == "report":
@@ -212,7 +216,13 @@ def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: J
         progress.close()
         launcher.close()
     best = outcome.summary.best
-    if best is not None:
+    winner = outcome.confirmed.winner if outcome.confirmed else None
+    if winner is not None:
+        # The configuration with the best mean over fresh seeds: its spread says how far to trust it.
+        spread = {"n": winner.n, "sd": winner.sd, "test_accuracy": winner.mean_metrics().get("test_accuracy")}
+        print(json.dumps({"index": winner.trial.index, spec.objective.metric: winner.mean,
+                          "params": spec.full_params(winner.trial.params), **spread}))  # fmt: skip
+    elif best is not None:
         print(
             json.dumps(
                 {
@@ -230,15 +240,21 @@ def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: J
     return 0
 
 
-def _best(uri: str) -> int:
-    from kubetune.controller import report
+def _best(uri: str, model_dir: Path | None) -> int:
+    from kubetune.controller import confirmation, report
     from kubetune.controller.history import read_study
     from kubetune.store import open_store
 
-    spec, history = read_study(open_store(uri, create=False))
-    doc = report.best_document(spec, history.ordered_results())
+    store = open_store(uri, create=False)
+    spec, history = read_study(store)
+    confirmed = confirmation.review(spec, history)
+    doc = report.best_document(spec, history.ordered_results(), confirmed=confirmed)
     if doc["best"] is None:
         raise KubetuneError(f"{uri}: no trial has finished successfully yet")
+    if model_dir is not None:
+        # Before printing: a failed fetch prints nothing but its one line.
+        path = confirmation.fetch_model(store, confirmed, model_dir)
+        doc["best"]["model_path"] = str(path)
     print(json.dumps(doc["best"], indent=2))
     return 0
 
@@ -270,14 +286,15 @@ def _positive(text: str) -> float:
 def _report(uri: str, output: Path | None, open_it: bool) -> int:
     import webbrowser
 
-    from kubetune.controller import report
+    from kubetune.controller import confirmation, report
     from kubetune.controller.history import read_study
     from kubetune.store import open_store
 
     # Rebuilt from the records, not copied from the store's report.html: it may lag or be missing.
     spec, history = read_study(open_store(uri, create=False))
     results = history.ordered_results()
-    page = report.report_html(spec, results, report.draw_figures(spec, results, history.epochs), history.lost)
+    figures = report.draw_figures(spec, results, history.search_epochs())
+    page = report.report_html(spec, results, figures, history.lost, confirmation.review(spec, history))
     path = (output or Path(f"{spec.name}-report.html")).resolve()
     try:
         path.write_text(page, encoding="utf-8")

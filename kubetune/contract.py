@@ -37,6 +37,8 @@ SPEC_OBJECT = "study.yaml"
 BEST_OBJECT = "best.json"
 HISTORY_OBJECT = "history.csv"
 REPORT_OBJECT = "report.html"
+# The chosen configuration's trained model (Keras format), copied beside best.json.
+MODEL_OBJECT = "model.keras"
 PLOTS_PREFIX = "plots/"
 DATASET_PREFIX = "dataset/"
 TRIALS_PREFIX = "trials/"
@@ -80,6 +82,11 @@ def stop_object(index: int) -> str:
     return trial_prefix(index) + "stop.json"
 
 
+def model_object(index: int) -> str:
+    """Written by a trial asked to save its model (``--save-model``), before its result."""
+    return trial_prefix(index) + MODEL_OBJECT
+
+
 def index_of(name: str) -> int | None:
     """The trial index in an object name under ``trials/``, else None."""
     if not name.startswith(TRIALS_PREFIX):
@@ -106,12 +113,15 @@ class TrialRequest:
     settings: Any
     objective: str
     attempt: int = 0  # launches of this index before, lost to the infrastructure (not on the command line)
+    save_model: bool = False  # upload the trained model (model_object); a kind that has none ignores it
 
 
 def trial_command(req: TrialRequest) -> list[str]:
     """The exact argv a trial runs with, locally and in a Kubernetes Job."""
     generic = ["--store", req.store, "--study", req.study, "--index", str(req.index),
                "--objective", req.objective, "--params", json.dumps(req.params, sort_keys=True)]  # fmt: skip
+    if req.save_model:
+        generic.append("--save-model")
     # A kind's settings may name a subcommand (a program's: `kubetune trial exec`).
     sub = getattr(req.settings, "subcommand", ())
     return ["kubetune", "trial", *sub, *generic, *to_argv(req.settings)]
@@ -129,6 +139,7 @@ def parse_trial_args(argv: Sequence[str], kind: TrialKindInfo) -> TrialRequest:
         params=ns.params,
         settings=from_args(ns, kind.settings_type),
         objective=ns.objective,
+        save_model=ns.save_model,
     )
 
 
@@ -140,6 +151,7 @@ def add_trial_arguments(parser: argparse.ArgumentParser, kind: TrialKindInfo) ->
     # A kind that declares no metrics (a program) may report any.
     parser.add_argument("--objective", required=True, choices=sorted(kind.metrics) or None)
     parser.add_argument("--params", required=True, type=_params_arg, help="JSON object")
+    parser.add_argument("--save-model", action="store_true", help="upload the trained model to the store")
     add_arguments(parser, kind.settings_type)
 
 
@@ -178,13 +190,19 @@ class RecordError(ValueError):
 
 @dataclass(frozen=True)
 class LaunchRecord:
-    """``trials/NNNNNN/params.json``: proof that the index was handed out."""
+    """``trials/NNNNNN/params.json``: proof that the index was handed out.
+
+    A confirmation run (``confirms`` set) re-trains the configuration of that
+    search trial with ``seed``, after the search; the optimizer never hears of it.
+    """
 
     index: int
     params: Params
     launched_at: float
     launcher: str
     gpus: int = 1  # what each attempt holds, for GPU-hour budgets (a local trial counts as one)
+    confirms: int | None = None
+    seed: int | None = None  # a confirmation run's; None: the study's (trial.seed), or the kind has none
     schema: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
@@ -200,6 +218,8 @@ class LaunchRecord:
                 launched_at=float(obj["launched_at"]),
                 launcher=str(obj["launcher"]),
                 gpus=int(obj.get("gpus", 1)),
+                confirms=_optional_int(obj.get("confirms")),
+                seed=_optional_int(obj.get("seed")),
                 schema=int(obj.get("schema", SCHEMA_VERSION)),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -259,6 +279,10 @@ class TrialResult:
             raise RecordError(f"result record: {exc}") from exc
         validate_result(result, bounds or {})
         return result
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 # The range a metric must fall in (accuracies are fractions), declared by the

@@ -118,6 +118,15 @@ class Stopping:
     grace_period_s: int = setting(60, minimum=0, help="a stopped trial not gone after this is killed")
 
 
+@dataclass(frozen=True)
+class Confirm:
+    """After the search, the best configurations trained again on fresh seeds
+    (``kubetune.controller.confirmation``): a best that is not the luck of one seed."""
+
+    top_k: int = setting(0, minimum=0, help="configurations re-trained after the search; 0: none")
+    seeds: int = setting(3, minimum=1, help="fresh seeds each of them is trained with")
+
+
 def _notebook_space() -> tuple[Dimension, ...]:
     return (
         Real("learning_rate", 1e-5, 1e-1, "log-uniform"),
@@ -134,6 +143,7 @@ class Spec:
     optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
     budget: Budget = field(default_factory=Budget)
     stopping: Stopping = field(default_factory=Stopping)
+    confirm: Confirm = field(default_factory=Confirm)
     x0: tuple[Params, ...] = ({"learning_rate": 0.001, "num_dense_layers": 1, "num_dense_nodes": 12},)
     trial: CnnSettings | ProgramSettings = field(default_factory=CnnSettings)
 
@@ -160,6 +170,7 @@ class Spec:
             "optimizer": vars_of(self.optimizer),
             "budget": vars_of(self.budget),
             "stopping": vars_of(self.stopping),
+            "confirm": vars_of(self.confirm),
             "x0": [dict(p) for p in self.x0],
             "trial": self._trial_dict(),
         }
@@ -217,6 +228,7 @@ def spec_from_dict(doc: Any) -> Spec:
         optimizer=_section(top.section("optimizer"), OptimizerSettings),
         budget=_section(top.section("budget"), Budget),
         stopping=_section(top.section("stopping"), Stopping),
+        confirm=_section(top.section("confirm"), Confirm),
         trial=_section(trial, kind.settings_type),
     )
     if isinstance(spec.trial, ProgramSettings):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from dataclasses import replace
 
-from kubetune.contract import EpochRecord, TrialRequest, epoch_object, result_object
+from kubetune.contract import EpochRecord, TrialRequest, epoch_object, model_object, result_object
 from kubetune.launcher import Cause, TrialExit
 from kubetune.store import AlreadyExists, Store
-from tests.fake_trial import curve, objective, succeeded
+from tests.fake_trial import curve, objective, seed_noise, succeeded
 
 
 class InProcessLauncher:
@@ -69,8 +70,13 @@ class InProcessLauncher:
             return [TrialExit(index, None, f"pod {cause} (attempt {req.attempt})", cause)]
         if index in self.fail:
             return [TrialExit(index, 1, "exited with code 1")]
-        value = objective(req.params)
+        seed = getattr(req.settings, "seed", 0)
+        value = objective(req.params) + seed_noise(seed)
         result = succeeded(index, req.params, req.objective, value, wall_time_s=self.wall_s)
+        if seed:  # another seed than the search's (a confirmation run): a test accuracy too
+            result = replace(result, metrics={**result.metrics, "test_accuracy": value - 0.01})
+        if req.save_model:
+            self.store.put(model_object(index), f"model of trial {index}".encode())
         with contextlib.suppress(AlreadyExists):  # a replayed trial already wrote it
             for epoch in range(1, self.epochs + 1):
                 metrics = {req.objective: curve(req.params, epoch, self.epochs)}

@@ -24,7 +24,7 @@ from kubetune.kinds import CNN, CnnSettings
 from kubetune.kinds.program import ProgramSettings
 from kubetune.kubernetes.job import JobSettings, build_job
 from kubetune.settings import Setting, settings_of
-from kubetune.spec import Budget, OptimizerSettings, Spec, Stopping, parse_spec
+from kubetune.spec import Budget, Confirm, OptimizerSettings, Spec, Stopping, parse_spec
 from tests import REPO
 
 CHART = REPO / "charts" / "kubetune"
@@ -590,6 +590,7 @@ def schema_of(s: Setting) -> dict[str, Any]:
 
 # The trial section is either kind's: the CNN's settings, or a program's (with its kind).
 SECTIONS = {"optimizer": [OptimizerSettings], "budget": [Budget], "stopping": [Stopping],
+            "confirm": [Confirm],
             "trial": [CnnSettings, ProgramSettings]}  # fmt: skip
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from kubetune.errors import SpecError
 from kubetune.kinds import CnnSettings
-from kubetune.spec import Categorical, Integer, Real, Spec, load_spec, parse_spec
+from kubetune.spec import Categorical, Confirm, Integer, Real, Spec, load_spec, parse_spec
 
 
 def test_empty_spec_is_the_notebook() -> None:
@@ -52,6 +52,13 @@ def test_full_spec_round_trips_through_its_canonical_yaml() -> None:
     assert spec.trial.precision == "mixed_bfloat16"
     assert parse_spec(spec.to_yaml()) == spec
     assert spec.full_params({"learning_rate": 0.01})["num_dense_layers"] == 1
+
+
+def test_confirmation_is_off_unless_asked_for_and_round_trips() -> None:
+    assert parse_spec("").confirm == Confirm(top_k=0, seeds=3)
+    spec = parse_spec("confirm: {top_k: 2}")
+    assert spec.confirm == Confirm(top_k=2, seeds=3)
+    assert parse_spec(spec.to_yaml()) == spec
 
 
 def test_a_custom_space_drops_the_notebook_x0() -> None:
@@ -209,6 +216,15 @@ BAD += [
         r"space\[0\]\.name: 'metrics_file' is reserved",
     ),
     ("trial: {kind: program, command: x, epochs: 3}\n" + X + GOAL, r"trial\.epochs: unknown field"),
+]
+
+# The confirmation phase.
+BAD += [
+    ("confirm: {top_k: -1}", r"confirm\.top_k: must be at least 0, got -1"),
+    ("confirm: {top_k: 2, seeds: 0}", r"confirm\.seeds: must be at least 1, got 0"),
+    ("confirm: {top_k: two}", r"confirm\.top_k: must be an integer, got a string 'two'"),
+    ("confirm: {top: 2}", r"confirm\.top: unknown field \(did you mean 'top_k'\?\)"),
+    ("confirm: 3", r"confirm: must be a mapping, got an integer"),
 ]
 
 

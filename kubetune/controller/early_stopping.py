@@ -55,7 +55,8 @@ class EarlyStopping:
             for record in history.add_epochs(self.store, index, self.spec):
                 progressed = True
                 self.observer.trial_progressed(record, history.attempt(index))
-                if index not in history.stops:
+                # A confirmation run is measured whole: no rule stops it.
+                if index not in history.stops and not history.confirming(index):
                     self._decide(history, index, record.epoch)
         self._stop_overdue(history)
         return progressed
@@ -93,11 +94,12 @@ class EarlyStopping:
         mine = curve(index)
         if len(mine) < epoch:
             return  # a hole in the curve: nothing to compare at this epoch
-        results = history.results
+        results = history.ordered_results()
         curves = Curves(
-            running={i: curve(i) for i in self.launcher.running() if i != index} | {index: mine[:epoch]},
-            completed={i: curve(i) for i, r in results.items() if r.succeeded},
-            stopped={i: curve(i) for i, r in results.items() if r.pruned},
+            running={i: curve(i) for i in self.launcher.running() if i != index and not history.confirming(i)}
+            | {index: mine[:epoch]},
+            completed={r.index: curve(r.index) for r in results if r.succeeded},
+            stopped={r.index: curve(r.index) for r in results if r.pruned},
         )
         reason = self.rule.should_stop(index, curves)
         if reason is not None:

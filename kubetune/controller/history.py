@@ -84,19 +84,38 @@ class History:
         """Launched, with no result yet: running, or orphaned by a dead controller."""
         return sorted(set(self.launched) - set(self.results))
 
+    def confirming(self, index: int) -> bool:
+        """Whether ``index`` is a confirmation run (``controller.confirmation``), not a search trial."""
+        launch = self.launched.get(index)
+        return launch is not None and launch.confirms is not None
+
+    @property
+    def searched(self) -> int:
+        """Search trials handed out: what ``budget.max_trials`` counts."""
+        return sum(not self.confirming(i) for i in self.launched)
+
     @property
     def failed(self) -> int:
-        return sum(r.failed for r in self.results.values())
+        return sum(r.failed for r in self.ordered_results())
 
     @property
     def pruned(self) -> int:
-        return sum(r.pruned for r in self.results.values())
+        return sum(r.pruned for r in self.ordered_results())
 
     def next_index(self) -> int:
         return max(self.launched, default=-1) + 1
 
     def ordered_results(self) -> list[TrialResult]:
-        return [self.results[i] for i in sorted(self.results)]
+        """The search trials' results, in index order: what the optimizer, leaderboard and budget see."""
+        return [self.results[i] for i in sorted(self.results) if not self.confirming(i)]
+
+    def search_epochs(self) -> Epochs:
+        """The search trials' epoch records: what learning curves and running rows show."""
+        return {i: e for i, e in self.epochs.items() if not self.confirming(i)}
+
+    def confirmations(self) -> dict[int, LaunchRecord]:
+        """The confirmation runs handed out, by index."""
+        return {i: launch for i, launch in sorted(self.launched.items()) if launch.confirms is not None}
 
 
 def read_result(store: Store, index: int, launch: LaunchRecord | None, spec: Spec) -> TrialResult | None:

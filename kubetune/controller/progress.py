@@ -26,7 +26,7 @@ class Progress:
 
     def __call__(self, study: Study) -> None:
         h = study.history
-        done, failed, running = len(h.results), h.failed, len(study.launcher.running())
+        done, failed, running = len(h.ordered_results()), h.failed, len(study.launcher.running())
         best = report.best_of(study.spec, h.ordered_results())
         best_text = f"{best.objective_value:.4f} (trial {best.index})" if best else "-"
         if self.tty:

@@ -16,11 +16,12 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubetune.contract import (
     BEST_OBJECT,
     HISTORY_OBJECT,
+    MODEL_OBJECT,
     REPORT_OBJECT,
     EpochRecord,
     TrialResult,
@@ -30,6 +31,9 @@ from kubetune.controller.history import Epochs, Lost
 from kubetune.log import get_logger
 from kubetune.spec import Spec
 from kubetune.store import Store
+
+if TYPE_CHECKING:  # it ranks with this module's ranked()
+    from kubetune.controller.confirmation import Candidate, Confirmation
 
 log = get_logger("kubetune.report")
 
@@ -69,7 +73,14 @@ def summarize(spec: Spec, results: Sequence[TrialResult]) -> Summary:
     return Summary(len(results), count["succeeded"], count["failed"], best_of(spec, results), count["pruned"])
 
 
-def best_document(spec: Spec, results: Sequence[TrialResult], ended_by: str | None = None) -> dict[str, Any]:
+def best_document(
+    spec: Spec,
+    results: Sequence[TrialResult],
+    ended_by: str | None = None,
+    confirmed: Confirmation | None = None,
+) -> dict[str, Any]:
+    """The best search trial; once a confirmation phase is complete, its winner (the search's best
+    then under ``search_best``), and while one runs, its progress (``confirmation``)."""
     s = summarize(spec, results)
     doc: dict[str, Any] = {
         "study": spec.name,
@@ -88,6 +99,57 @@ def best_document(spec: Spec, results: Sequence[TrialResult], ended_by: str | No
             "metrics": b.metrics,
             "wall_time_s": b.wall_time_s,
         }
+    if confirmed is not None and confirmed.started:
+        doc["confirmation"] = _confirmation_document(spec, confirmed)
+        winner = _confirmed_best(spec, confirmed)
+        if winner is not None:
+            doc["search_best"], doc["best"] = doc["best"], winner
+    return doc
+
+
+def _confirmation_document(spec: Spec, confirmed: Confirmation) -> dict[str, Any]:
+    """Each configuration's spread over its runs; no test metrics (they never choose)."""
+    winner = confirmed.winner
+    return {
+        "top_k": spec.confirm.top_k,
+        "seeds": list(confirmed.seeds),
+        "finished": confirmed.finished,
+        "total": confirmed.total,
+        "winner": winner.trial.index if winner else None,
+        "configs": [
+            {
+                "index": c.trial.index,
+                "search_value": c.trial.objective_value,
+                "params": spec.full_params(c.trial.params),
+                "runs": [r.index for r in c.runs],
+                **_spread(c),
+            }
+            for c in confirmed.candidates
+        ],
+    }
+
+
+def _spread(c: Candidate) -> dict[str, Any]:
+    values = c.values
+    return {"n": c.n, "mean": c.mean, "sd": c.sd, "min": min(values, default=None),
+            "max": max(values, default=None)}  # fmt: skip
+
+
+def _confirmed_best(spec: Spec, confirmed: Confirmation) -> dict[str, Any] | None:
+    """The winner: its mean metrics (its test ones the study's headline), spread and model."""
+    winner = confirmed.winner
+    if winner is None:
+        return None
+    run = winner.best_run()
+    doc: dict[str, Any] = {
+        "index": winner.trial.index,
+        "value": winner.mean,
+        "params": spec.full_params(winner.trial.params),
+        "metrics": winner.mean_metrics(),
+        "confirmed": {**_spread(winner), "runs": [r.index for r in winner.runs]},
+    }
+    if run is not None and spec.kind.saves_model:
+        doc["model"] = {"object": MODEL_OBJECT, "run": run.index, "metrics": run.metrics}
     return doc
 
 
@@ -142,14 +204,16 @@ def publish(
     plots: bool = True,
     ended_by: str | None = None,
     lost: Lost | None = None,
+    confirmed: Confirmation | None = None,
 ) -> None:
     """Rewrite the views after a trial finished; the report and its plots only if ``plots``."""
-    store.put(BEST_OBJECT, (json.dumps(best_document(spec, results, ended_by), indent=2) + "\n").encode())
+    doc = best_document(spec, results, ended_by, confirmed)
+    store.put(BEST_OBJECT, (json.dumps(doc, indent=2) + "\n").encode())
     store.put(HISTORY_OBJECT, history_csv(spec, results, epochs).encode())
     if not plots:
         return
     try:
-        publish_report(store, spec, results, epochs, lost)
+        publish_report(store, spec, results, epochs, lost, confirmed)
     except Exception as exc:  # the report is a view: a study never fails for it
         log.warning("report_failed", error=f"{type(exc).__name__}: {exc}", exc_info=True)
 
@@ -160,11 +224,12 @@ def publish_report(
     results: Sequence[TrialResult],
     epochs: Epochs | None = None,
     lost: Lost | None = None,
+    confirmed: Confirmation | None = None,
 ) -> None:
     figures = draw_figures(spec, results, epochs)
     for name, png in figures.images.items():
         store.put(plot_object(name), png)
-    store.put(REPORT_OBJECT, report_html(spec, results, figures, lost).encode())
+    store.put(REPORT_OBJECT, report_html(spec, results, figures, lost, confirmed).encode())
 
 
 # --- plots ----------------------------------------------------------------------
@@ -229,13 +294,19 @@ figcaption, .note { color: #5b6270; } pre { background: #f3f5f8; padding: 1em; o
 
 
 def report_html(
-    spec: Spec, results: Sequence[TrialResult], figures: Figures, lost: Lost | None = None
+    spec: Spec,
+    results: Sequence[TrialResult],
+    figures: Figures,
+    lost: Lost | None = None,
+    confirmed: Confirmation | None = None,
 ) -> str:
     """The whole report: one page, no external assets, every value escaped."""
     title = f"kubetune study {spec.name}"
+    confirmation = ["<h2>Confirmation</h2>", _confirmation(spec, confirmed)] if confirmed else []
     sections = [
         f"<h1>{_e(title)}</h1>",
         _summary(spec, results),
+        *confirmation,
         "<h2>Leaderboard</h2>",
         _leaderboard(spec, results),
         "<h2>Plots</h2>",
@@ -268,6 +339,48 @@ def _summary(spec: Spec, results: Sequence[TrialResult]) -> str:
         f"<p>Objective: {_e(spec.objective.goal)} {_e(spec.objective.metric)}. "
         f"{s.total} of {spec.budget.max_trials} trials finished: {s.succeeded} succeeded, "
         f"{s.failed} failed, {s.pruned} stopped early; {best}.</p>"
+    )
+
+
+def _confirmation(spec: Spec, confirmed: Confirmation) -> str:
+    """The top configurations' spread over fresh seeds; the test accuracy of the winner alone."""
+    if not confirmed.started:
+        return (
+            '<p class="note">Not started: the top configurations are trained again once the search ends.</p>'
+        )
+    metric = spec.objective.metric
+    winner = confirmed.winner
+    names = [d.name for d in spec.space]
+    head = [
+        "trial",
+        *names,
+        "runs",
+        f"mean {metric}",
+        "sd",
+        "min",
+        "max",
+        f"search {metric}",
+        "test accuracy",
+    ]
+    rows = []
+    for c in confirmed.candidates:
+        spread = _spread(c)
+        won = c is winner
+        test = c.mean_metrics().get("test_accuracy") if won else None
+        stats = [spread[k] for k in ("mean", "sd", "min", "max")]
+        params = [c.trial.params.get(n) for n in names]
+        cells = [c.trial.index, *params, f"{c.n}/{c.planned}", *stats, c.trial.objective_value, test]
+        attrs = ' id="winner" class="best"' if won else ""
+        rows.append(f"<tr{attrs}>{''.join(_td(v) for v in cells)}</tr>")
+    seeds = ", ".join("as is" if s is None else str(s) for s in confirmed.seeds)
+    progress = (
+        f"The winner (highlighted) has the best mean {_e(metric)}; its test accuracy is the study's result."
+        if winner
+        else f"{confirmed.finished} of {confirmed.total} runs finished."
+    )
+    return (
+        f"<p>The top {len(confirmed.candidates)} configurations of the search, each trained again with seeds "
+        f"{_e(seeds)}. {progress}</p>" + _table(head, rows)
     )
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from kubetune.contract import EpochRecord, Params, ParamValue, TrialResult
-from kubetune.controller import budgets, report
+from kubetune.controller import budgets, confirmation, report
+from kubetune.controller.confirmation import Confirmation
 from kubetune.controller.history import History, read_study
 from kubetune.spec import Spec
 from kubetune.store import open_store
@@ -30,12 +31,17 @@ class Snapshot:
     history: History
 
     @property
+    def confirmed(self) -> Confirmation | None:
+        return confirmation.review(self.spec, self.history)
+
+    @property
     def document(self) -> dict[str, Any]:
         """The JSON form: the best document, with the budget and the running trials."""
         results = self.history.ordered_results()
-        doc = report.best_document(self.spec, results)
-        doc["trials"].update(total=self.spec.budget.max_trials, running=len(self.history.unfinished))
-        latest = report.running_epochs(results, self.history.epochs)
+        doc = report.best_document(self.spec, results, confirmed=self.confirmed)
+        running = [i for i in self.history.unfinished if not self.history.confirming(i)]
+        doc["trials"].update(total=self.spec.budget.max_trials, running=len(running))
+        latest = report.running_epochs(results, self.history.search_epochs())
         doc["running"] = [{"index": i, "epoch": e.epoch, **e.metrics} for i, e in sorted(latest.items())]
         doc["gpu_hours"] = round(budgets.gpu_hours(self.history), 4)
         # Attempts the infrastructure took away (spot reclaims, evictions): relaunched, never charged.
@@ -48,9 +54,14 @@ class Snapshot:
 
     @property
     def ended(self) -> bool:
-        """Every trial of the budget finished, or too many failed: the controller stops either way."""
+        """Too many trials failed, or every trial of the budget finished and any confirmation
+        phase with them: the controller stops either way."""
         budget = self.spec.budget
-        return len(self.history.results) >= budget.max_trials or self.history.failed >= budget.max_failed
+        if self.history.failed >= budget.max_failed:
+            return True
+        confirmed = self.confirmed
+        searched = len(self.history.ordered_results()) >= budget.max_trials
+        return searched and (confirmed is None or confirmed.complete or not confirmed.candidates)
 
 
 def read(uri: str) -> Snapshot:
@@ -98,7 +109,21 @@ def _summary(snap: Snapshot) -> list[str]:
                  f"{_number(best['value'])}  {_params(snap.spec, best['params'])}"),
         ("GPU HOURS", f"{doc['gpu_hours']:.2f}" + (f" of {limit:g}" if limit else "")),
     ]  # fmt: skip
+    if "confirmation" in doc:
+        lines.insert(4, ("CONFIRMATION", _confirmation(doc["confirmation"], objective["metric"])))
     return table(("", ""), lines)[1:]
+
+
+def _confirmation(c: dict[str, Any], metric: str) -> str:
+    """Runs finished; then each configuration's mean and spread, the winner marked."""
+    parts = [f"{c['finished']}/{c['total']} runs finished"]
+    for config in c["configs"]:
+        mark = " (winner)" if config["index"] == c["winner"] else ""
+        sd = "" if config["sd"] is None else f" sd={_number(config['sd'])}"
+        parts.append(
+            f"trial {config['index']}{mark}: mean {metric}={_number(config['mean'])}{sd} n={config['n']}"
+        )
+    return "; ".join(parts)
 
 
 def _header(spec: Spec) -> tuple[str, ...]:
@@ -115,10 +140,11 @@ def _rows(snap: Snapshot) -> list[tuple[str, ...]]:
         value = r.objective_value if r.objective_value is not None and not r.failed else None
         return (order[r.status], sign * value if value is not None else 0.0, r.index)
 
-    rows = [_row(spec, r.index, r.status, r.params, r) for r in sorted(history.results.values(), key=rank)]
-    latest = report.running_epochs(history.ordered_results(), history.epochs)
+    rows = [_row(spec, r.index, r.status, r.params, r) for r in sorted(history.ordered_results(), key=rank)]
+    latest = report.running_epochs(history.ordered_results(), history.search_epochs())
     for index in history.unfinished:
-        rows.append(_row(spec, index, "running", history.launched[index].params, None, latest.get(index)))
+        status = "confirming" if history.confirming(index) else "running"
+        rows.append(_row(spec, index, status, history.launched[index].params, None, latest.get(index)))
     return rows
 
 

@@ -23,7 +23,8 @@ from kubetune.contract import (
     params_object,
     result_object,
 )
-from kubetune.controller import budgets, early_stopping, optimizer, report, warmstart
+from kubetune.controller import budgets, confirmation, early_stopping, optimizer, report, warmstart
+from kubetune.controller.confirmation import Confirmation
 from kubetune.controller.early_stopping import EarlyStopping
 from kubetune.controller.history import History, read_history, read_result
 from kubetune.controller.observer import StudyObserver, Unobserved
@@ -36,8 +37,9 @@ from kubetune.store import AlreadyExists, NotFound, Store
 
 log = get_logger("kubetune.study")
 
-# Fields a resumed study may change: raising max_trials extends a study.
-RESUMABLE_CHANGES = ("budget",)
+# Fields a resumed study may change: raising max_trials extends a study; a
+# confirmation phase may be asked for (or widened) after the search.
+RESUMABLE_CHANGES = ("budget", "confirm")
 PLOTS_EVERY_S = 10.0
 # A redraw waits while a trial is due to finish before it would be done
 # (launching the next trial comes first), but never past this.
@@ -48,6 +50,7 @@ PLOTS_MAX_STALE_S = 60.0
 class Outcome:
     completed: bool  # False: stopped after max_failed failures
     summary: report.Summary
+    confirmed: Confirmation | None = None  # the confirmation phase, when the spec asks for one
 
 
 class Study:
@@ -77,6 +80,7 @@ class Study:
         self._drawn_at = time.monotonic()  # nothing to draw before the first result
         self._draw_s = 1.0  # what a redraw costs; measured after the first
         self._plots_stale = False
+        self._model_from: int | None = None  # the run whose model is in the store as model.keras
 
     # --- the loop -------------------------------------------------------------
 
@@ -104,18 +108,28 @@ class Study:
             self._announce(finished, progressed)
             self.on_progress(self)
         summary = replace(report.summarize(self.spec, self.history.ordered_results()), ended_by=self.ended_by)
-        report.publish(self.store, self.spec, self.history.ordered_results(), epochs=self.history.epochs,
-                       ended_by=self.ended_by, lost=self.history.lost)  # fmt: skip
+        confirmed = self._confirmed()
+        report.publish(
+            self.store,
+            self.spec,
+            self.history.ordered_results(),
+            epochs=self.history.search_epochs(),
+            ended_by=self.ended_by,
+            lost=self.history.lost,
+            confirmed=confirmed,
+        )
         completed = not self._too_many_failures()
         self.observer.study_ended(summary, completed)
+        winner = confirmed.winner if confirmed else None
         log.info(
             "study_completed" if completed else "study_failed",
             study=self.spec.name,
             succeeded=summary.succeeded,
             failed=summary.failed,
             best=summary.best.objective_value if summary.best else None,
+            confirmed_best=winner.mean if winner else None,
         )
-        return Outcome(completed, summary)
+        return Outcome(completed, summary, confirmed)
 
     def _resume(self) -> None:
         for index in self.history.unfinished:
@@ -138,18 +152,33 @@ class Study:
 
     def _fill(self) -> None:
         budget = self.spec.budget
-        if self._budget_spent():
-            return
-        for index in self.retries.due():  # lost trials first: their index is already handed out
-            if len(self.launcher.running()) >= budget.parallel:
-                return
+        if not self._search_over() and not self._budget_spent() and self._relaunch_lost():
+            while (
+                len(self.launcher.running()) < budget.parallel
+                and self.history.searched < budget.max_trials
+                and not self._too_many_failures()
+            ):
+                self._launch_next()
+        # Budgets hold back the search, not the confirmation of what it found.
+        if self._search_over() and self._relaunch_lost():
+            for run in confirmation.missing(self.spec, self.history):
+                if len(self.launcher.running()) >= budget.parallel or not self._launch_confirmation(run):
+                    return
+
+    def _relaunch_lost(self) -> bool:
+        """Launch the lost trials that are due again, first: their index is already handed out.
+        Whether a slot is left."""
+        for index in self.retries.due():
+            if len(self.launcher.running()) >= self.spec.budget.parallel:
+                return False
             self._start(self._request(index, self.history.launched[index].params))
-        while (
-            len(self.launcher.running()) < budget.parallel
-            and self.history.next_index() < budget.max_trials
-            and not self._too_many_failures()
-        ):
-            self._launch_next()
+        return len(self.launcher.running()) < self.spec.budget.parallel
+
+    def _search_over(self) -> bool:
+        """No search trial left to launch or wait for, and the study has not failed."""
+        h = self.history
+        spent = h.searched >= self.spec.budget.max_trials or self.ended_by is not None
+        return spent and all(h.confirming(i) for i in h.unfinished) and not self._too_many_failures()
 
     def _budget_spent(self) -> bool:
         """Whether the GPU-hour or wall-clock budget is spent; the first time, lost trials are given up."""
@@ -167,17 +196,32 @@ class Study:
     def _launch_next(self) -> None:
         index = self.history.next_index()
         pending = [self.history.launched[i].params for i in sorted(self.launcher.running())]
-        params = optimizer.suggest(self.spec, index, self.history.ordered_results(), pending, self.told)
+        # The optimizer counts search trials: a confirmation run before (a study extended after
+        # its confirmation) takes an index, not a place in the initial design.
+        searched = self.history.searched
+        params = optimizer.suggest(self.spec, searched, self.history.ordered_results(), pending, self.told)
         record = LaunchRecord(index, params, time.time(), self.launcher.name, self.launcher.gpus)
+        self._hand_out(record)
+
+    def _launch_confirmation(self, run: confirmation.Run) -> bool:
+        """Launch one confirmation run under the next index; False when the index was taken."""
+        trial = self.history.results[run.confirms]
+        record = LaunchRecord(self.history.next_index(), trial.params, time.time(), self.launcher.name,
+                              self.launcher.gpus, confirms=run.confirms, seed=run.seed)  # fmt: skip
+        return self._hand_out(record)
+
+    def _hand_out(self, record: LaunchRecord) -> bool:
+        """Write the launch record, then start the trial; False when the index was taken."""
         try:
-            self.store.create(params_object(index), record.to_json())
+            self.store.create(params_object(record.index), record.to_json())
         except AlreadyExists:
             # Someone else handed this index out: their record wins; re-read.
-            log.warning("index_taken", index=index)
+            log.warning("index_taken", index=record.index)
             self.history = read_history(self.store, self.spec)
-            return
-        self.history.launched[index] = record
-        self._start(self._request(index, params))
+            return False
+        self.history.launched[record.index] = record
+        self._start(self._request(record.index, record.params))
+        return True
 
     def _start(self, req: TrialRequest) -> None:
         self.launcher.launch(req)
@@ -185,14 +229,17 @@ class Study:
         self.observer.trial_started(req)
 
     def _request(self, index: int, params: dict[str, float | int | str]) -> TrialRequest:
+        launch = self.history.launched.get(index)
         return TrialRequest(
             store=self.store.uri,
             study=self.spec.name,
             index=index,
             params=self.spec.full_params(params),
             objective=self.spec.objective.metric,
-            settings=self.spec.trial,
+            settings=confirmation.settings_for(self.spec, launch),
             attempt=self.history.attempt(index),
+            # A confirmation run keeps its model: the winner's is the study's.
+            save_model=self.history.confirming(index) and self.spec.kind.saves_model,
         )
 
     def _finish(self, ex: TrialExit) -> TrialResult | None:
@@ -223,7 +270,8 @@ class Study:
         if not finished and not progressed:
             return
         results = self.history.ordered_results()
-        report.publish(self.store, self.spec, results, epochs=self.history.epochs, plots=False)
+        report.publish(self.store, self.spec, results, epochs=self.history.search_epochs(), plots=False,
+                       confirmed=self._confirmed())  # fmt: skip
         self._plots_stale = True
         summary = report.summarize(self.spec, results)
         for result in finished:
@@ -240,8 +288,14 @@ class Study:
         if not redraw_due(stale_s, self._draw_s, self._next_exit_in_s()):
             return
         t0 = time.monotonic()
-        report.publish(self.store, self.spec, self.history.ordered_results(), epochs=self.history.epochs,
-                       lost=self.history.lost)  # fmt: skip
+        report.publish(
+            self.store,
+            self.spec,
+            self.history.ordered_results(),
+            epochs=self.history.search_epochs(),
+            lost=self.history.lost,
+            confirmed=self._confirmed(),
+        )
         self._drawn_at = time.monotonic()
         self._draw_s = self._drawn_at - t0
         self._plots_stale = False
@@ -254,6 +308,20 @@ class Study:
         launched = self.history.launched
         starts = [launched[i].launched_at for i in self.launcher.running() if i in launched]
         return min(starts) + mean - time.time() if starts else None
+
+    def _confirmed(self) -> Confirmation | None:
+        """The confirmation phase as it stands; once it has a winner, its model copied beside best.json."""
+        confirmed = confirmation.review(self.spec, self.history)
+        winner = confirmed.winner if confirmed else None
+        run = winner.best_run() if winner else None
+        if (
+            self.spec.kind.saves_model
+            and confirmed is not None
+            and run is not None
+            and run.index != self._model_from
+        ):
+            self._model_from = confirmation.publish_model(self.store, confirmed)
+        return confirmed
 
     def _record_for(self, result: TrialResult) -> TrialResult:
         """Write the record of a trial that could not (it failed, or was killed after a stop request)."""
@@ -271,7 +339,7 @@ class Study:
         """Seconds to go: mean trial time times the rounds of trials left."""
         if not self.durations:
             return None
-        left = self.spec.budget.max_trials - len(self.history.results)
+        left = self.spec.budget.max_trials - len(self.history.ordered_results())
         rounds = -(-left // self.spec.budget.parallel)
         return rounds * sum(self.durations) / len(self.durations)
 

@@ -21,6 +21,8 @@ class TrialKind:
     # What a searched value must be: one of (categorical ones), or within a closed range.
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # Whether its trial can upload the model it trained (``--save-model``): a program's cannot.
+    saves_model: bool = False
 
     def defaults(self, settings: Any) -> Params:
         """Every hyperparameter's value when not searched; one that is also a setting takes the setting's."""

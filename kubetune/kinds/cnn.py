@@ -64,6 +64,7 @@ CNN = TrialKind(
     # Keras' fit() reports these after each epoch; the test split only at the end.
     epoch_metrics=frozenset({"loss", "accuracy", "val_loss", "val_accuracy"}),
     choices={"optimizer": OPTIMIZERS},
+    saves_model=True,
     ranges={
         "learning_rate": (0.0, math.inf),
         "num_dense_layers": (0, 64),

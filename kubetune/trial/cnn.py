@@ -70,6 +70,9 @@ def train(req: TrialRequest, store: Store, started: float, log: Any) -> TrialRes
         if not math.isfinite(value):
             return record("failed", None, {}, None, reason=f"{metric} became {_word(value)}")
     images_per_s = _images_per_s(counts["train"], epoch_times)
+    if req.save_model:
+        # Before the result: a recorded run asked for its model always has it.
+        log.info("model_saved", object=model.upload(net, store, req.index))
     return record("succeeded", len(epoch_times), metrics, metrics[req.objective], images_per_s=images_per_s)
 
 

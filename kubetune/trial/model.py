@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import keras
 
-from kubetune.contract import Params
+from kubetune.contract import MODEL_OBJECT, Params, model_object
 from kubetune.errors import UsageError
 from kubetune.kinds import CNN
+from kubetune.store import Store
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -56,3 +60,18 @@ def optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     if name == "rmsprop":
         return keras.optimizers.RMSprop(learning_rate=learning_rate)
     raise UsageError(f"params.optimizer: must be one of adam, sgd, rmsprop; got {name!r}")
+
+
+def upload(net: keras.Model, store: Store, index: int) -> str:
+    """Save ``net`` in Keras format as the trial's model object; its name.
+
+    Overwritten, not written once: an attempt the infrastructure lost may have
+    uploaded its own before dying, and the result written after this one is
+    what makes a run count.
+    """
+    name = model_object(index)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / MODEL_OBJECT  # Keras infers the format from the .keras suffix
+        net.save(path)
+        store.put(name, path.read_bytes())
+    return name

@@ -160,3 +160,49 @@ def test_a_real_cnn_study_prunes_trials_with_asha(tmp_path: Path, prepared_data_
     best = json.loads(store.get("best.json"))
     assert history.results[best["best"]["index"]].succeeded
     assert best["trials"]["pruned"] == statuses.count("pruned")
+
+
+CONFIRM = TINY % {"trials": 2, "parallel": 2} + "confirm: {top_k: 1, seeds: 2}\n"
+
+
+def test_a_real_study_confirms_its_best_and_hands_over_the_model(
+    tmp_path: Path, prepared_data_dir: Path
+) -> None:
+    env = env_for(prepared_data_dir)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(CONFIRM)
+    store = tmp_path / "store"
+    run = kubetune("run", str(spec), "--store", str(store), env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+    # Two search trials with seed 0, then the better one twice more with seeds 1 and 2.
+    launches = [LaunchRecord.from_json((store / params_object(i)).read_bytes()) for i in range(4)]
+    results = [TrialResult.from_json((store / result_object(i)).read_bytes()) for i in range(4)]
+    assert [(r.confirms, r.seed) for r in launches[:2]] == [(None, None)] * 2
+    chosen = max(results[:2], key=lambda r: r.objective_value or 0.0)
+    assert [(r.confirms, r.seed) for r in launches[2:]] == [(chosen.index, 1), (chosen.index, 2)]
+    assert [r.seed for r in results] == [0, 0, 1, 2]  # the trials trained with the seeds asked
+    assert not list((store / "trials").glob("00000[01]/model.keras"))  # search trials keep no model
+
+    best = json.loads((store / "best.json").read_text())["best"]
+    values = [r.metrics["val_accuracy"] for r in results[2:]]
+    assert best["index"] == chosen.index and best["value"] == pytest.approx(sum(values) / 2)
+    assert best["confirmed"]["n"] == 2 and best["confirmed"]["runs"] == [2, 3]
+    tests = [r.metrics["test_accuracy"] for r in results[2:]]
+    assert best["metrics"]["test_accuracy"] == pytest.approx(sum(tests) / 2)
+    assert best["model"]["object"] == "model.keras"
+    assert "<h2>Confirmation</h2>" in (store / "report.html").read_text()
+
+    out = kubetune("best", str(store), "--model", str(tmp_path / "model"), env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    path = tmp_path / "model" / "model.keras"
+    assert json.loads(out.stdout)["model_path"] == str(path)
+    assert path.read_bytes() == (store / "model.keras").read_bytes()
+
+    import keras
+    import numpy as np
+
+    model = keras.saving.load_model(path)
+    # The winner's best run, as trained: it predicts the ten classes.
+    assert model.predict(np.zeros((1, 28, 28, 1), "float32"), verbose=0).shape == (1, 10)
+    assert model.count_params() == results[best["model"]["run"]].param_count

@@ -90,6 +90,8 @@ CASES = [
     Bad("field-unknown", "budgets: unknown field (did you mean 'budget'?)", spec(budgets={"max_trials": 3})),
     Bad("name-not-dns-safe", "name: 'Bad_Name' is not DNS-safe", spec(name="Bad_Name")),
     Bad("name-too-long", "name: at most 40 characters (it prefixes Job names), got 41", spec(name="a" * 41)),
+    Bad("confirm-seeds-zero", "confirm.seeds: must be at least 1, got 0",
+        spec(confirm={"top_k": 2, "seeds": 0})),
     # The trial Job settings (the chart's values, as job.yaml).
     Bad("gpus-negative", "gpus: must be an integer >= 0, got -1", job="gpus: -1\n"),
     Bad("job-setting-unknown", "gpu: unknown job setting", job="gpu: 1\n"),

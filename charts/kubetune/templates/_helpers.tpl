@@ -81,7 +81,7 @@ merged from values.yaml are not its settings (kubetune/kinds/program.py). */}}
 {{- end }}
 {{- /* toYaml sorts keys: emit the top level in the spec's own order, for
 people reading the ConfigMap (the schema allows no other keys). */}}
-{{- range $key := list "name" "objective" "space" "optimizer" "budget" "stopping" "x0" "trial" }}
+{{- range $key := list "name" "objective" "space" "optimizer" "budget" "stopping" "confirm" "x0" "trial" }}
 {{- if hasKey $study $key }}
 {{ toYaml (dict $key (get $study $key)) }}
 {{- end }}
