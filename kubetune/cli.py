@@ -110,13 +110,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        if args[:2] == ["trial", "exec"]:
-            # A program's trial has options of its own kind: its parser is the trial side's.
-            from kubetune.trial import program
+        # A container's first process (a trial's, the controller's) ignores
+        # SIGTERM unless it handles it: evicted, it would run on to SIGKILL.
+        with _sigterm_raises():
+            if args[:2] == ["trial", "exec"]:
+                # A program's trial has options of its own kind: its parser is the trial side's.
+                from kubetune.trial import program
 
-            return program.main(args[2:])
-        ns = _parser().parse_args(args)
-        return _dispatch(ns, args)
+                return program.main(args[2:])
+            ns = _parser().parse_args(args)
+            return _dispatch(ns, args)
     except KubetuneError as exc:
         print(f"kubetune: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -152,21 +155,20 @@ def _run(ns: argparse.Namespace) -> int:
     # the Lease, a Job.
     spec = load_spec(ns.spec)
     job_settings = _job_settings(ns)
-    with _sigterm_raises():
-        store = open_store(ns.store)
-        if ns.launcher != "kubernetes":
-            return _run_study(ns, spec, store, job_settings)
-        from kubetune.kubernetes import Lease, api_client, own_namespace
+    store = open_store(ns.store)
+    if ns.launcher != "kubernetes":
+        return _run_study(ns, spec, store, job_settings)
+    from kubetune.kubernetes import Lease, api_client, own_namespace
 
-        lease = Lease(api_client(), own_namespace(), f"kubetune-{spec.name}")
-        try:
-            lease.acquire()
-            lease.keep_renewing()
-            return _run_study(ns, spec, store, job_settings)
-        finally:
-            # Also on SIGTERM: a replacement controller takes over at once
-            # instead of waiting for the Lease to expire.
-            lease.release()
+    lease = Lease(api_client(), own_namespace(), f"kubetune-{spec.name}")
+    try:
+        lease.acquire()
+        lease.keep_renewing()
+        return _run_study(ns, spec, store, job_settings)
+    finally:
+        # Also on SIGTERM: a replacement controller takes over at once
+        # instead of waiting for the Lease to expire.
+        lease.release()
 
 
 def _job_settings(ns: argparse.Namespace) -> JobSettings | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -149,4 +150,7 @@ def shim_dir(folder: Path) -> Path:
 
 
 if __name__ == "__main__":
+    # As `kubetune trial` does: in its container it is the first process, which
+    # ignores SIGTERM (an eviction) unless it handles it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sys.exit(main(sys.argv[1:]))
