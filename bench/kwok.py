@@ -404,11 +404,16 @@ def _section(scale: Scale, m: dict[str, Any]) -> Section:
         f"{scale.parallel}, the notebook's 3-d space, the default optimizer. Each trial lasts "
         f"{scale.trial_s[0]:g}-{scale.trial_s[1]:g} s (uniform, seeded by its index) from its pod Running; "
         "then this bench writes its result record (the fake trial's, objective `tests.fake_trial.objective`) "
-        "and annotates the pod, and kwok completes it. One run. Rerun: `nice -n 5 .venv/bin/python -m bench "
-        "kwok` (kwok built once by tests/cluster/build-kwok.sh)."
+        "and annotates the pod, and kwok completes it. Controller CPU and peak RSS: its own getrusage and "
+        f"VmHWM as it exits; the quarters' CPU and RSS from /proc samples every {SAMPLE_S:g} s. A result's "
+        f"next Job is the one that takes its GPU: after the first {scale.parallel}, the k-th Job (ADDED, "
+        "as a watcher sees it) follows the k-th result to land (its file's mtime). API requests: the "
+        "apiserver's audit log (every request once, as it completes; a watch when it ends), by client "
+        "certificate, over the controller's lifetime; and apiserver_request_total, all clients. One run. "
+        "Rerun: `nice -n 5 .venv/bin/python -m bench kwok` (kwok built once by tests/cluster/build-kwok.sh)."
     )
     s.add(_summary_table(scale, m), _scale_table(scale, m), _requests_table(scale, m))
-    s.data = {"scale": vars(scale), **{k: v for k, v in m.items() if k != "marks"}}
+    s.data = {"scale": vars(scale), **m}
     return s
 
 
