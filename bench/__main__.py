@@ -1,7 +1,7 @@
 """``python -m bench [--smoke] [NAME ...]``: run benchmarks; the full run regenerates BENCHMARKS.md.
 
-Without names every benchmark runs, in the order of BENCHMARKS.md. Each
-one's section is kept in bench/.cache/results/NAME.md (with its raw numbers in
+Without names every benchmark but kwok (run only when named) runs, in the
+order of BENCHMARKS.md. Each one's section is kept in bench/.cache/results/NAME.md (with its raw numbers in
 NAME.json), so the report can be assembled from the latest run of each:
 ``python -m bench --report-only``. ``--smoke`` runs everything on tiny inputs
 in a scratch folder and leaves BENCHMARKS.md alone.
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import controller, memory, scaling, search, stopping, throughput
+from bench import controller, kwok, memory, scaling, search, stopping, throughput
 from bench.common import CACHE, REPO, Context, Section, context, log, machine
 
 BENCHMARKS: dict[str, Callable[[Context], Section]] = {
@@ -28,9 +28,11 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "search": search.run,
     "memory": memory.run,
     "stopping": stopping.run,
+    "kwok": kwok.run,
 }
 # The search benchmark trains ~150 small models in this process (TensorFlow's
 # memory only grows): it runs last, after the benchmarks that fork processes.
+# kwok is not in it: its 1,000-trial study runs only when named (half an hour).
 RUN_ORDER = ("throughput", "controller", "scaling", "memory", "search", "stopping")
 RESULTS = CACHE / "results"
 REPORT = REPO / "BENCHMARKS.md"
@@ -91,7 +93,8 @@ def write_report() -> None:
         "The machines are shared and noisy (2 cores; ±20 % from minute to minute), so every number is a "
         "median of repeated runs and every comparison a ratio measured in the same run, the compared "
         f"variants interleaved (A B A B ...). Regenerate with `make bench`; one benchmark with "
-        "`.venv/bin/python -m bench NAME` (throughput, controller, scaling, search, memory, stopping), then "
+        "`.venv/bin/python -m bench NAME` (throughput, controller, scaling, search, memory, stopping; kwok "
+        "only when named), then "
         "`.venv/bin/python -m bench --report-only` to reassemble this file from the saved sections.\n\n"
         f"{machine().line()}. Total time of the runs below: {took / 60:.0f} min.\n"
     )

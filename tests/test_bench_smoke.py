@@ -2,7 +2,8 @@
 
 Benchmarks are not tests; this only keeps them working. The numbers are
 thrown away (BENCHMARKS.md is left alone). The cluster benchmarks borrow the
-session's cluster: its node, the fake trial image and the GCS emulator.
+session's cluster: its node, the fake trial image and the GCS emulator; the
+kwok benchmark starts a control plane of its own, whose nodes kwok simulates.
 """
 
 from __future__ import annotations
@@ -51,3 +52,18 @@ def test_cluster_benchmark_smoke(
     # The node's one GPU is the session's: bench trials ask for none.
     bench_context.cluster = BenchCluster(control_plane.kubeconfig, node.name, fake_image, gcs.host, gpus=0)
     check(bench_context, name)
+
+
+@pytest.mark.cluster
+def test_kwok_benchmark_smoke(tmp_path: Path) -> None:
+    """A control plane and kwok of its own: every trial's result lands, one Job each, the controller's
+    requests told apart from the other clients'."""
+    from bench import kwok
+
+    with context(True, tmp_path) as ctx:
+        section = BENCHMARKS["kwok"](ctx)
+    data, scale = section.data, kwok.SMOKE
+    assert len(data["landed"]) == scale.trials
+    assert data["controller"]["exit"] == 0 and data["controller"]["peak_rss_mb"] > 0
+    assert data["requests"][kwok.CONTROLLER_USER]["create jobs"] == scale.trials
+    assert "| " in section.markdown()
