@@ -120,7 +120,9 @@ def test_only_the_never_scheduled_are_left_to_delete() -> None:
     assert tracker.overdue(T0 + PENDING_S + 1) == {1}
     assert tracker.exit_of(1, T0 + PENDING_S + 1) is not None
     assert tracker.exit_of(2, T0 + PENDING_S + 1) is None
-    assert tracker.unscheduled == {1}
+    assert tracker.unscheduled == {(1, 0)}
+    tracker.track(1, T0 + PENDING_S + 2, attempt=1)  # relaunched before the Job is deleted
+    assert tracker.unscheduled == {(1, 0)}  # still the first attempt's Job to delete, not the new one's
 
 
 def test_untracked_and_unlabelled_objects_are_ignored() -> None:

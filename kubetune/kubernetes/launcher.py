@@ -159,15 +159,18 @@ class KubernetesLauncher:
         creating a second Job for the index.
         """
         with self._lock:
-            indices, self._tracker.unscheduled = self._tracker.unscheduled, set()
-        for index in indices:
-            self._delete_job(index)
+            attempts, self._tracker.unscheduled = self._tracker.unscheduled, set()
+        for index, attempt in attempts:
+            self._delete_job(index, attempt)
 
-    def _delete_job(self, index: int) -> None:
+    def _delete_job(self, index: int, attempt: int | None = None) -> None:
+        """Delete an attempt's Job: by default the one followed now."""
         assert self._study is not None
+        if attempt is None:
+            attempt = self._tracker.attempts.get(index, 0)
         try:
             self.batch.delete_namespaced_job(
-                job_name(self._study, index, self._tracker.attempts.get(index, 0)),
+                job_name(self._study, index, attempt),
                 self.namespace,
                 propagation_policy="Background",
             )

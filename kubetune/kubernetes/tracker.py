@@ -22,8 +22,9 @@ class Tracker:
     attempts: dict[int, int] = field(default_factory=dict)  # tracked index -> the attempt followed
     jobs: dict[int, Obj] = field(default_factory=dict)
     pods: dict[int, dict[str, Obj]] = field(default_factory=dict)
-    # Ended for never being scheduled: their Jobs are still there, Pending.
-    unscheduled: set[int] = field(default_factory=set)
+    # Ended for never being scheduled: their Jobs are still there, Pending. By
+    # (index, attempt): the next attempt may be launched before they are deleted.
+    unscheduled: set[tuple[int, int]] = field(default_factory=set)
 
     def track(self, index: int, since: float, attempt: int = 0) -> None:
         if self.attempts.get(index, attempt) != attempt:
@@ -82,7 +83,7 @@ class Tracker:
         if "Failed" in conditions:
             return _failure(index, conditions["Failed"], pods)
         if index in self.overdue(now):
-            self.unscheduled.add(index)
+            self.unscheduled.add((index, self.attempts.get(index, 0)))
             pull = _pull_error(pods)
             if pull:
                 return TrialExit(index, None, f"image could not be pulled ({pull})", "image")
