@@ -85,7 +85,7 @@ def test_the_kernel_is_fitted_on_a_subset_past_fit_max() -> None:
     n = optimizer.FIT_MAX + 50
     xs = [[float(i)] for i in range(n)]
     ys = [float((i * 37) % n) for i in range(n)]  # a permutation: the best are spread over the history
-    kept_x, kept_y = optimizer._fit_subset(xs, ys)
+    kept_x, kept_y = optimizer.fit_subset(xs, ys)
     assert len(kept_x) == optimizer.FIT_MAX
     assert sorted(kept_y)[: optimizer.FIT_MAX // 2] == sorted(ys)[: optimizer.FIT_MAX // 2]
     assert [xs.index(x) for x in kept_x] == sorted(xs.index(x) for x in kept_x)  # trial order kept

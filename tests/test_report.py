@@ -31,7 +31,7 @@ from kubetune.contract import (
     failed_result,
     plot_object,
 )
-from kubetune.controller import plots, report, study
+from kubetune.controller import optimizer, plots, report, study
 from kubetune.controller.history import read_study
 from kubetune.controller.study import Study
 from kubetune.spec import parse_spec
@@ -127,6 +127,14 @@ def test_a_one_dimensional_space_gets_all_three_plots() -> None:
     assert set(figures.images) == {"convergence", "objective", "evaluations"}
     for png in figures.images.values():
         assert_a_picture(Image.open(io.BytesIO(png)))
+
+
+def test_the_objective_plots_model_is_fitted_like_the_optimizers_past_fit_max() -> None:
+    spec = parse_spec("space: [{name: learning_rate, type: real, low: 1.0e-5, high: 0.1}]")
+    rates = np.geomspace(1e-5, 0.1, optimizer.FIT_MAX + 50)
+    results = [succeeded(i, {"learning_rate": float(lr)}) for i, lr in enumerate(rates)]
+    model = plots.fit_model(spec, plots.optimize_result(spec, results))
+    assert len(model.X_train_) == optimizer.FIT_MAX  # not all 250: a redraw must not stall the loop
 
 
 def test_too_few_trials_leave_notes_instead_of_plots() -> None:

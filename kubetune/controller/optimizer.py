@@ -187,12 +187,12 @@ def _fitted_gp(
     """skopt's GP for this space, its kernel fitted to the finished trials (memoized per wave)."""
     space = _gp_space(dims)
     est = cook_estimator("GP", space=space, random_state=random_state)
-    rows, targets = _fit_subset(list(xs), list(ys))
+    rows, targets = fit_subset(list(xs), list(ys))
     est.fit(space.transform(rows), targets)
     return est
 
 
-def _fit_subset(xs: list[Any], ys: list[float]) -> tuple[list[Any], list[float]]:
+def fit_subset(xs: list[Any], ys: list[float]) -> tuple[list[Any], list[float]]:
     """At most FIT_MAX trials: the best half, and the rest spread evenly over the history."""
     if len(xs) <= FIT_MAX:
         return xs, ys

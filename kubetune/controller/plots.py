@@ -29,7 +29,7 @@ from skopt import plots as skplots
 from skopt.space import Space
 
 from kubetune.contract import TrialResult
-from kubetune.controller.optimizer import observations, skopt_dimensions
+from kubetune.controller.optimizer import fit_subset, observations, skopt_dimensions
 from kubetune.spec import Spec
 
 # Partial dependence averages the model over random samples: skopt's defaults
@@ -68,7 +68,9 @@ def optimize_result(spec: Spec, results: Sequence[TrialResult]) -> OptimizeResul
 
 
 def fit_model(spec: Spec, result: OptimizeResult) -> Any:
-    """The surrogate the controller would fit on these observations."""
+    """The surrogate the controller would fit on these observations: past
+    optimizer.FIT_MAX trials on the same subset, or a 1,000-trial study's redraw
+    takes a minute (bench kwok), with no trial launched meanwhile."""
     if len(result.func_vals) < 2:
         raise NotYet("the model needs at least 2 successful trials")
     opt = Optimizer(
@@ -81,7 +83,7 @@ def fit_model(spec: Spec, result: OptimizeResult) -> Any:
     with warnings.catch_warnings():
         # Repeated points late in a study make skopt and sklearn's kernel fit warn.
         warnings.simplefilter("ignore")
-        opt.tell(result.x_iters, list(result.func_vals))
+        opt.tell(*fit_subset(list(result.x_iters), list(result.func_vals)))
     if not opt.models:
         raise NotYet("no fitted model")
     return opt.models[-1]
