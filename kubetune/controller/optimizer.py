@@ -10,8 +10,10 @@ uninterrupted one would, with nothing to persist but the trial records.
 
 The points come in three phases, mirroring ``gp_minimize``:
 1. the spec's ``x0`` points, in order;
-2. an initial design of ``n_initial_points - len(x0)`` points drawn once from
-   ``random_state`` by skopt's initial point generator;
+2. an initial design of ``n_initial_points`` points drawn once from
+   ``random_state`` by skopt's initial point generator (x0 not counted in
+   it, as gp_minimize counts: the search benchmark measured the extra point
+   worth it on the notebook's CNN, BENCHMARKS.md section 4);
 3. the model: EI on a GP whose kernel is fitted to the finished trials, then
    told the running trials as it believes them (``optimizer.pending``: by
    default its own mean, the "kriging believer"), so parallel trials spread
@@ -256,8 +258,8 @@ def _gp_space(dims: tuple[Dimension, ...]) -> Space:
 
 def _initial_design(spec: Spec) -> list[Params]:
     """The initial points after x0, fixed by ``random_state`` alone."""
-    n = spec.optimizer.n_initial_points - len(spec.x0)
-    if n <= 0:
+    n = spec.optimizer.n_initial_points
+    if n == 0:
         return []
     space = Space(skopt_dimensions(spec))
     generator = cook_initial_point_generator(spec.optimizer.initial_point_generator)
