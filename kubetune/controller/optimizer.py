@@ -19,8 +19,9 @@ The points come in three phases, mirroring ``gp_minimize``:
    default its own mean, the "kriging believer"), so parallel trials spread
    out instead of piling on one point. The kernel fit is memoized per set of
    finished trials: a wave of asks after several trials finish fits once.
-   Past FIT_MAX trials it is fitted on a subset, so a 1,000-trial study asks
-   in about a second (bench/search_scale.py).
+   Past FIT_MAX trials it is fitted on a subset; with the likelihood and the
+   acquisition computed by BLAS (kubetune/controller/gp.py), a 1,000-trial
+   study asks in under a second of CPU (bench/search_scale.py).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from skopt.utils import cook_estimator, cook_initial_point_generator, normalize_
 from threadpoolctl import threadpool_limits
 
 from kubetune.contract import Params, ParamValue, TrialResult
+from kubetune.controller.gp import FastGP
 from kubetune.spec import Dimension, Integer, Real, Spec
 
 
@@ -188,7 +190,7 @@ def _fitted_gp(
 ) -> GaussianProcessRegressor:
     """skopt's GP for this space, its kernel fitted to the finished trials (memoized per wave)."""
     space = _gp_space(dims)
-    est = cook_estimator("GP", space=space, random_state=random_state)
+    est = FastGP(**cook_estimator("GP", space=space, random_state=random_state).get_params(deep=False))
     rows, targets = _fit_subset(list(xs), list(ys))
     est.fit(space.transform(rows), targets)
     return est
@@ -212,24 +214,7 @@ def _frozen(fitted: GaussianProcessRegressor) -> GaussianProcessRegressor:
     noise = fitted.noise_ or 1e-10
     _, white = _param_for_white_kernel_in_Sum(kernel)
     kernel.set_params(**{white: WhiteKernel(noise_level=noise, noise_level_bounds="fixed")})
-    return _FastGP(kernel=kernel, normalize_y=True, noise=noise, optimizer=None)
-
-
-class _FastGP(GaussianProcessRegressor):  # type: ignore[misc]
-    """skopt's GP, with the predictive variance of many points computed by BLAS.
-
-    skopt sums ``einsum("ki,kj,ij->k", K_trans, K_trans, K_inv)``, an unblocked
-    O(points x n^2) loop: 3.7 s for 2,000 candidates at 1,000 trials. The same
-    sum as a matrix product takes a few milliseconds per 1,000 candidates.
-    """
-
-    def predict(self, X: Any, return_std: bool = False, **grads: bool) -> Any:
-        if not return_std or any(grads.values()) or not hasattr(self, "X_train_"):
-            return super().predict(X, return_std=return_std, **grads)
-        k = self.kernel_(X, self.X_train_)
-        mean = self.y_train_std_ * k.dot(self.alpha_) + self.y_train_mean_
-        var = self.kernel_.diag(X) - np.sum(k.dot(self.K_inv_) * k, axis=1)
-        return mean, np.sqrt(np.maximum(var, 0.0) * self.y_train_std_**2)
+    return FastGP(kernel=kernel, normalize_y=True, noise=noise, optimizer=None)
 
 
 def _believed(
