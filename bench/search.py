@@ -426,7 +426,10 @@ def _section(
         "(the initial draws, the kernel fit's restarts, the candidates)."
     )
     s.add(problem_table(found["cnn"], initial))
-    s.add("**suggest() at scale** (median of repeats; one for skopt's path):")
+    s.add(
+        "**suggest() at scale** (median of repeats; one for skopt's path; CPU: the process's own seconds, "
+        "what it takes with a core to itself):"
+    )
     s.add(scale)
     s.data = {"main": main, "compared": compared, "initial": initial, "scale": scale, "cnn_line": cnn_line}
     return s
