@@ -52,9 +52,10 @@ class FastGP(GaussianProcessRegressor):  # type: ignore[misc]
         return_mean_grad: bool = False,
         return_std_grad: bool = False,
     ) -> Any:
-        if not return_std or return_cov or not hasattr(self, "X_train_"):
-            return super().predict(X, return_std, return_cov, return_mean_grad, return_std_grad)
         X = np.atleast_2d(X)
+        several = len(X) > 1 and (return_mean_grad or return_std_grad)  # skopt refuses those
+        if not return_std or return_cov or several or not hasattr(self, "X_train_"):
+            return super().predict(X, return_std, return_cov, return_mean_grad, return_std_grad)
         k = self.kernel_(X, self.X_train_)
         mean = self.y_train_std_ * k.dot(self.alpha_) + self.y_train_mean_
         v = k.dot(self.K_inv_)  # one pass over K^-1 serves the variance and its gradient
