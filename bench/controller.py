@@ -95,7 +95,8 @@ def _measure(cluster: BenchCluster, n: int, gaps: int) -> list[dict[str, float]]
 def prepopulate(store: Store, spec: Spec, n: int, seed: int = 1) -> None:
     """N finished synthetic trials: x0 and the initial design as a study would, then random points."""
     claim_store(store, spec)
-    first = [optimizer.suggest(spec, i, [], []) for i in range(min(n, spec.optimizer.n_initial_points))]
+    initial = len(spec.x0) + spec.optimizer.n_initial_points
+    first = [optimizer.suggest(spec, i, [], []) for i in range(min(n, initial))]
     space = Space(optimizer.skopt_dimensions(spec))
     rest = [optimizer._point(spec, row) for row in space.rvs(n - len(first), random_state=seed)]
     now = time.time()

@@ -347,7 +347,7 @@ def run(ctx: Context) -> Section:
         }
         for name, runs in ran.items()
     }
-    initial = run_cells(["cnn"], ["kubetune p1 init11"], seeds, budget, cnn)["cnn"]
+    initial = run_cells(["cnn"], ["kubetune p1 init9"], seeds, budget, cnn)["cnn"]
     initial = {
         "kubetune p1": main["cnn"]["kubetune p1"],
         **initial,
@@ -418,15 +418,18 @@ def _section(
         s.add(f"**{name}**")
         s.add(problem_table(problem, compared[name]))
     s.add(
-        f"**Initial points** ({seeds} seeds, CNN, x0 = the notebook's guess): kubetune counts x0 in "
-        "`n_initial_points` (x0 + 9 drawn), gp_minimize does not (x0 + 10 drawn); `init11` matches it. "
-        "Otherwise parallel 1 runs gp_minimize's algorithm: skopt's GP (Matern 5/2 plus a fitted noise "
-        "term, normalized targets, kernel refitted after every trial), EI with xi = 0.01 over 10,000 "
-        "random candidates polished by L-BFGS from the best 5; only the random streams differ (the "
-        "initial draws, the kernel fit's restarts, the candidates)."
+        f"**Initial points** ({seeds} seeds, CNN, x0 = the notebook's guess): kubetune, like gp_minimize, "
+        "does not count x0 in `n_initial_points` (x0 + 10 drawn); `init9` is kubetune's count before "
+        "(x0 + 9 drawn). Otherwise parallel 1 runs gp_minimize's algorithm: skopt's GP (Matern 5/2 plus "
+        "a fitted noise term, normalized targets, kernel refitted after every trial), EI with xi = 0.01 "
+        "over 10,000 random candidates polished by L-BFGS from the best 5; only the random streams differ "
+        "(the initial draws, the kernel fit's restarts, the candidates)."
     )
     s.add(problem_table(found["cnn"], initial))
-    s.add("**suggest() at scale** (median of repeats; one for skopt's path):")
+    s.add(
+        "**suggest() at scale** (median of repeats; one for skopt's path; CPU: the process's own seconds, "
+        "what it takes with a core to itself):"
+    )
     s.add(scale)
     s.data = {"main": main, "compared": compared, "initial": initial, "scale": scale, "cnn_line": cnn_line}
     return s

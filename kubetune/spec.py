@@ -75,7 +75,9 @@ class Objective:
 class OptimizerSettings:
     base_estimator: str = setting("GP", choices=BASE_ESTIMATORS)
     acq_func: str = setting("EI", choices=ACQ_FUNCS)
-    n_initial_points: int = setting(10, minimum=0, help="random points before the surrogate model is used")
+    n_initial_points: int = setting(
+        10, minimum=0, help="random points after x0, before the surrogate model is used"
+    )
     initial_point_generator: str = setting("random", choices=INITIAL_POINT_GENERATORS)
     random_state: int = setting(0, minimum=0, help="seeds the optimizer")
     pending: str = setting("kriging_believer", choices=PENDING_STRATEGIES,

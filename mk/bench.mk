@@ -4,6 +4,8 @@
 # evaluations are cached in bench/.cache, so a re-run is shorter) and
 # regenerates BENCHMARKS.md. `bench-smoke` runs each benchmark on tiny inputs
 # in seconds, so they keep working; CI runs the same as tests/test_bench_smoke.py.
+# The notebook's whole study (60 trials x 3 epochs, about an hour on 2 cores) runs
+# only on demand: .venv/bin/python -m bench seed_study (BENCHMARKS.md section 7).
 
 BENCH_PYTHON ?= .venv/bin/python
 # From the top-level Makefile: the venv, the dataset's IDX files, the test

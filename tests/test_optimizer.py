@@ -55,6 +55,20 @@ def test_a_space_smaller_than_the_trials_in_flight_still_gets_new_points_first()
     assert optimizer.suggest(spec, 6, finished, in_flight) == {"num_dense_layers": 3, "num_dense_nodes": 6}
 
 
+def test_x0_is_not_counted_in_the_initial_design() -> None:
+    """As gp_minimize: x0, then n_initial_points random points, then the model."""
+    spec = spec_for()  # the notebook's x0 and 4 initial points
+    asked = study(spec, 8, 1)
+    assert asked[0][1] == dict(spec.x0[0])
+    finished = [succeeded(i, p, "val_accuracy", objective(p)) for i, p, _ in asked]
+    flipped = [succeeded(r.index, r.params, "val_accuracy", -(r.objective_value or 0.0)) for r in finished]
+    # The design does not look at the results; the model, from trial 1 + 4 on, does.
+    for index in range(1, 5):
+        assert optimizer.suggest(spec, index, flipped[:index], []) == asked[index][1]
+    assert len({str(p) for _, p, _ in asked[:5]}) == 5
+    assert optimizer.suggest(spec, 5, flipped[:5], []) != asked[5][1]
+
+
 def test_replay_asks_the_same_points() -> None:
     """A restarted controller (nothing cached) asks each trial's point from the records alone."""
     spec = spec_for()

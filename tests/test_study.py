@@ -77,7 +77,9 @@ def test_model_phase_improves_on_the_initial_design(tmp_path: Path) -> None:
     spec = replace(SPEC, budget=Budget(max_trials=16, parallel=1, max_failed=3))
     study, _ = run(spec, open_store(str(tmp_path)))
     values = [r.objective_value or 0 for r in study.history.ordered_results()]
-    assert max(values[4:]) > max(values[:4])  # the GP found something the design did not
+    initial = len(spec.x0) + spec.optimizer.n_initial_points  # x0 and the 4 random points
+    assert initial == 5
+    assert max(values[initial:]) > max(values[:initial])  # the GP found something the design did not
 
 
 def test_resume_asks_exactly_what_an_uninterrupted_run_asks(tmp_path: Path) -> None:

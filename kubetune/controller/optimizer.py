@@ -10,15 +10,18 @@ uninterrupted one would, with nothing to persist but the trial records.
 
 The points come in three phases, mirroring ``gp_minimize``:
 1. the spec's ``x0`` points, in order;
-2. an initial design of ``n_initial_points - len(x0)`` points drawn once from
-   ``random_state`` by skopt's initial point generator;
+2. an initial design of ``n_initial_points`` points drawn once from
+   ``random_state`` by skopt's initial point generator (x0 not counted in
+   it, as gp_minimize counts: the search benchmark measured the extra point
+   worth it on the notebook's CNN, BENCHMARKS.md section 4);
 3. the model: EI on a GP whose kernel is fitted to the finished trials, then
    told the running trials as it believes them (``optimizer.pending``: by
    default its own mean, the "kriging believer"), so parallel trials spread
    out instead of piling on one point. The kernel fit is memoized per set of
    finished trials: a wave of asks after several trials finish fits once.
-   Past FIT_MAX trials it is fitted on a subset, so a 1,000-trial study asks
-   in about a second (bench/search_scale.py).
+   Past FIT_MAX trials it is fitted on a subset; with the likelihood and the
+   acquisition computed by BLAS (kubetune/controller/gp.py), a 1,000-trial
+   study asks in under a second of CPU (bench/search_scale.py).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from skopt.utils import cook_estimator, cook_initial_point_generator, normalize_
 from threadpoolctl import threadpool_limits
 
 from kubetune.contract import Params, ParamValue, TrialResult
+from kubetune.controller.gp import FastGP
 from kubetune.spec import Dimension, Integer, Real, Spec
 
 
@@ -186,7 +190,7 @@ def _fitted_gp(
 ) -> GaussianProcessRegressor:
     """skopt's GP for this space, its kernel fitted to the finished trials (memoized per wave)."""
     space = _gp_space(dims)
-    est = cook_estimator("GP", space=space, random_state=random_state)
+    est = FastGP(**cook_estimator("GP", space=space, random_state=random_state).get_params(deep=False))
     rows, targets = fit_subset(list(xs), list(ys))
     est.fit(space.transform(rows), targets)
     return est
@@ -210,24 +214,7 @@ def _frozen(fitted: GaussianProcessRegressor) -> GaussianProcessRegressor:
     noise = fitted.noise_ or 1e-10
     _, white = _param_for_white_kernel_in_Sum(kernel)
     kernel.set_params(**{white: WhiteKernel(noise_level=noise, noise_level_bounds="fixed")})
-    return _FastGP(kernel=kernel, normalize_y=True, noise=noise, optimizer=None)
-
-
-class _FastGP(GaussianProcessRegressor):  # type: ignore[misc]
-    """skopt's GP, with the predictive variance of many points computed by BLAS.
-
-    skopt sums ``einsum("ki,kj,ij->k", K_trans, K_trans, K_inv)``, an unblocked
-    O(points x n^2) loop: 3.7 s for 2,000 candidates at 1,000 trials. The same
-    sum as a matrix product takes a few milliseconds per 1,000 candidates.
-    """
-
-    def predict(self, X: Any, return_std: bool = False, **grads: bool) -> Any:
-        if not return_std or any(grads.values()) or not hasattr(self, "X_train_"):
-            return super().predict(X, return_std=return_std, **grads)
-        k = self.kernel_(X, self.X_train_)
-        mean = self.y_train_std_ * k.dot(self.alpha_) + self.y_train_mean_
-        var = self.kernel_.diag(X) - np.sum(k.dot(self.K_inv_) * k, axis=1)
-        return mean, np.sqrt(np.maximum(var, 0.0) * self.y_train_std_**2)
+    return FastGP(kernel=kernel, normalize_y=True, noise=noise, optimizer=None)
 
 
 def _believed(
@@ -256,8 +243,8 @@ def _gp_space(dims: tuple[Dimension, ...]) -> Space:
 
 def _initial_design(spec: Spec) -> list[Params]:
     """The initial points after x0, fixed by ``random_state`` alone."""
-    n = spec.optimizer.n_initial_points - len(spec.x0)
-    if n <= 0:
+    n = spec.optimizer.n_initial_points
+    if n == 0:
         return []
     space = Space(skopt_dimensions(spec))
     generator = cook_initial_point_generator(spec.optimizer.initial_point_generator)
