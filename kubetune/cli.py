@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
@@ -189,6 +190,9 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signum, signal.SIG_DFL)
         raise Terminated
 
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may handle signals (kubetune called from a thread)
+        return
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield

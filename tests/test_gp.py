@@ -10,7 +10,7 @@ from skopt.learning import GaussianProcessRegressor
 from skopt.space import Categorical, Integer, Real, Space
 from skopt.utils import cook_estimator
 
-from kubetune.controller.gp import FastGP, _is_matern52_ard
+from kubetune.controller.gp import FastGP, is_matern52_ard
 
 
 def pair(
@@ -30,7 +30,7 @@ SPACE6 = Space([Real(0.0, 1.0) for _ in range(6)])
 
 def test_the_likelihood_and_its_gradient_are_scikit_learns() -> None:
     skopt_gp, fast, _, _ = pair(SPACE6, 40)
-    assert _is_matern52_ard(fast.kernel_, 6)
+    assert is_matern52_ard(fast.kernel_, 6)
     bounds = skopt_gp.kernel_.bounds  # log-space, as theta
     for theta in np.random.default_rng(1).uniform(bounds[:, 0], bounds[:, 1], (5, len(bounds))):
         want, want_grad = skopt_gp.log_marginal_likelihood(theta, eval_gradient=True)
@@ -47,7 +47,7 @@ MIXED = Space([Real(-2.0, 2.0), Integer(0, 20), Categorical(["a", "b", "c", "d"]
 @pytest.mark.parametrize("space", [SPACE6, MIXED], ids=["reals", "mixed"])
 def test_the_fitted_kernel_is_skopts(space: Space) -> None:
     skopt_gp, fast, _, y = pair(space, 40)
-    assert _is_matern52_ard(fast.kernel_, fast.X_train_.shape[1])
+    assert is_matern52_ard(fast.kernel_, fast.X_train_.shape[1])
     # The same optimum; a length scale at its bound, where the likelihood is flat, may stop elsewhere.
     assert fast.log_marginal_likelihood_value_ == pytest.approx(
         skopt_gp.log_marginal_likelihood_value_, rel=1e-6
@@ -74,5 +74,5 @@ def test_an_all_categorical_space_takes_scikit_learns_path() -> None:
     # skopt's HammingKernel.
     space = Space([Categorical(["a", "b", "c"]), Categorical(["x", "y"])])
     skopt_gp, fast, _, _ = pair(space, 20)
-    assert not _is_matern52_ard(fast.kernel_, fast.X_train_.shape[1])
+    assert not is_matern52_ard(fast.kernel_, fast.X_train_.shape[1])
     np.testing.assert_allclose(fast.kernel_.theta, skopt_gp.kernel_.theta)

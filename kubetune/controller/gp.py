@@ -40,7 +40,7 @@ class FastGP(GaussianProcessRegressor):  # type: ignore[misc]
         self, theta: Any = None, eval_gradient: bool = False, clone_kernel: bool = True
     ) -> Any:
         fast = theta is not None and self.y_train_.ndim == 1
-        if not fast or not _is_matern52_ard(self.kernel_, self.X_train_.shape[1]):
+        if not fast or not is_matern52_ard(self.kernel_, self.X_train_.shape[1]):
             return super().log_marginal_likelihood(theta, eval_gradient, clone_kernel)
         return matern52_lml(np.exp(theta), self.X_train_, self.y_train_, self.alpha, eval_gradient)
 
@@ -73,7 +73,7 @@ class FastGP(GaussianProcessRegressor):  # type: ignore[misc]
         return mean, std, grad_mean, grad_std
 
 
-def _is_matern52_ard(kernel: Any, dims: int) -> bool:
+def is_matern52_ard(kernel: Any, dims: int) -> bool:
     """ConstantKernel * Matern(nu=2.5, one length scale per dimension) + WhiteKernel, nothing fixed.
 
     Asked at every likelihood evaluation: read from the parameters, not from

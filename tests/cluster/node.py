@@ -447,13 +447,18 @@ state = "{self.work_dir / "containerd" / "state"}"
         file, which the runtime goes on appending to until the container ends.
         """
         while not self._stop_keeping.wait(0.2):
-            for path in self.pod_logs_dir.glob("*/*/*.log"):
-                kept = self.kept_logs_dir / path.relative_to(self.pod_logs_dir)
-                if kept.exists():
-                    continue
-                kept.parent.mkdir(parents=True, exist_ok=True)
-                with contextlib.suppress(FileNotFoundError, FileExistsError):
-                    os.link(path, kept)
+            # A pod's folder can vanish mid-glob: one pass lost, never the thread (and every later log).
+            with contextlib.suppress(OSError):
+                self._keep_new_logs()
+
+    def _keep_new_logs(self) -> None:
+        for path in self.pod_logs_dir.glob("*/*/*.log"):
+            kept = self.kept_logs_dir / path.relative_to(self.pod_logs_dir)
+            if kept.exists():
+                continue
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError, FileExistsError):
+                os.link(path, kept)
 
     def namespace_logs(self, namespace: str) -> dict[str, str]:
         """Pod name -> every line its containers printed, deleted pods included
