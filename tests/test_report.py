@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -204,6 +205,23 @@ def test_slow_trials_see_the_plots_redrawn_between_them(
     Study(SPEC, store, InProcessLauncher(store), poll_s=0.0).run()
     n = SPEC.budget.max_trials
     assert drawn[-1] == n and drawn[:-1] == sorted(set(drawn[:-1])) and len(drawn) > 2
+
+
+def test_a_slow_redraw_holds_up_no_launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first redraw blocks until every trial has finished: the loop must run them all meanwhile."""
+    n = SPEC.budget.max_trials
+    all_done, drawn = threading.Event(), []
+
+    def slow_draw(*args: object) -> None:
+        drawn.append((all_done.wait(timeout=30), len(args[2])))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(report, "publish_report", slow_draw)
+    monkeypatch.setattr(study, "redraw_due", lambda *_: True)
+    store = open_store(str(tmp_path))
+    done = lambda s: all_done.set() if len(s.history.results) == n else None  # noqa: E731
+    Study(SPEC, store, InProcessLauncher(store), poll_s=0.0, on_progress=done).run()
+    assert drawn[0] == (True, 1)  # released by the study's end, not by the timeout: drawn from 1 result
+    assert drawn[-1] == (True, n)  # and the final report comes after it, from them all
 
 
 @pytest.mark.parametrize(

@@ -210,11 +210,22 @@ def publish(
     doc = best_document(spec, results, ended_by, confirmed)
     store.put(BEST_OBJECT, (json.dumps(doc, indent=2) + "\n").encode())
     store.put(HISTORY_OBJECT, history_csv(spec, results, epochs).encode())
-    if not plots:
-        return
+    if plots:
+        redraw(store, spec, results, epochs, lost, confirmed)
+
+
+def redraw(
+    store: Store,
+    spec: Spec,
+    results: Sequence[TrialResult],
+    epochs: Epochs | None = None,
+    lost: Lost | None = None,
+    confirmed: Confirmation | None = None,
+) -> None:
+    """The plots and report.html; a failure is logged: the report is a view, a study never fails for it."""
     try:
         publish_report(store, spec, results, epochs, lost, confirmed)
-    except Exception as exc:  # the report is a view: a study never fails for it
+    except Exception as exc:
         log.warning("report_failed", error=f"{type(exc).__name__}: {exc}", exc_info=True)
 
 

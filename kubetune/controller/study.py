@@ -4,12 +4,13 @@ The store is the only state. On start the loop replays the trial records,
 adopts trials a previous controller left running (or launches them again
 under the same index), and continues until the budget is spent or too many
 trials failed. Every result written is followed by fresh ``best.json`` and
-``history.csv`` views, and (at most every few seconds) the plots and
-``report.html``.
+``history.csv`` views, and (at most every few seconds, drawn beside the
+loop) the plots and ``report.html``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,7 +27,7 @@ from kubetune.contract import (
 from kubetune.controller import budgets, confirmation, early_stopping, optimizer, report, warmstart
 from kubetune.controller.confirmation import Confirmation
 from kubetune.controller.early_stopping import EarlyStopping
-from kubetune.controller.history import History, read_history, read_result
+from kubetune.controller.history import Epochs, History, Lost, read_history, read_result
 from kubetune.controller.observer import StudyObserver, Unobserved
 from kubetune.controller.retries import Retries
 from kubetune.errors import UsageError
@@ -80,6 +81,7 @@ class Study:
         self._drawn_at = time.monotonic()  # nothing to draw before the first result
         self._draw_s = 1.0  # what a redraw costs; measured after the first
         self._plots_stale = False
+        self._drawing: threading.Thread | None = None  # a redraw in progress
         self._model_from: int | None = None  # the run whose model is in the store as model.keras
 
     # --- the loop -------------------------------------------------------------
@@ -109,6 +111,8 @@ class Study:
             self.on_progress(self)
         summary = replace(report.summarize(self.spec, self.history.ordered_results()), ended_by=self.ended_by)
         confirmed = self._confirmed()
+        if self._drawing is not None:
+            self._drawing.join()  # the final report must be the last one written
         report.publish(
             self.store,
             self.spec,
@@ -281,24 +285,36 @@ class Study:
                      params=result.params)  # fmt: skip
 
     def _redraw_plots_if_due(self) -> None:
-        """Plots and report.html cost about a second: redrawn when :func:`redraw_due` says so."""
-        if not self._plots_stale:
+        """Plots and report.html, when :func:`redraw_due` says so, drawn in a thread of their own.
+
+        At a few hundred trials a redraw takes tens of seconds of CPU (the
+        objective plot's model); drawn in the loop it held up every launch
+        meanwhile (bench/kwok.py: 100 trials in parallel, stalls of 9-63 s).
+        The thread draws from a snapshot, so the loop may go on changing the
+        history; one redraw at a time.
+        """
+        if not self._plots_stale or (self._drawing is not None and self._drawing.is_alive()):
             return
         stale_s = time.monotonic() - self._drawn_at
         if not redraw_due(stale_s, self._draw_s, self._next_exit_in_s()):
             return
-        t0 = time.monotonic()
-        report.publish(
-            self.store,
-            self.spec,
-            self.history.ordered_results(),
-            epochs=self.history.search_epochs(),
-            lost=self.history.lost,
-            confirmed=self._confirmed(),
-        )
         self._drawn_at = time.monotonic()
-        self._draw_s = self._drawn_at - t0
         self._plots_stale = False
+        snapshot = (
+            self.history.ordered_results(),
+            {i: dict(e) for i, e in self.history.search_epochs().items()},
+            {i: list(a) for i, a in self.history.lost.items()},
+            self._confirmed(),
+        )
+        self._drawing = threading.Thread(target=self._draw, args=snapshot, name="kubetune-plots", daemon=True)
+        self._drawing.start()
+
+    def _draw(
+        self, results: list[TrialResult], epochs: Epochs, lost: Lost, confirmed: Confirmation | None
+    ) -> None:
+        t0 = time.monotonic()
+        report.redraw(self.store, self.spec, results, epochs, lost, confirmed)
+        self._draw_s = time.monotonic() - t0
 
     def _next_exit_in_s(self) -> float | None:
         """When the first running trial should finish, from the mean trial time so far."""
