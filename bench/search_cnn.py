@@ -37,7 +37,7 @@ from bench.common import CACHE, log
 from kubetune.contract import Params
 
 TRAIN, VAL = 6000, 2000
-CONFIGS, NOISE_CONFIGS, NOISE_SEEDS = 96, 8, (1, 2, 3)
+CONFIGS, NOISE_CONFIGS, NOISE_SEEDS = 256, 24, (1, 2, 3)
 CACHE_FILE = CACHE / "search-evaluations.json"
 TRAINS = 0.5  # mean accuracy from which a configuration counts as training (10 classes: 0.1 is chance)
 

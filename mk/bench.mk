@@ -16,7 +16,13 @@ BENCH_PREREQS := $(if $(BIN),venv binaries node-packages images-cpu $(FASHION_MN
 
 .PHONY: bench bench-smoke
 
-bench: $(BENCH_PREREQS)
+# The search benchmark's Optuna GPSampler (bench/search.py) needs torch.
+BENCH_GP := $(dir $(BENCH_PYTHON)).bench-gp
+$(BENCH_GP): pyproject.toml
+	$(dir $(BENCH_PYTHON))pip install --quiet -e '.[bench-gp]'
+	touch $@
+
+bench: $(BENCH_PREREQS) $(BENCH_GP)
 	$(BENCH_PYTHON) -m bench
 
 bench-smoke: $(BENCH_PREREQS)
