@@ -62,10 +62,9 @@ SEEDS = 20
 STRATEGY_SEEDS = 10
 FIT_SMALL = 15  # the subset-fit comparison: the kernel fitted on at most 15 of the trials
 CHECKPOINTS = (10, 20, 30, 45)
-# Candidate changes measured, not adopted (bench-only; see kubetune_run): "wait" draws random
-# points until the initial design has finished, as Optuna's n_startup_trials counts; "rank"
-# fits the GP to the losses' normal scores instead of the losses (a copula warping).
-CANDIDATES = ("wait", "rank")
+# A candidate change measured, not adopted (bench-only; see kubetune_run): "wait" draws random
+# points until the initial design has finished, as Optuna's n_startup_trials counts.
+CANDIDATES = ("wait",)
 METHODS = ("kubetune p1", "kubetune p4", "kubetune p8", "gp_minimize", "optuna TPE", "optuna GP", "random")
 NEEDS_TORCH = ("optuna GP",)
 WORKERS = 2
@@ -97,13 +96,6 @@ def kubetune_run(
         finally:
             optimizer.FIT_MAX = saved
             optimizer._fitted_gp.cache_clear()
-    if "rank" in candidates:
-        saved_model, optimizer._from_model = optimizer._from_model, _rank_warped(optimizer._from_model)
-        try:
-            rest = tuple(c for c in candidates if c != "rank")
-            return kubetune_run(problem, seed, budget, parallel, candidates=rest, **settings)
-        finally:
-            optimizer._from_model = saved_model
     ask = _waiting(optimizer.suggest) if "wait" in candidates else optimizer.suggest
     spec = Spec(
         space=problem.space,
@@ -133,21 +125,6 @@ def _waiting(suggest: Callable[..., Params]) -> Callable[..., Params]:
         return suggest(spec, index, finished, pending)
 
     return ask
-
-
-def _rank_warped(from_model: Callable[..., Params]) -> Callable[..., Params]:
-    """The model's step, told the losses' normal scores (ranks through the normal quantile)."""
-    from scipy.stats import norm, rankdata
-
-    def step(
-        spec: Spec, index: int, observed: list[tuple[Params, float]], pending: Sequence[Params]
-    ) -> Params:
-        if len(observed) > 2:
-            scores = norm.ppf((rankdata([loss for _, loss in observed]) - 0.5) / len(observed))
-            observed = [(p, float(z)) for (p, _), z in zip(observed, scores, strict=True)]
-        return from_model(spec, index, observed, pending)
-
-    return step
 
 
 def random_run(problem: Problem, seed: int, budget: int) -> list[float]:
@@ -209,8 +186,9 @@ def _distribution(d: Real | Integer | Categorical) -> Any:
 def method_run(method: str) -> tuple[Run, bool]:
     """The run for a method's name, and whether it gets the longer budget (parallel runs, random).
 
-    ``kubetune pN[ STRATEGY][ initK][ fitK][ CANDIDATE...]``: N in flight, the pending strategy,
-    K initial points, the kernel fitted on at most K trials, the CANDIDATES changes tried.
+    ``kubetune pN[ STRATEGY][ initK][ fitK][ unwarped][ CANDIDATE...]``: N in flight, the pending
+    strategy, K initial points, the kernel fitted on at most K trials, ``optimizer.warp: none``,
+    the CANDIDATES changes tried.
     """
     fixed: dict[str, Run] = {
         "gp_minimize": gp_minimize_run,
@@ -231,6 +209,8 @@ def method_run(method: str) -> tuple[Run, bool]:
             settings["n_initial_points"] = int(word[4:])
         elif word.startswith("fit"):
             settings["fit_max"] = int(word[3:])
+        elif word == "unwarped":
+            settings["warp"] = "none"
         elif word in CANDIDATES:
             settings["candidates"] = (*settings.get("candidates", ()), word)
         else:
@@ -398,8 +378,8 @@ def run(ctx: Context) -> Section:
     # The default strategy's runs are main's p8 runs with the same seeds: reused, not rerun.
     default = OptimizerSettings().pending
     others = [f"kubetune p8 {s}" for s in PENDING_STRATEGIES if s != default]
-    tried = [*others, *(f"kubetune p8 {c}" for c in CANDIDATES)]
-    tried_p1 = ["kubetune p1 rank", f"kubetune p1 fit{FIT_SMALL}"]
+    tried = [*others, "kubetune p8 unwarped", *(f"kubetune p8 {c}" for c in CANDIDATES)]
+    tried_p1 = ["kubetune p1 unwarped", f"kubetune p1 fit{FIT_SMALL}"]
     ran = run_cells(list(found), [*tried, *tried_p1], strategy_seeds, budget, cnn)
     compared = {
         name: {
@@ -444,7 +424,7 @@ def _section(
         + cnn_line,
         "Rerun one cell: `.venv/bin/python -m bench.search --problem PROBLEM --method METHOD --seeds 20` "
         f"(problems: {', '.join(found)}; methods: {', '.join(METHODS)}, or `kubetune pN STRATEGY`, "
-        "`kubetune pN initK`, `kubetune pN fitK`, `kubetune pN wait`, `kubetune pN rank`).",
+        "`kubetune pN initK`, `kubetune pN fitK`, `kubetune pN unwarped`, `kubetune pN wait`).",
     )
     for name, problem in found.items():
         s.add(f"**{name}** (optimum {problem.optimum:g}, target: regret <= {problem.target:g})")
@@ -474,13 +454,15 @@ def _section(
         header = ["problem", "kubetune p1", *RIVALS, *(f"no worse than {m}" for m in RIVALS)]
         s.add(table(header, rows))
     s.add(
-        f"**Pending strategies, candidates, and the kernel fitted on a subset** ({strategy_seeds} seeds): "
-        "what the running trials are told at parallel 8 (`optimizer.pending`); two changes tried and not "
-        "adopted (bench-only): `wait` draws random points until the initial design has finished, not "
-        "only started (as Optuna's n_startup_trials counts), `rank` fits the GP to the losses' normal "
-        "scores (ranks through the normal quantile) instead of the losses; and parallel 1 with the "
-        f"kernel's hyperparameters fitted on at most {FIT_SMALL} trials (the rule that keeps 1,000-trial "
-        f"studies fast, past optimizer.FIT_MAX = {optimizer.FIT_MAX}) against the full fit."
+        f"**Pending strategies, warping, a candidate, and the kernel fitted on a subset** ({strategy_seeds} "
+        "seeds): what the running trials are told at parallel 8 (`optimizer.pending`); `unwarped`: the GP "
+        "always fitted to the losses as they are (`optimizer.warp: none`, kubetune before "
+        "kubetune/controller/warping.py) where by default it is fitted to their Yeo-Johnson warping "
+        "when its evidence prefers that; `wait`, tried and not adopted (bench-only), draws random points "
+        "until the initial design has finished, not only started (as Optuna's n_startup_trials counts); "
+        f"and parallel 1 with the kernel's hyperparameters fitted on at most {FIT_SMALL} trials (the rule "
+        f"that keeps 1,000-trial studies fast, past optimizer.FIT_MAX = {optimizer.FIT_MAX}) against the "
+        "full fit."
     )
     for name, problem in found.items():
         s.add(f"**{name}**")
@@ -491,7 +473,8 @@ def _section(
         "(x0 + 9 drawn). Otherwise parallel 1 runs gp_minimize's algorithm: skopt's GP (Matern 5/2 plus "
         "a fitted noise term, normalized targets, kernel refitted after every trial), EI with xi = 0.01 "
         "over 10,000 random candidates polished by L-BFGS from the best 5; only the random streams differ "
-        "(the initial draws, the kernel fit's restarts, the candidates)."
+        "(the initial draws, the kernel fit's restarts, the candidates), and, unless `optimizer.warp: "
+        "none`, the GP may be fitted to the warped losses."
     )
     s.add(problem_table(found["cnn"], initial))
     s.add(

@@ -39,6 +39,7 @@ _S = TypeVar("_S")
 # What the GP is told for a running trial (kubetune/controller/optimizer.py). Of the constant liars only
 # the mean earned a place (BENCHMARKS.md section 4: it wins on the mixed space; cl_min and cl_max never did).
 PENDING_STRATEGIES = ("kriging_believer", "cl_mean")
+WARPS = ("auto", "none")
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ class OptimizerSettings:
     random_state: int = setting(0, minimum=0, help="seeds the optimizer")
     pending: str = setting("kriging_believer", choices=PENDING_STRATEGIES,
                            help="what the GP is told for a running trial")  # fmt: skip
+    warp: str = setting("auto", choices=WARPS,
+                        help="auto: the GP fitted to Yeo-Johnson-warped losses when its evidence "
+                             "prefers them; none: to the losses as they are, as gp_minimize")  # fmt: skip
     # Stores of earlier studies whose finished trials are told first (kubetune/controller/warmstart.py).
     warm_start: tuple[str, ...] = setting(
         (), item="a store (a folder or gs://bucket/prefix)",

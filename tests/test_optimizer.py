@@ -84,15 +84,16 @@ def test_replay_asks_the_same_points() -> None:
     assert optimizer.suggest(spec, index, finished, in_flight) == point
 
 
-def test_a_wave_of_suggestions_fits_the_gp_once() -> None:
-    spec = spec_for()
+@pytest.mark.parametrize(("warp", "fits"), [("none", 1), ("auto", 2)])  # auto: the losses and their warping
+def test_a_wave_of_suggestions_fits_the_gp_once(warp: str, fits: int) -> None:
+    spec = spec_for(warp=warp)
     finished = [succeeded(i, p, "val_accuracy", objective(p)) for i, p, _ in study(spec, 8, 1)]
     optimizer._fitted_gp.cache_clear()
     pending: list[Params] = []
     for index in range(8, 8 + PARALLEL):  # six trials finished at once: six asks, one history
         pending.append(optimizer.suggest(spec, index, finished, pending))
     info = optimizer._fitted_gp.cache_info()
-    assert (info.misses, info.hits) == (1, PARALLEL - 1)
+    assert (info.misses, info.hits) == (fits, fits * (PARALLEL - 1))
 
 
 def test_the_kernel_is_fitted_on_a_subset_past_fit_max() -> None:
@@ -110,6 +111,26 @@ def test_suggest_handles_a_space_of_reals_with_pending_trials() -> None:
                 optimizer=OptimizerSettings(n_initial_points=2))  # fmt: skip
     asked = study(spec, 8, 3)
     assert all(1e-4 <= float(p["learning_rate"]) <= 1e-1 for _, p, _ in asked)
+
+
+def test_a_heavy_tail_is_fitted_warped_and_a_gaussian_spread_as_it_is() -> None:
+    """The evidence decides: a few losses far above the rest pick the warping, a bowl's do not."""
+    spec = Spec(space=(Real("a", 0.0, 1.0), Real("b", 0.0, 1.0)), x0=(), optimizer=OptimizerSettings())
+    xs = [[(i * 0.618) % 1.0, (i * 0.382 + 0.1) % 1.0] for i in range(24)]
+    bowl = [(a - 0.3) ** 2 + (b - 0.6) ** 2 for a, b in xs]
+    cliff = [v + (1e4 if a > 0.8 else 0.0) for v, (a, _) in zip(bowl, xs, strict=True)]  # diverged trials
+    _, told = optimizer._model(spec, xs, cliff)
+    assert told != cliff
+    assert sorted(range(24), key=told.__getitem__) == sorted(range(24), key=cliff.__getitem__)
+    assert optimizer._model(spec, xs, bowl)[1] == bowl
+    unwarped = Spec(space=spec.space, x0=(), optimizer=OptimizerSettings(warp="none"))
+    assert optimizer._model(unwarped, xs, cliff)[1] == cliff
+
+
+def test_spec_names_the_warp_field() -> None:
+    assert parse_spec("optimizer: {warp: none}").optimizer.warp == "none"
+    with pytest.raises(SpecError, match=r"^optimizer\.warp: must be one of auto, none; got 'log'$"):
+        parse_spec("optimizer: {warp: log}")
 
 
 def test_spec_names_the_pending_strategy_field() -> None:

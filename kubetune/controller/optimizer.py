@@ -17,7 +17,11 @@ The points come in three phases, mirroring ``gp_minimize``:
 3. the model: EI on a GP whose kernel is fitted to the finished trials, then
    told the running trials as it believes them (``optimizer.pending``: by
    default its own mean, the "kriging believer"), so parallel trials spread
-   out instead of piling on one point. The kernel fit is memoized per set of
+   out instead of piling on one point. When a Yeo-Johnson warping of the
+   losses explains them better (the GP's evidence decides,
+   ``optimizer.warp``), the GP is fitted to the warped losses instead: a few
+   diverged trials or a steep edge no longer flatten it where the optimum is
+   (kubetune/controller/warping.py). The kernel fit is memoized per set of
    finished trials: a wave of asks after several trials finish fits once.
    Past FIT_MAX trials it is fitted on a subset; with the likelihood and the
    acquisition computed by BLAS (kubetune/controller/gp.py), a 1,000-trial
@@ -47,6 +51,7 @@ from skopt.utils import cook_estimator, cook_initial_point_generator, normalize_
 from threadpoolctl import threadpool_limits
 
 from kubetune.contract import Params, ParamValue, TrialResult
+from kubetune.controller import warping
 from kubetune.controller.gp import FastGP
 from kubetune.spec import Dimension, Integer, Real, Spec
 
@@ -158,12 +163,13 @@ def _from_gp(
 
     The kernel's hyperparameters come from ``_fitted_gp`` (one fit per set of
     finished trials: a wave of suggestions after several trials finish
-    shares it). The running trials are then told with the value the strategy
-    believes (``_believed``) and the GP is conditioned on them without
+    shares it), fitted to the losses or to their warping (``_model``). The
+    running trials are then told with the value the strategy believes
+    (``_believed``) and the GP is conditioned on them without
     refitting the kernel: the lie moves the mean and shrinks the variance
     there, so the acquisition looks elsewhere.
     """
-    fitted = _fitted_gp(spec.space, spec.optimizer.random_state, tuple(map(tuple, xs)), tuple(ys))
+    fitted, ys = _model(spec, xs, ys)
     px = [_row(spec, p) for p in pending]
     believed = _believed(spec, fitted, ys, px)
     opt = Optimizer(
@@ -178,13 +184,39 @@ def _from_gp(
     return _point(spec, opt.ask())
 
 
+def _model(spec: Spec, xs: list[list[Any]], ys: list[float]) -> tuple[GaussianProcessRegressor, list[float]]:
+    """The GP fitted to the losses, or to their warping when that explains them better.
+
+    Better: the higher evidence, the likelihood of the losses themselves
+    (kubetune/controller/warping.py), over the trials the kernel was fitted on.
+    Returns the GP and the values it was fitted to, which the running trials'
+    beliefs must share.
+    """
+    key = (spec.space, spec.optimizer.random_state, tuple(map(tuple, xs)))
+    plain = _fitted_gp(*key, tuple(ys))
+    warped = warping.yeo_johnson(ys) if spec.optimizer.warp == "auto" else None
+    if warped is None:
+        return plain, ys
+    bent = _fitted_gp(*key, warped.values)
+    rows = fit_rows(ys)  # the same rows for both: the warping keeps the losses' order
+    if _evidence(bent, [warped.log_slopes[i] for i in rows]) > _evidence(plain, [0.0] * len(rows)):
+        return bent, list(warped.values)
+    return plain, ys
+
+
+def _evidence(fitted: GaussianProcessRegressor, log_slopes: list[float]) -> float:
+    """log p(losses): the fit's likelihood of its standardized targets, carried back to the losses."""
+    scaled = len(log_slopes) * np.log(fitted.y_train_std_)
+    return float(fitted.log_marginal_likelihood_value_ - scaled + sum(log_slopes))
+
+
 # Past this many finished trials the kernel's hyperparameters are fitted on a
 # subset (a GP fit grows as n^3 and its optimizer restarts multiply that);
 # the GP is still conditioned on every trial, a single cheap solve.
 FIT_MAX = 200
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)  # a wave's plain and warped fits
 def _fitted_gp(
     dims: tuple[Dimension, ...], random_state: int, xs: tuple[tuple[Any, ...], ...], ys: tuple[float, ...]
 ) -> GaussianProcessRegressor:
@@ -197,15 +229,20 @@ def _fitted_gp(
 
 
 def fit_subset(xs: list[Any], ys: list[float]) -> tuple[list[Any], list[float]]:
+    """The trials the kernel is fitted on (``fit_rows``)."""
+    keep = fit_rows(ys)
+    return [xs[i] for i in keep], [ys[i] for i in keep]
+
+
+def fit_rows(ys: list[float]) -> list[int]:
     """At most FIT_MAX trials: the best half, and the rest spread evenly over the history."""
-    if len(xs) <= FIT_MAX:
-        return xs, ys
+    if len(ys) <= FIT_MAX:
+        return list(range(len(ys)))
     order = np.argsort(ys, kind="stable")
     best = set(order[: FIT_MAX // 2].tolist())
-    rest = [i for i in range(len(xs)) if i not in best]
+    rest = [i for i in range(len(ys)) if i not in best]
     spread = {rest[int(j)] for j in np.linspace(0, len(rest) - 1, FIT_MAX - len(best))}
-    keep = sorted(best | spread)
-    return [xs[i] for i in keep], [ys[i] for i in keep]
+    return sorted(best | spread)
 
 
 def _frozen(fitted: GaussianProcessRegressor) -> GaussianProcessRegressor:
