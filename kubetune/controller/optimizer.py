@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from skopt import Optimizer
 from skopt.learning import GaussianProcessRegressor
 from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
@@ -54,6 +55,20 @@ from kubetune.contract import Params, ParamValue, TrialResult
 from kubetune.controller import warping
 from kubetune.controller.gp import FastGP
 from kubetune.spec import Dimension, Integer, Real, Spec
+
+
+def silence_routine_warnings() -> None:
+    """Two warnings that are legitimate answers, not errors, filtered for the whole process.
+
+    skopt's when the acquisition picks an already evaluated point (late in a
+    study), and the kernel fit's when a hyperparameter rests on its bound
+    (small histories). Not by catch_warnings() around each fit: it is not
+    thread-safe, and the report's plots fit a GP in a thread beside the loop's
+    (a block's exit there restored the filters under the loop's fit, whose
+    warnings then reached stderr). Idempotent: an equal filter replaces itself.
+    """
+    warnings.filterwarnings("ignore", "The objective has been evaluated at", UserWarning, r"skopt\.")
+    warnings.filterwarnings("ignore", category=ConvergenceWarning, module=r"sklearn\.gaussian_process")
 
 
 def skopt_dimensions(spec: Spec) -> list[SkDimension]:
@@ -138,10 +153,8 @@ def _from_model(
     # One BLAS thread: the GP's matrices are at most a few hundred rows, too
     # small to split, and OpenBLAS's spinning threads fight the rest of a busy
     # 2-core controller (measured 3-10x slower fits; bench/controller.py).
-    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
-        # skopt warns when the acquisition picks an already evaluated point;
-        # that is a legitimate answer late in a study, not an error.
-        warnings.simplefilter("ignore", UserWarning)
+    silence_routine_warnings()
+    with threadpool_limits(limits=1, user_api="blas"):
         if spec.optimizer.base_estimator == "GP":
             return _from_gp(spec, seed, xs, ys, pending)
         opt = Optimizer(

@@ -10,7 +10,6 @@ so a controller rendering after each of 60 trials keeps no figure alive.
 from __future__ import annotations
 
 import io
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,7 +28,7 @@ from skopt import plots as skplots
 from skopt.space import Space
 
 from kubetune.contract import TrialResult
-from kubetune.controller.optimizer import fit_subset, observations, skopt_dimensions
+from kubetune.controller.optimizer import fit_subset, observations, silence_routine_warnings, skopt_dimensions
 from kubetune.spec import Spec
 
 # Partial dependence averages the model over random samples: skopt's defaults
@@ -80,10 +79,8 @@ def fit_model(spec: Spec, result: OptimizeResult) -> Any:
         n_initial_points=0,
         random_state=spec.optimizer.random_state,
     )
-    with warnings.catch_warnings():
-        # Repeated points late in a study make skopt and sklearn's kernel fit warn.
-        warnings.simplefilter("ignore")
-        opt.tell(*fit_subset(list(result.x_iters), list(result.func_vals)))
+    silence_routine_warnings()
+    opt.tell(*fit_subset(list(result.x_iters), list(result.func_vals)))
     if not opt.models:
         raise NotYet("no fitted model")
     return opt.models[-1]
