@@ -12,8 +12,8 @@ The points come in three phases, mirroring ``gp_minimize``:
 1. the spec's ``x0`` points, in order;
 2. an initial design of ``n_initial_points`` points drawn once from
    ``random_state`` by skopt's initial point generator (x0 not counted in
-   it, as gp_minimize counts: the search benchmark measured the extra point
-   worth it on the notebook's CNN, BENCHMARKS.md section 4);
+   it, as gp_minimize counts; BENCHMARKS.md section 4 compares both counts
+   on the CNN's surrogate, within each other's spread);
 3. the model: EI on a GP whose kernel is fitted to the finished trials, then
    told the running trials as it believes them (``optimizer.pending``: by
    default its own mean, the "kriging believer"), so parallel trials spread
