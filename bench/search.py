@@ -62,9 +62,6 @@ SEEDS = 20
 STRATEGY_SEEDS = 10
 FIT_SMALL = 15  # the subset-fit comparison: the kernel fitted on at most 15 of the trials
 CHECKPOINTS = (10, 20, 30, 45)
-# A candidate change measured, not adopted (bench-only; see kubetune_run): "wait" draws random
-# points until the initial design has finished, as Optuna's n_startup_trials counts.
-CANDIDATES = ("wait",)
 METHODS = ("kubetune p1", "kubetune p4", "kubetune p8", "gp_minimize", "optuna TPE", "optuna GP", "random")
 NEEDS_TORCH = ("optuna GP",)
 WORKERS = 2
@@ -79,24 +76,25 @@ def kubetune_run(
     budget: int,
     parallel: int,
     fit_max: int | None = None,
-    candidates: tuple[str, ...] = (),
+    wait: bool = False,
     **settings: Any,
 ) -> list[float]:
     """The Study's loop without the cluster: fill up to ``parallel``, the oldest finishes first.
 
     ``fit_max`` lowers optimizer.FIT_MAX for this run: the subset fit that
-    long studies use, exercised within a short budget. ``candidates``: the
-    CANDIDATES changes to the optimizer this run tries.
+    long studies use, exercised within a short budget. ``wait``: a candidate
+    measured, not adopted (bench-only): random points until the initial
+    design has finished, as Optuna's n_startup_trials counts.
     """
     if fit_max is not None:
         saved, optimizer.FIT_MAX = optimizer.FIT_MAX, fit_max
         optimizer._fitted_gp.cache_clear()  # its key leaves FIT_MAX out
         try:
-            return kubetune_run(problem, seed, budget, parallel, candidates=candidates, **settings)
+            return kubetune_run(problem, seed, budget, parallel, wait=wait, **settings)
         finally:
             optimizer.FIT_MAX = saved
             optimizer._fitted_gp.cache_clear()
-    ask = _waiting(optimizer.suggest) if "wait" in candidates else optimizer.suggest
+    ask = _waiting(optimizer.suggest) if wait else optimizer.suggest
     spec = Spec(
         space=problem.space,
         x0=problem.x0,
@@ -186,9 +184,9 @@ def _distribution(d: Real | Integer | Categorical) -> Any:
 def method_run(method: str) -> tuple[Run, bool]:
     """The run for a method's name, and whether it gets the longer budget (parallel runs, random).
 
-    ``kubetune pN[ STRATEGY][ initK][ fitK][ unwarped][ CANDIDATE...]``: N in flight, the pending
+    ``kubetune pN[ STRATEGY][ initK][ fitK][ unwarped][ wait]``: N in flight, the pending
     strategy, K initial points, the kernel fitted on at most K trials, ``optimizer.warp: none``,
-    the CANDIDATES changes tried.
+    the ``wait`` candidate (kubetune_run).
     """
     fixed: dict[str, Run] = {
         "gp_minimize": gp_minimize_run,
@@ -211,8 +209,8 @@ def method_run(method: str) -> tuple[Run, bool]:
             settings["fit_max"] = int(word[3:])
         elif word == "unwarped":
             settings["warp"] = "none"
-        elif word in CANDIDATES:
-            settings["candidates"] = (*settings.get("candidates", ()), word)
+        elif word == "wait":
+            settings["wait"] = True
         else:
             raise SystemExit(f"--method: unknown option {word!r} in {method!r}")
     parallel = int(words[1][1:])
@@ -378,7 +376,7 @@ def run(ctx: Context) -> Section:
     # The default strategy's runs are main's p8 runs with the same seeds: reused, not rerun.
     default = OptimizerSettings().pending
     others = [f"kubetune p8 {s}" for s in PENDING_STRATEGIES if s != default]
-    tried = [*others, "kubetune p8 unwarped", *(f"kubetune p8 {c}" for c in CANDIDATES)]
+    tried = [*others, "kubetune p8 unwarped", "kubetune p8 wait"]
     tried_p1 = ["kubetune p1 unwarped", f"kubetune p1 fit{FIT_SMALL}"]
     ran = run_cells(list(found), [*tried, *tried_p1], strategy_seeds, budget, cnn)
     compared = {
