@@ -9,15 +9,36 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_STORE ?= demo-store
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint venv dataset binaries bench bench-smoke clean
+.PHONY: demo test lint venv dist oldest dataset binaries bench bench-smoke clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[controller,trial,dev,bench]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[controller,trial,dev,bench]'
 	touch $@
 
 venv: $(BIN)/.installed
+
+# The wheel and sdist a user copies into a training image (README, "A program as a trial").
+DIST := dist
+$(DIST)/.built: $(BIN)/.installed README.md $(shell find kubetune -name '*.py')
+	rm -rf $(DIST)
+	$(BIN)/python -m build --outdir $(DIST) . >/dev/null
+	touch $@
+
+dist: $(DIST)/.built
+
+# The base package from that wheel, beside the oldest versions its ranges allow
+# (mk/floors.py reads them from pyproject.toml): what tests/test_dist.py runs.
+OLDEST := .venv-oldest
+$(OLDEST)/.installed: $(DIST)/.built mk/floors.py
+	rm -rf $(OLDEST)
+	$(PYTHON) -m venv $(OLDEST)
+	$(BIN)/python mk/floors.py > $(OLDEST).txt
+	$(OLDEST)/bin/pip install --quiet -c $(OLDEST).txt $(DIST)/kubetune-*.whl
+	touch $@
+
+oldest: $(OLDEST)/.installed
 
 # Fashion-MNIST offline: Debian ships the four IDX files.
 $(FASHION_MNIST)/train-images-idx3-ubyte.gz:
@@ -37,7 +58,7 @@ demo: dataset
 	@echo "best trial (kubetune best $(DEMO_STORE)):"
 	$(BIN)/kubetune best $(DEMO_STORE)
 
-test: venv $(FASHION_MNIST)/train-images-idx3-ubyte.gz binaries chromium node-packages images-cpu
+test: venv oldest $(FASHION_MNIST)/train-images-idx3-ubyte.gz binaries chromium node-packages images-cpu
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -46,6 +67,6 @@ lint: venv
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(DEMO_STORE) logs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(DEMO_STORE) logs .pytest_cache .mypy_cache .ruff_cache $(DIST) $(OLDEST) $(OLDEST).txt
 
 -include mk/*.mk

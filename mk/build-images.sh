@@ -74,7 +74,7 @@ content_tag() {
     {
         sha256sum "${dockerfile}" | cut -d' ' -f1
         echo "${args}"
-        (cd "${root}" && find pyproject.toml README.md kubetune -type f -not -path '*/__pycache__/*' \
+        (cd "${root}" && find pyproject.toml README.md constraints.txt kubetune -type f -not -path '*/__pycache__/*' \
             | LC_ALL=C sort | xargs sha256sum)
     } | sha256sum | cut -c1-16
 }
@@ -117,8 +117,8 @@ push_chart() {
 
 ensure_base
 trial_args=()
-# The same pin as the [trial] extra, read from pyproject.toml.
-${cpu} && trial_args=(--build-arg "TENSORFLOW=$(grep -o "tensorflow-cpu==[0-9.]*" "${root}/pyproject.toml")")
+# The version the images use, read from constraints.txt.
+${cpu} && trial_args=(--build-arg "TENSORFLOW=$(grep -o "^tensorflow-cpu==[0-9.]*" "${root}/constraints.txt")")
 controller="$(build controller controller/Dockerfile)"
 trial="$(build trial trial_image/Dockerfile "${trial_args[@]}")"
 ${push} && push_chart
