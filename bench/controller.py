@@ -33,11 +33,13 @@ from skopt.acquisition import _gaussian_acquisition
 from skopt.space import Space
 from threadpoolctl import threadpool_limits
 
-from bench.cluster import BenchCluster, JobClock, Probe, instrumented, shared_cluster
+from bench.cluster import JobClock, Probe, instrumented, shared_cluster
 from bench.cluster import landed as cluster_landed
 from bench.common import Context, Section, interleave, log, median, table
+from bench.testbed import BenchCluster
 from kubetune.contract import LaunchRecord, TrialResult, params_object, result_object
-from kubetune.controller import optimizer
+from kubetune.controller import optimizer, search
+from kubetune.controller.search import space as search_space
 from kubetune.controller.study import Study, claim_store
 from kubetune.spec import Budget, Spec
 from kubetune.store import Store
@@ -97,8 +99,8 @@ def prepopulate(store: Store, spec: Spec, n: int, seed: int = 1) -> None:
     claim_store(store, spec)
     initial = len(spec.x0) + spec.optimizer.n_initial_points
     first = [optimizer.suggest(spec, i, [], []) for i in range(min(n, initial))]
-    space = Space(optimizer.skopt_dimensions(spec))
-    rest = [optimizer._point(spec, row) for row in space.rvs(n - len(first), random_state=seed)]
+    space = Space(search_space.skopt_dimensions(spec))
+    rest = [search_space.point(spec, row) for row in space.rvs(n - len(first), random_state=seed)]
     now = time.time()
     for i, params in enumerate(first + rest):
         value = objective(params)
@@ -132,10 +134,10 @@ def _gap(store: Store, clock: JobClock, probe: Probe, index: int) -> dict[str, f
 
 
 def synthetic_results(spec: Spec, n: int, seed: int = 1) -> list[TrialResult]:
-    space = Space(optimizer.skopt_dimensions(spec))
+    space = Space(search_space.skopt_dimensions(spec))
     out = []
     for i, row in enumerate(space.rvs(n, random_state=seed)):
-        params = optimizer._point(spec, row)
+        params = search_space.point(spec, row)
         value = objective(params)
         out.append(succeeded(i, params, "val_accuracy", value))
     return out
@@ -144,20 +146,20 @@ def synthetic_results(spec: Spec, n: int, seed: int = 1) -> list[TrialResult]:
 def _optimizer(spec: Spec, index: int, acq: dict[str, Any]) -> Optimizer:
     kwargs = {k: v for k, v in acq.items() if k not in ("acq_optimizer", "blas_threads")}
     seed = int(np.random.SeedSequence([spec.optimizer.random_state, index]).generate_state(1)[0])
-    return Optimizer(optimizer.skopt_dimensions(spec), base_estimator="GP", acq_func="EI", n_initial_points=0,
-                     random_state=seed, acq_optimizer=acq.get("acq_optimizer", "auto"),
-                     acq_optimizer_kwargs=kwargs)  # fmt: skip
+    dims = search_space.skopt_dimensions(spec)
+    return Optimizer(dims, base_estimator="GP", acq_func="EI", n_initial_points=0, random_state=seed,
+                     acq_optimizer=acq.get("acq_optimizer", "auto"), acq_optimizer_kwargs=kwargs)  # fmt: skip
 
 
 def suggest_with(spec: Spec, index: int, finished: list[TrialResult], acq: dict[str, Any]) -> list[Any]:
-    """optimizer._from_model under other acquisition settings: the skopt row it asks for."""
+    """The GP suggester under other acquisition settings: the skopt row it asks for."""
     opt = _optimizer(spec, index, acq)
-    observed = optimizer.observations(spec, finished)
+    observed = search.observations(spec, finished)
     threads = acq.get("blas_threads")
     limits = threadpool_limits(limits=threads, user_api="blas") if threads else contextlib.nullcontext()
     with warnings.catch_warnings(), limits:
         warnings.simplefilter("ignore", UserWarning)
-        opt.tell([optimizer._row(spec, p) for p, _ in observed], [y for _, y in observed])
+        opt.tell([search_space.row(spec, p) for p, _ in observed], [y for _, y in observed])
         row: list[Any] = opt.ask()
         return row
 
@@ -167,10 +169,10 @@ class ReferenceEI:
 
     def __init__(self, spec: Spec, index: int, finished: list[TrialResult]) -> None:
         self.opt = _optimizer(spec, index, {})
-        observed = optimizer.observations(spec, finished)
+        observed = search.observations(spec, finished)
         with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
             warnings.simplefilter("ignore", UserWarning)
-            self.opt.tell([optimizer._row(spec, p) for p, _ in observed], [y for _, y in observed])
+            self.opt.tell([search_space.row(spec, p) for p, _ in observed], [y for _, y in observed])
 
     def __call__(self, row: list[Any]) -> float:
         x = self.opt.space.transform([row])

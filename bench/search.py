@@ -52,6 +52,8 @@ from bench.search_problems import SYNTHETIC, Problem, cnn_problem
 from bench.search_scale import SIZES, scale_table
 from kubetune.contract import Params, TrialResult
 from kubetune.controller import optimizer
+from kubetune.controller.search import gp
+from kubetune.controller.search.space import point, skopt_dimensions
 from kubetune.spec import PENDING_STRATEGIES, Budget, Categorical, Integer, OptimizerSettings, Real, Spec
 from tests.fake_trial import succeeded
 
@@ -81,19 +83,19 @@ def kubetune_run(
 ) -> list[float]:
     """The Study's loop without the cluster: fill up to ``parallel``, the oldest finishes first.
 
-    ``fit_max`` lowers optimizer.FIT_MAX for this run: the subset fit that
+    ``fit_max`` lowers search.gp.FIT_MAX for this run: the subset fit that
     long studies use, exercised within a short budget. ``wait``: a candidate
     measured, not adopted (bench-only): random points until the initial
     design has finished, as Optuna's n_startup_trials counts.
     """
     if fit_max is not None:
-        saved, optimizer.FIT_MAX = optimizer.FIT_MAX, fit_max
-        optimizer._fitted_gp.cache_clear()  # its key leaves FIT_MAX out
+        saved, gp.FIT_MAX = gp.FIT_MAX, fit_max
+        gp.fitted_gp.cache_clear()  # its key leaves FIT_MAX out
         try:
             return kubetune_run(problem, seed, budget, parallel, wait=wait, **settings)
         finally:
-            optimizer.FIT_MAX = saved
-            optimizer._fitted_gp.cache_clear()
+            gp.FIT_MAX = saved
+            gp.fitted_gp.cache_clear()
     ask = _waiting(optimizer.suggest) if wait else optimizer.suggest
     spec = Spec(
         space=problem.space,
@@ -129,8 +131,8 @@ def random_run(problem: Problem, seed: int, budget: int) -> list[float]:
     from skopt.space import Space
 
     spec = Spec(space=problem.space, x0=problem.x0)
-    rows = Space(optimizer.skopt_dimensions(spec)).rvs(budget - len(problem.x0), random_state=seed)
-    return [problem.truth(p) for p in [*problem.x0, *(optimizer._point(spec, r) for r in rows)]]
+    rows = Space(skopt_dimensions(spec)).rvs(budget - len(problem.x0), random_state=seed)
+    return [problem.truth(p) for p in [*problem.x0, *(point(spec, r) for r in rows)]]
 
 
 def gp_minimize_run(problem: Problem, seed: int, budget: int) -> list[float]:
@@ -140,12 +142,12 @@ def gp_minimize_run(problem: Problem, seed: int, budget: int) -> list[float]:
     points: list[Params] = []
 
     def fitness(row: list[Any]) -> float:
-        points.append(optimizer._point(spec, row))
+        points.append(point(spec, row))
         return problem.observe(points[-1], seed, len(points) - 1)
 
     gp_minimize(
         fitness,
-        optimizer.skopt_dimensions(spec),
+        skopt_dimensions(spec),
         acq_func="EI",
         n_calls=budget,
         x0=[[p[d.name] for d in problem.space] for p in problem.x0] or None,
@@ -459,7 +461,7 @@ def _section(
         "when its evidence prefers that; `wait`, tried and not adopted (bench-only), draws random points "
         "until the initial design has finished, not only started (as Optuna's n_startup_trials counts); "
         f"and parallel 1 with the kernel's hyperparameters fitted on at most {FIT_SMALL} trials (the rule "
-        f"that keeps 1,000-trial studies fast, past optimizer.FIT_MAX = {optimizer.FIT_MAX}) against the "
+        f"that keeps 1,000-trial studies fast, past search.gp.FIT_MAX = {gp.FIT_MAX}) against the "
         "full fit."
     )
     for name, problem in found.items():

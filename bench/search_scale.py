@@ -21,7 +21,9 @@ from threadpoolctl import threadpool_limits
 from bench.common import table
 from bench.search_problems import Problem
 from kubetune.contract import Params, TrialResult
-from kubetune.controller import optimizer
+from kubetune.controller import optimizer, search
+from kubetune.controller.search import gp
+from kubetune.controller.search.space import point, row, skopt_dimensions
 from kubetune.spec import OptimizerSettings, Spec
 from tests.fake_trial import succeeded
 
@@ -44,14 +46,14 @@ def _history(problem: Problem, n: int) -> tuple[Spec, list[TrialResult], list[Pa
     from skopt.space import Space
 
     spec = Spec(space=problem.space, x0=(), optimizer=OptimizerSettings(random_state=0))
-    rows = Space(optimizer.skopt_dimensions(spec)).rvs(n + IN_FLIGHT, random_state=1)
-    points = [optimizer._point(spec, r) for r in rows]
+    rows = Space(skopt_dimensions(spec)).rvs(n + IN_FLIGHT, random_state=1)
+    points = [point(spec, r) for r in rows]
     finished = [succeeded(i, p, "val_accuracy", -problem.truth(p)) for i, p in enumerate(points[:n])]
     return spec, finished, points[n:]
 
 
 def _new_history(spec: Spec, finished: list[TrialResult], pending: list[Params]) -> None:
-    optimizer._fitted_gp.cache_clear()
+    gp.fitted_gp.cache_clear()
     optimizer.suggest(spec, len(finished), finished, pending)
 
 
@@ -62,12 +64,10 @@ def _same_wave(spec: Spec, finished: list[TrialResult], pending: list[Params]) -
 def _skopt_plain(spec: Spec, finished: list[TrialResult], pending: list[Params]) -> None:
     from skopt import Optimizer
 
-    observed = optimizer.observations(spec, finished)
-    xs = [[p[d.name] for d in spec.space] for p, _ in observed] + [
-        [p[d.name] for d in spec.space] for p in pending
-    ]
+    observed = search.observations(spec, finished)
+    xs = [row(spec, p) for p, _ in observed] + [row(spec, p) for p in pending]
     ys = [y for _, y in observed]
-    opt = Optimizer(optimizer.skopt_dimensions(spec), n_initial_points=0, acq_func="EI", random_state=0)
+    opt = Optimizer(skopt_dimensions(spec), n_initial_points=0, acq_func="EI", random_state=0)
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore")
         opt.tell(xs, ys + [min(ys)] * len(pending))

@@ -1,14 +1,28 @@
-"""suggest()'s invariants: a replay asks the same points, trials in flight never share a point."""
+"""suggest()'s invariants, for every strategy: a replay asks the same points, trials in flight never
+share a point, and the spec's pending and warp settings are honoured."""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from kubetune.contract import Params, TrialResult
-from kubetune.controller import optimizer
-from kubetune.spec import Budget, Integer, OptimizerSettings, Real, Spec, SpecError, parse_spec
+from kubetune.controller import optimizer, search, warping
+from kubetune.controller.search import gp, trees
+from kubetune.spec import (
+    BASE_ESTIMATORS,
+    PENDING_STRATEGIES,
+    Budget,
+    Integer,
+    OptimizerSettings,
+    Real,
+    Spec,
+    SpecError,
+    parse_spec,
+)
 from tests.fake_trial import objective, succeeded
 
 PARALLEL = 6
@@ -35,9 +49,15 @@ def spec_for(**settings: object) -> Spec:
     return Spec(optimizer=OptimizerSettings(n_initial_points=4, **settings), budget=Budget(max_trials=20))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("pending", ["kriging_believer", "cl_mean"])
-def test_no_two_trials_in_flight_share_a_point(pending: str) -> None:
-    asked = study(spec_for(pending=pending), 20, PARALLEL)
+def test_every_estimator_the_spec_accepts_has_a_strategy() -> None:
+    assert set(search.SUGGESTERS) == set(BASE_ESTIMATORS)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "pending"), [("GP", "kriging_believer"), ("GP", "cl_mean"), ("RF", "kriging_believer")]
+)
+def test_no_two_trials_in_flight_share_a_point(estimator: str, pending: str) -> None:
+    asked = study(spec_for(base_estimator=estimator, pending=pending), 20, PARALLEL)
     assert len(asked) == 20
     for _, point, in_flight in asked:
         assert point not in in_flight
@@ -71,18 +91,19 @@ def test_x0_is_not_counted_in_the_initial_design() -> None:
     assert optimizer.suggest(spec, 5, flipped[:5], []) != asked[5][1]
 
 
-def test_replay_asks_the_same_points() -> None:
+@pytest.mark.parametrize("estimator", ["GP", "ET"])
+def test_replay_asks_the_same_points(estimator: str) -> None:
     """A restarted controller (nothing cached) asks each trial's point from the records alone."""
-    spec = spec_for()
+    spec = spec_for(base_estimator=estimator)
     first = study(spec, 16, 4)
-    optimizer._fitted_gp.cache_clear()
+    gp.fitted_gp.cache_clear()
     assert study(spec, 16, 4) == first
     # And one ask alone, cold, from the history an uninterrupted study had at that moment.
     index, point, in_flight = first[-1]
     finished = [
         succeeded(i, p, "val_accuracy", objective(p)) for i, p, _ in first[:index] if p not in in_flight
     ]
-    optimizer._fitted_gp.cache_clear()
+    gp.fitted_gp.cache_clear()
     assert optimizer.suggest(spec, index, finished, in_flight) == point
 
 
@@ -90,21 +111,21 @@ def test_replay_asks_the_same_points() -> None:
 def test_a_wave_of_suggestions_fits_the_gp_once(warp: str, fits: int) -> None:
     spec = spec_for(warp=warp)
     finished = [succeeded(i, p, "val_accuracy", objective(p)) for i, p, _ in study(spec, 8, 1)]
-    optimizer._fitted_gp.cache_clear()
+    gp.fitted_gp.cache_clear()
     pending: list[Params] = []
     for index in range(8, 8 + PARALLEL):  # six trials finished at once: six asks, one history
         pending.append(optimizer.suggest(spec, index, finished, pending))
-    info = optimizer._fitted_gp.cache_info()
+    info = gp.fitted_gp.cache_info()
     assert (info.misses, info.hits) == (fits, fits * (PARALLEL - 1))
 
 
 def test_the_kernel_is_fitted_on_a_subset_past_fit_max() -> None:
-    n = optimizer.FIT_MAX + 50
+    n = gp.FIT_MAX + 50
     xs = [[float(i)] for i in range(n)]
     ys = [float((i * 37) % n) for i in range(n)]  # a permutation: the best are spread over the history
-    kept_x, kept_y = optimizer.fit_subset(xs, ys)
-    assert len(kept_x) == optimizer.FIT_MAX
-    assert sorted(kept_y)[: optimizer.FIT_MAX // 2] == sorted(ys)[: optimizer.FIT_MAX // 2]
+    kept_x, kept_y = gp.fit_subset(xs, ys)
+    assert len(kept_x) == gp.FIT_MAX
+    assert sorted(kept_y)[: gp.FIT_MAX // 2] == sorted(ys)[: gp.FIT_MAX // 2]
     assert [xs.index(x) for x in kept_x] == sorted(xs.index(x) for x in kept_x)  # trial order kept
 
 
@@ -121,19 +142,65 @@ def test_a_heavy_tail_is_fitted_warped_and_a_gaussian_spread_as_it_is() -> None:
     xs = [[(i * 0.618) % 1.0, (i * 0.382 + 0.1) % 1.0] for i in range(24)]
     bowl = [(a - 0.3) ** 2 + (b - 0.6) ** 2 for a, b in xs]
     cliff = [v + (1e4 if a > 0.8 else 0.0) for v, (a, _) in zip(bowl, xs, strict=True)]  # diverged trials
-    _, told = optimizer._model(spec, xs, cliff)
+    _, told = gp.model(spec, xs, cliff)
     assert told != cliff
     assert sorted(range(24), key=told.__getitem__) == sorted(range(24), key=cliff.__getitem__)
-    assert optimizer._model(spec, xs, bowl)[1] == bowl
+    assert gp.model(spec, xs, bowl)[1] == bowl
     unwarped = Spec(space=spec.space, x0=(), optimizer=OptimizerSettings(warp="none"))
-    assert optimizer._model(unwarped, xs, cliff)[1] == cliff
+    assert gp.model(unwarped, xs, cliff)[1] == cliff
+
+
+def test_the_gp_tells_running_trials_as_the_pending_setting_says() -> None:
+    """One trial in flight, at the point asked with none: the belief told about it moves the next point."""
+    spec = spec_for()
+    finished = [succeeded(i, p, "val_accuracy", objective(p)) for i, p, _ in study(spec, 8, 1)]
+    in_flight = [optimizer.suggest(spec, 8, finished, [])]
+    asked = {s: optimizer.suggest(with_pending(spec, s), 8, finished, in_flight) for s in PENDING_STRATEGIES}
+    assert asked["kriging_believer"] != asked["cl_mean"]
+
+
+@pytest.mark.parametrize("estimator", ["RF", "ET", "GBRT"])
+def test_trees_tell_running_trials_as_the_pending_setting_says(estimator: str) -> None:
+    """The ensemble's own mean there (kriging believer) or the mean loss (cl_mean), never the best loss."""
+    spec = spec_for(base_estimator=estimator)
+    finished = [succeeded(i, p, "val_accuracy", objective(p)) for i, p, _ in study(spec, 10, 1)]
+    in_flight = [p for _, p, _ in study(spec_for(random_state=7), 3, 3)]
+    told = {}
+    for strategy in PENDING_STRATEGIES:
+        suggester = trees.TreeSuggester(with_pending(spec, strategy), 0)
+        suggester.tell(finished)
+        xs, ys = suggester.training(in_flight)
+        assert xs[-3:] == [[p[d.name] for d in spec.space] for p in in_flight]
+        told[strategy] = ys[-3:]
+    losses = ys[:-3]
+    assert told["cl_mean"] == [pytest.approx(np.mean(losses))] * 3
+    believed = told["kriging_believer"]
+    assert len(set(believed)) > 1 and min(losses) < min(believed) and max(believed) < max(losses)
+    assert optimizer.suggest(spec, 10, finished, in_flight) not in in_flight
+
+
+def with_pending(spec: Spec, strategy: str) -> Spec:
+    return replace(spec, optimizer=replace(spec.optimizer, pending=strategy))
+
+
+def test_trees_are_fitted_to_a_heavy_tail_warped_when_it_is_significant() -> None:
+    bowl = [((i * 0.618) % 1.0 - 0.3) ** 2 for i in range(24)]
+    cliff = [v + (1e4 if i % 7 == 0 else 0.0) for i, v in enumerate(bowl)]  # diverged trials
+    told = trees.targets(cliff, "auto")
+    assert told != cliff
+    assert sorted(range(24), key=told.__getitem__) == sorted(range(24), key=cliff.__getitem__)
+    normal = list(np.random.default_rng(0).normal(size=40))
+    assert trees.targets(normal, "auto") == normal  # a warping gains nothing significant on Gaussian losses
+    assert trees.targets(cliff, "none") == cliff
+    warped = warping.yeo_johnson(cliff)
+    assert warped is not None and warping.significant(warped)
 
 
 def test_the_kernel_fit_s_routine_warnings_never_reach_stderr() -> None:
     """Filtered for the process, not per call: the report's plots fit a GP in another thread."""
     spec = Spec(space=(Real("a", 0.0, 1.0),), x0=(), optimizer=OptimizerSettings(n_initial_points=0))
     xs = [[i / 7] for i in range(8)]
-    optimizer._fitted_gp.cache_clear()
+    gp.fitted_gp.cache_clear()
     with warnings.catch_warnings(record=True) as caught:  # the filters as they are, recording what passes
         optimizer.suggest(
             spec, 8, [succeeded(i, {"a": x}, "val_accuracy", 2.0 * x) for i, (x,) in enumerate(xs)], []

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import yeojohnson
+from scipy.stats import yeojohnson, yeojohnson_llf
 
-from kubetune.controller.warping import yeo_johnson
+from kubetune.controller.warping import significant, yeo_johnson
 
 HEAVY_TAIL = [0.1, 0.12, 0.15, 0.2, 0.22, 0.3, 0.31, 0.4, 5.0, 40.0, 300.0]
 
@@ -43,3 +43,15 @@ def test_the_log_slopes_are_the_transform_s_derivative() -> None:
 @pytest.mark.parametrize("losses", [[], [1.0, 2.0], [0.5, 0.5, 0.5, 0.5]])
 def test_nothing_to_warp(losses: list[float]) -> None:
     assert yeo_johnson(losses) is None
+
+
+def test_significance_is_the_likelihood_ratio_test_of_the_exponent() -> None:
+    """The log-slopes' sum is the Yeo-Johnson profile likelihood's gain over the identity."""
+    y = np.array(HEAVY_TAIL)
+    z = (y - y.mean()) / y.std()
+    _, exponent = yeojohnson(z)
+    warped = yeo_johnson(HEAVY_TAIL)
+    assert warped is not None and significant(warped)
+    assert sum(warped.log_slopes) == pytest.approx(yeojohnson_llf(exponent, z) - yeojohnson_llf(1.0, z))
+    gaussian = yeo_johnson(list(np.random.default_rng(0).normal(size=40)))
+    assert gaussian is not None and not significant(gaussian)

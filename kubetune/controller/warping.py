@@ -52,3 +52,20 @@ def yeo_johnson(losses: list[float]) -> Warped | None:
     # d(values)/dy = T'(z) / t_spread, and T'(z) = (1 + |z|)^((exponent - 1) sign z).
     log_slopes = (exponent - 1.0) * np.sign(z) * np.log1p(np.abs(z)) - np.log(t_spread)
     return Warped(tuple(values.tolist()), tuple(log_slopes.tolist()))
+
+
+# Half the 95 % point of chi-square with one degree of freedom: the likelihood-ratio
+# test's bar for the one parameter the warping adds, its exponent.
+ONE_PARAMETER = 1.92
+
+
+def significant(warped: Warped) -> bool:
+    """Whether the warping explains the losses better with no model of where they came from.
+
+    For a model with no evidence of its own (skopt's trees): the losses as
+    independent Gaussian draws, warped or not. The warped values keep the
+    losses' mean and spread, so the two likelihoods differ by the sum of the
+    log-slopes alone, the Yeo-Johnson profile likelihood's gain over the
+    identity; it counts when it passes the likelihood-ratio test.
+    """
+    return sum(warped.log_slopes) > ONE_PARAMETER

@@ -1,0 +1,137 @@
+"""EI on a Gaussian process: gp_minimize's model, fitted to the losses or to their warping.
+
+The kernel is fitted to the finished trials (``fitted_gp``, memoized per set
+of finished trials: a wave of asks after several trials finish fits once),
+to the losses or to their Yeo-Johnson warping, whichever the GP's evidence
+prefers (``optimizer.warp``; kubetune/controller/warping.py): a few diverged
+trials or a steep edge no longer flatten it where the optimum is. The running
+trials are then told as the strategy believes them (``optimizer.pending``: by
+default the GP's own mean, the "kriging believer") and the GP is conditioned
+on them without refitting the kernel: the lie moves the mean and shrinks the
+variance there, so parallel trials spread out instead of piling on one point.
+Past FIT_MAX trials the kernel is fitted on a subset; with the likelihood and
+the acquisition computed by BLAS (kubetune/controller/gp.py), a 1,000-trial
+study asks in under a second of CPU (bench/search_scale.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from skopt import Optimizer
+from skopt.learning import GaussianProcessRegressor
+from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
+from skopt.learning.gaussian_process.kernels import WhiteKernel
+from skopt.utils import cook_estimator
+
+from kubetune.contract import Params
+from kubetune.controller import warping
+from kubetune.controller.gp import FastGP
+from kubetune.controller.search.base import Suggester, beliefs
+from kubetune.controller.search.space import normalized, point, row, skopt_dimensions
+from kubetune.spec import Dimension, Spec
+
+# Past this many finished trials the kernel's hyperparameters are fitted on a
+# subset (a GP fit grows as n^3 and its optimizer restarts multiply that);
+# the GP is still conditioned on every trial, a single cheap solve.
+FIT_MAX = 200
+
+
+class GPSuggester(Suggester):
+    """EI (or the spec's acq_func) on skopt's GP, its kernel fitted to the finished trials alone."""
+
+    def ask(self, pending: Sequence[Params]) -> Params:
+        if not self.observed:
+            return self.explore()  # nothing finished yet (all failed, or all still running)
+        spec = self.spec
+        xs = [row(spec, p) for p, _ in self.observed]
+        fitted, ys = model(spec, xs, [loss for _, loss in self.observed])
+        px = [row(spec, p) for p in pending]
+        believed = beliefs(spec, ys, len(px), lambda: fitted.predict(normalized(spec.space).transform(px)))
+        opt = Optimizer(
+            skopt_dimensions(spec),
+            base_estimator=_frozen(fitted),
+            acq_func=spec.optimizer.acq_func,
+            n_initial_points=0,
+            random_state=self.seed,
+            acq_optimizer_kwargs={"n_points": _candidates(len(xs) + len(px))},
+        )
+        opt.tell(xs + px, ys + believed)
+        return point(spec, opt.ask())
+
+
+def model(spec: Spec, xs: list[list[Any]], ys: list[float]) -> tuple[GaussianProcessRegressor, list[float]]:
+    """The GP fitted to the losses, or to their warping when that explains them better.
+
+    Better: the higher evidence, the likelihood of the losses themselves
+    (kubetune/controller/warping.py), over the trials the kernel was fitted on.
+    Returns the GP and the values it was fitted to, which the running trials'
+    beliefs must share.
+    """
+    key = (spec.space, spec.optimizer.random_state, tuple(map(tuple, xs)))
+    plain = fitted_gp(*key, tuple(ys))
+    warped = warping.yeo_johnson(ys) if spec.optimizer.warp == "auto" else None
+    if warped is None:
+        return plain, ys
+    bent = fitted_gp(*key, warped.values)
+    rows = fit_rows(ys)  # the same rows for both: the warping keeps the losses' order
+    if _evidence(bent, [warped.log_slopes[i] for i in rows]) > _evidence(plain, [0.0] * len(rows)):
+        return bent, list(warped.values)
+    return plain, ys
+
+
+def _evidence(fitted: GaussianProcessRegressor, log_slopes: list[float]) -> float:
+    """log p(losses): the fit's likelihood of its standardized targets, carried back to the losses."""
+    scaled = len(log_slopes) * np.log(fitted.y_train_std_)
+    return float(fitted.log_marginal_likelihood_value_ - scaled + sum(log_slopes))
+
+
+@functools.lru_cache(maxsize=4)  # a wave's plain and warped fits
+def fitted_gp(
+    dims: tuple[Dimension, ...], random_state: int, xs: tuple[tuple[Any, ...], ...], ys: tuple[float, ...]
+) -> GaussianProcessRegressor:
+    """skopt's GP for this space, its kernel fitted to the finished trials (memoized per wave)."""
+    space = normalized(dims)
+    est = FastGP(**cook_estimator("GP", space=space, random_state=random_state).get_params(deep=False))
+    rows, targets = fit_subset(list(xs), list(ys))
+    est.fit(space.transform(rows), targets)
+    return est
+
+
+def fit_subset(xs: list[Any], ys: list[float]) -> tuple[list[Any], list[float]]:
+    """The trials the kernel is fitted on (``fit_rows``)."""
+    keep = fit_rows(ys)
+    return [xs[i] for i in keep], [ys[i] for i in keep]
+
+
+def fit_rows(ys: list[float]) -> list[int]:
+    """At most FIT_MAX trials: the best half, and the rest spread evenly over the history."""
+    if len(ys) <= FIT_MAX:
+        return list(range(len(ys)))
+    order = np.argsort(ys, kind="stable")
+    best = set(order[: FIT_MAX // 2].tolist())
+    rest = [i for i in range(len(ys)) if i not in best]
+    spread = {rest[int(j)] for j in np.linspace(0, len(rest) - 1, FIT_MAX - len(best))}
+    return sorted(best | spread)
+
+
+def _frozen(fitted: GaussianProcessRegressor) -> GaussianProcessRegressor:
+    """A GP with ``fitted``'s kernel and noise, that conditions on data without refitting them."""
+    kernel = clone(fitted.kernel_)
+    noise = fitted.noise_ or 1e-10
+    _, white = _param_for_white_kernel_in_Sum(kernel)
+    kernel.set_params(**{white: WhiteKernel(noise_level=noise, noise_level_bounds="fixed")})
+    return FastGP(kernel=kernel, normalize_y=True, noise=noise, optimizer=None)
+
+
+def _candidates(n: int) -> int:
+    """Random points the acquisition is scored at before L-BFGS polishes the best.
+
+    skopt's 10,000 cost a (10,000 x n) @ (n x n) product per ask: fewer once
+    the history is long, where the GP is smooth enough that 2,000 suffice.
+    """
+    return max(2000, min(10000, 2_000_000 // max(n, 1)))
