@@ -8,46 +8,10 @@ local path (plain or ``file://``), the embedded default.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from kubetune.errors import KubetuneError
-
-
-class StoreError(KubetuneError):
-    """The store could not be used: a one-line reason naming the object or bucket."""
-
-
-class AlreadyExists(StoreError):
-    """A write-once object was written before; nothing was overwritten."""
-
-
-class NotFound(StoreError):
-    """The object does not exist."""
-
-
-class Store(Protocol):
-    """Flat object names ('trials/000001/result.json') under one root."""
-
-    @property
-    def uri(self) -> str: ...
-
-    def create(self, name: str, data: bytes) -> None:
-        """Write ``name`` only if it does not exist yet; else raise AlreadyExists.
-
-        Creating an object that already holds exactly ``data`` succeeds: it is
-        a retried write whose first attempt landed (GCS loses responses, not
-        only requests). Two writers with different bytes: one wins, the other
-        gets AlreadyExists.
-        """
-
-    def put(self, name: str, data: bytes) -> None:
-        """Write or replace ``name`` atomically (readers see old or new, never half)."""
-
-    def get(self, name: str) -> bytes:
-        """The object's bytes; NotFound if absent."""
-
-    def list(self, prefix: str = "") -> list[str]:
-        """Names under ``prefix``, sorted."""
+from kubetune.store._base import AlreadyExists, NotFound, Store, StoreError, Unreadable
+from kubetune.store._local import LocalStore
 
 
 def open_store(uri: str, *, create: bool = True) -> Store:
@@ -79,6 +43,5 @@ def __getattr__(name: str) -> type:
     raise AttributeError(name)
 
 
-from kubetune.store._local import LocalStore  # noqa: E402 - it needs the errors above
-
-__all__ = ["AlreadyExists", "GCSStore", "LocalStore", "NotFound", "Store", "StoreError", "open_store"]
+__all__ = ["AlreadyExists", "GCSStore", "LocalStore", "NotFound", "Store", "StoreError", "Unreadable",
+           "open_store"]  # fmt: skip

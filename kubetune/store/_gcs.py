@@ -18,7 +18,7 @@ from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from kubetune.store import AlreadyExists, NotFound, StoreError
+from kubetune.store._base import AlreadyExists, NotFound, StoreError
 
 
 class GCSStore:

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from kubetune.store import AlreadyExists, NotFound, StoreError
+from kubetune.store._base import AlreadyExists, NotFound, StoreError, Unreadable
 
 
 class LocalStore:
@@ -31,7 +31,8 @@ class LocalStore:
         return str(self.root)
 
     def _path(self, name: str) -> Path:
-        path = (self.root / name).resolve()
+        # Lexical: the name must stay inside; what a link in the store points at is get()'s concern.
+        path = Path(os.path.normpath(self.root / name))
         if not path.is_relative_to(self.root) or path == self.root:
             raise StoreError(f"store: object name {name!r} escapes the store")
         return path
@@ -54,7 +55,11 @@ class LocalStore:
             # once and exactly one of several racing writers wins.
             os.link(tmp, self._path(name))
         except FileExistsError:
-            if self.get(name) != data:
+            try:
+                same = self.get(name) == data
+            except Unreadable:  # a folder in its place, say: written, though not by a writer
+                same = False
+            if not same:
                 raise AlreadyExists(f"{self.uri}/{name}: already written") from None
         finally:
             tmp.unlink()
@@ -63,10 +68,17 @@ class LocalStore:
         os.replace(self._staged(name, data), self._path(name))
 
     def get(self, name: str) -> bytes:
+        path = self._path(name)
         try:
-            return self._path(name).read_bytes()
+            if not path.resolve().is_relative_to(self.root):
+                raise Unreadable(f"{self.uri}/{name}: a link out of the store")
+            return path.read_bytes()
         except FileNotFoundError:
             raise NotFound(f"{self.uri}/{name}: not found") from None
+        except (IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+            raise Unreadable(f"{self.uri}/{name}: cannot read: {exc.strerror}") from None
+        except OSError as exc:
+            raise StoreError(f"{self.uri}/{name}: read failed: {exc.strerror}") from None
 
     def list(self, prefix: str = "") -> list[str]:
         # Walk only the folder the prefix names: listing one trial's epochs
