@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import controller, kwok, memory, scaling, search, seed_study, stopping, throughput
+from bench import controller, kwok, memory, resume, scaling, search, seed_study, stopping, throughput
 from bench.common import CACHE, REPO, Context, Section, context, log, machine
 
 BENCHMARKS: dict[str, Callable[[Context], Section]] = {
@@ -32,12 +32,13 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "memory": memory.run,
     "stopping": stopping.run,
     "kwok": kwok.run,
+    "resume": resume.run,
     "seed_study": seed_study.run,
 }
 # The search benchmark trains ~150 small models in this process (TensorFlow's
 # memory only grows): it runs last, after the benchmarks that fork processes.
 # kwok and seed_study are left out: each runs only when named.
-RUN_ORDER = ("throughput", "controller", "scaling", "memory", "search", "stopping")
+RUN_ORDER = ("throughput", "controller", "scaling", "memory", "resume", "search", "stopping")
 RESULTS = CACHE / "results"
 REPORT = REPO / "BENCHMARKS.md"
 

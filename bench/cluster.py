@@ -14,83 +14,32 @@ import contextlib
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
 
 from bench.common import Context
+from bench.testbed import BUCKET, BenchCluster
 from kubetune.contract import Params, TrialRequest
-from kubetune.controller import optimizer, report
+from kubetune.controller import optimizer, views
 from kubetune.controller.study import Study
-from kubetune.kubernetes import KubernetesLauncher
-from kubetune.kubernetes.job import STUDY_LABEL, TRIAL_LABEL, JobSettings
+from kubetune.kubernetes.job import STUDY_LABEL, TRIAL_LABEL
 from kubetune.launcher import TrialExit
 from kubetune.spec import Spec
-from kubetune.store import Store, open_store
+from kubetune.store import Store
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import build_binaries
 from tests.cluster.images import fake_trial_image, pause_image, project_images
 from tests.cluster.node import Node
 from tests.cluster.nodenet import NodeNetwork
-from tests.fake_trial import ENV as FAKE_ENV
 from tests.gcs_emulator import FakeGCS
 
 NODE = "bench-node"
 GPUS = 8  # enough for parallel 8 with one GPU per trial
-BUCKET = "kubetune-bench"
-
-
-@dataclass
-class BenchCluster:
-    """Where bench studies run: the API, the node their Jobs are pinned to, the trial
-    image, and the emulator (``gcs_host``) whose bucket holds their stores."""
-
-    kubeconfig: Path
-    node: str
-    image: str
-    gcs_host: str
-    gpus: int = 1
-    settings: JobSettings = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.settings = JobSettings(
-            image=self.image,
-            gpus=self.gpus,
-            nodeSelector={"kubernetes.io/hostname": self.node},
-            tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-            ttlSecondsAfterFinished=None,
-            activeDeadlineSeconds=600,
-            pendingTimeoutSeconds=300,
-        )
-
-    def api(self) -> client.ApiClient:
-        cfg = client.Configuration()
-        from kubernetes import config
-
-        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
-        cfg.connection_pool_maxsize = 8
-        return client.ApiClient(cfg)
-
-    def namespace(self) -> str:
-        name = f"bench-{uuid.uuid4().hex[:8]}"
-        client.CoreV1Api(self.api()).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
-        )
-        return name
-
-    def store(self, name: str) -> Store:
-        """A fresh store in the emulator's bucket: trial containers write there."""
-        return open_store(f"gs://{BUCKET}/{name}-{uuid.uuid4().hex[:8]}")
-
-    def launcher(self, namespace: str, fake: str) -> KubernetesLauncher:
-        """A launcher whose trials behave as ``fake`` (KUBETUNE_FAKE_TRIAL JSON) says."""
-        env = [{"name": "STORAGE_EMULATOR_HOST", "value": self.gcs_host}, {"name": FAKE_ENV, "value": fake}]
-        return KubernetesLauncher(self.api(), namespace, replace(self.settings, env=env))
 
 
 def landed(store: Store, name: str) -> float:
@@ -232,7 +181,7 @@ def instrumented(study: Study) -> Iterator[Probe]:
     probe = Probe()
     launcher: Any = study.launcher
     real_wait, real_launch, real_suggest = launcher.wait, launcher.launch, optimizer.suggest
-    real_publish = report.publish
+    real_publish = views.publish
 
     def wait(timeout: float) -> list[TrialExit]:
         t0 = time.time()
@@ -261,10 +210,10 @@ def instrumented(study: Study) -> Iterator[Probe]:
     launcher.wait, launcher.launch = wait, launch
     # The Study calls both through their modules, so patching the modules reaches it.
     optimizer.suggest = suggest  # type: ignore[assignment]
-    report.publish = publish
+    views.publish = publish
     try:
         yield probe
     finally:
         optimizer.suggest = real_suggest
-        report.publish = real_publish
+        views.publish = real_publish
         launcher.wait, launcher.launch = real_wait, real_launch

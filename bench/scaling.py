@@ -21,9 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.cluster import BenchCluster, JobClock, Probe, instrumented, shared_cluster
+from bench.cluster import JobClock, Probe, instrumented, shared_cluster
 from bench.common import Context, Section, interleave, log, machine, median, table
-from kubetune.controller import study as study_module
+from bench.testbed import BenchCluster
+from kubetune.controller import publisher
 from kubetune.controller.study import Study
 from kubetune.spec import Budget, Spec
 
@@ -71,12 +72,12 @@ def run(ctx: Context) -> Section:
 
 @contextlib.contextmanager
 def _no_plot_redraws() -> Iterator[None]:
-    saved = study_module.PLOTS_EVERY_S
-    study_module.PLOTS_EVERY_S = math.inf  # only the final report draws them
+    saved = publisher.PLOTS_EVERY_S
+    publisher.PLOTS_EVERY_S = math.inf  # only the final report draws them
     try:
         yield
     finally:
-        study_module.PLOTS_EVERY_S = saved
+        publisher.PLOTS_EVERY_S = saved
 
 
 def study_run(cluster: BenchCluster, work: Path, parallel: int, trials: int, sleep: float) -> dict[str, Any]:

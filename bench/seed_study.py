@@ -1,4 +1,4 @@
-"""7. The seed study, reproduced: the notebook's search, end to end, run by kubetune itself.
+"""8. The seed study, reproduced: the notebook's search, end to end, run by kubetune itself.
 
 ``examples/notebook.yaml`` (60 trials x 3 epochs on all 54,000 training
 images, x0 = the notebook's guess, EI, the notebook's space) runs as a user
@@ -87,7 +87,7 @@ def _section(spec: Spec, results: list[TrialResult], wall: float) -> Section:
     trial_s = [r.wall_time_s for r in done if r.wall_time_s is not None]
     names = [d.name for d in spec.space]
     trial, opt = vars(spec.trial), spec.optimizer
-    s = Section("seed_study", "7. The seed study, reproduced")
+    s = Section("seed_study", "8. The seed study, reproduced")
     s.add(
         f"{machine().line()}; tensorflow-cpu. The notebook's study as `examples/notebook.yaml` states it, "
         f"run by `kubetune run` with the local launcher and a local store: {spec.budget.max_trials} trials "

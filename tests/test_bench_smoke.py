@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import BENCHMARKS
-from bench.cluster import BenchCluster
 from bench.common import CACHE, Context, context
+from bench.testbed import BenchCluster
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.node import Node
 from tests.gcs_emulator import FakeGCS
@@ -42,6 +42,15 @@ def check(ctx: Context, name: str) -> None:
 @pytest.mark.parametrize("name", ["throughput", "search", "memory", "stopping", "seed_study"])
 def test_benchmark_smoke(bench_context: Context, name: str) -> None:
     check(bench_context, name)
+
+
+def test_resume_benchmark_smoke(tmp_path: Path) -> None:
+    with context(True, tmp_path) as ctx:
+        section = BENCHMARKS["resume"](ctx)
+    runs = section.data["runs"]
+    # A 1.1 result carries its curve: the restart reads no epoch of a finished trial.
+    assert runs["1.1"][0]["gets"] == 2 * section.data["trials"] + 1
+    assert runs["1.0"][0]["gets"] == (2 + section.data["epochs"]) * section.data["trials"] + 1
 
 
 @pytest.mark.cluster
