@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,17 @@ __all__ = [
 ]
 
 _bucket_names = (f"kubetune-test-{i}" for i in itertools.count())
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run stopped by SIGTERM (`timeout`, CI's cancel) tears its fixtures down as Ctrl-C does:
+    # the node's mounts, bridge and rules go. SIGKILL cannot be caught: the next session's
+    # NodeNetwork.start() removes a dead session's network (tests/cluster/nodenet.py).
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @pytest.fixture(scope="session")

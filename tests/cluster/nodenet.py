@@ -11,8 +11,10 @@ No packet leaves the machine, by construction:
   test sessions on one machine cannot rewrite each other's rules.
 
 Each session gets its own bridge name, subnet and iptables chains (named after
-the bridge); stop() removes all of them, and start() first removes what a
-killed earlier session of the same id left behind.
+the bridge); stop() removes all of them. A session killed before its teardown
+(SIGKILL, a timeout's SIGTERM) leaves them: every bridge is registered under
+OWNERS with its session's process, and start() first removes the networks of
+sessions that no longer run, never a live one's.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._proc import Service
+from .proc import Service
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,9 @@ KUBERNETES_SERVICE_IP = "10.0.0.1"
 # Pod subnets are /24s of this range: far from the Service CIDR and from the
 # 10.88/16 and 172.16/12 defaults of podman and docker.
 POD_SUPERNET = ipaddress.IPv4Network("10.233.0.0/16")
+# One file per bridge, naming the process (pid and start time) that owns it;
+# on tmpfs, gone at reboot with the bridges themselves.
+OWNERS = Path("/run/kubetune-test-networks")
 
 
 class NodeNetworkError(RuntimeError):
@@ -89,10 +94,13 @@ class NodeNetwork(Service):
 
     @property
     def chain(self) -> str:
-        return f"KUBETUNE-{self.bridge.upper()}"
+        return _chain(self.bridge)
 
     def start(self) -> None:
+        remove_orphans()
         self.stop()  # a killed session with the same id may have left its rules
+        OWNERS.mkdir(parents=True, exist_ok=True)
+        (OWNERS / self.bridge).write_text(_process_id(os.getpid()) or "")
         run("ip", "link", "add", self.bridge, "type", "bridge")
         run("ip", "addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.bridge)
         # IPv4 only: no IPv6 link-local chatter from the host side of the bridge.
@@ -117,17 +125,7 @@ class NodeNetwork(Service):
 
     def stop(self) -> None:
         """Remove the rules and the bridge; anything already gone is fine. Safe twice."""
-        for table, parent in (("filter", "FORWARD"), ("nat", "PREROUTING")):
-            while (
-                run(
-                    "iptables", "-t", table, "-D", parent, "-i", self.bridge, "-j", self.chain, check=False
-                ).returncode
-                == 0
-            ):
-                pass
-            run("iptables", "-t", table, "-F", self.chain, check=False)
-            run("iptables", "-t", table, "-X", self.chain, check=False)
-        run("ip", "link", "del", self.bridge, check=False)
+        _remove(self.bridge)
 
     def cni_conflist(self, ipam_dir: Path) -> str:
         """The CNI network for containerd: the bridge plugin, host-local addresses."""
@@ -154,6 +152,46 @@ class NodeNetwork(Service):
             ],
         }
         return json.dumps(doc, indent=2)
+
+
+def _chain(bridge: str) -> str:
+    return f"KUBETUNE-{bridge.upper()}"
+
+
+def _remove(bridge: str) -> None:
+    chain = _chain(bridge)
+    for table, parent in (("filter", "FORWARD"), ("nat", "PREROUTING")):
+        while (
+            run("iptables", "-t", table, "-D", parent, "-i", bridge, "-j", chain, check=False).returncode == 0
+        ):
+            pass
+        run("iptables", "-t", table, "-F", chain, check=False)
+        run("iptables", "-t", table, "-X", chain, check=False)
+    run("ip", "link", "del", bridge, check=False)
+    (OWNERS / bridge).unlink(missing_ok=True)
+
+
+def _process_id(pid: int) -> str | None:
+    """The process's pid and start time while it runs (a reused pid starts later), else None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def remove_orphans() -> list[str]:
+    """Remove the networks whose session no longer runs; returns their bridges."""
+    removed = []
+    for record in sorted(OWNERS.glob("kt*")) if OWNERS.is_dir() else []:
+        owner = record.read_text().strip()
+        pid = owner.split()[0] if owner else ""
+        if pid.isdigit() and _process_id(int(pid)) == owner:
+            continue
+        _remove(record.name)
+        log.info("removed the network of a session that died: bridge %s", record.name)
+        removed.append(record.name)
+    return removed
 
 
 def iptables_rules(table: str = "filter") -> str:

@@ -24,7 +24,7 @@ from .helpers import (
 )
 from .images import ProjectImages
 from .node import GPU_RESOURCE, LOOPBACK_REGISTRY, MIRRORED_REGISTRIES, Node
-from .nodenet import KUBERNETES_SERVICE_IP, SERVICE_CIDR, NodeNetwork, iptables_rules
+from .nodenet import KUBERNETES_SERVICE_IP, OWNERS, SERVICE_CIDR, NodeNetwork, iptables_rules, remove_orphans
 
 pytestmark = pytest.mark.cluster
 
@@ -196,8 +196,7 @@ def test_a_stopped_node_leaves_nothing_behind(
         assert netns
         cgroups = [Path("/sys/fs/cgroup", h, second.cgroup_root.lstrip("/")) for h in ("memory", "unified")]
         assert cgroups[0].is_dir()
-    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout
-    assert network.bridge not in links
+    assert network.bridge not in links()
     assert network.chain not in iptables_rules() + iptables_rules("nat")
     assert not any(path.exists() for path in netns)
     assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
@@ -205,3 +204,25 @@ def test_a_stopped_node_leaves_nothing_behind(
     assert not (tmp_path / "containerd").exists()
     with pytest.raises(client.ApiException):
         core.read_node(second.name)
+
+
+def links() -> str:
+    return subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout
+
+
+def test_the_network_of_a_session_that_died_is_removed_by_the_next_one() -> None:
+    # A session killed before its teardown leaves its bridge and rules; its process is gone.
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    orphan = NodeNetwork(session_id="fffd")
+    orphan.start()
+    try:
+        (OWNERS / orphan.bridge).write_text(f"{ended.pid} 0")
+        with NodeNetwork(session_id="fffc") as live:
+            assert orphan.bridge not in links()
+            assert orphan.chain not in iptables_rules() + iptables_rules("nat")
+            assert not (OWNERS / orphan.bridge).exists()
+            assert remove_orphans() == [] and live.bridge in links()  # a live session's stays
+        assert not (OWNERS / live.bridge).exists()
+    finally:
+        orphan.stop()
