@@ -21,11 +21,18 @@ LocalLauncher's executable; the fake trial image does the same in a pod).
 
 from __future__ import annotations
 
+import signal
+import sys
+
+if __name__ == "__main__":
+    # As `kubetune trial` does: in its container it is the first process, which the kernel
+    # spares any SIGTERM (an eviction) it does not handle. Installed before kubetune's imports
+    # (a second on a busy node): an eviction during them was lost, the trial ran to its end.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
 import json
 import math
 import os
-import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -150,7 +157,4 @@ def shim_dir(folder: Path) -> Path:
 
 
 if __name__ == "__main__":
-    # As `kubetune trial` does: in its container it is the first process, which
-    # ignores SIGTERM (an eviction) unless it handles it.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sys.exit(main(sys.argv[1:]))
