@@ -45,8 +45,8 @@ from kubetune.kinds import CNN
 from kubetune.kubernetes.job import TRIAL_LABEL
 from kubetune.spec import Budget, Spec
 from kubetune.store import open_store
-from tests.cluster._proc import spawn, stop_group, tail
 from tests.cluster.controlplane import ControlPlane, write_kubeconfig
+from tests.cluster.proc import spawn, stop_group, tail
 from tests.fake_trial import objective, succeeded
 from tests.polling import wait_for
 

@@ -53,9 +53,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from kubetune.contract import add_trial_arguments
-    from kubetune.kinds import CNN
-
     p = _Parser(prog="kubetune", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"kubetune {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
@@ -67,13 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-dir", type=Path, help="local trial logs (default: STORE/logs or ./logs)")
     run.add_argument("--job-settings", type=Path, help="trial Job settings (YAML; --launcher kubernetes)")
 
-    trial = sub.add_parser(
-        "trial",
-        help="run one trial (what each Job runs)",
-        description="Run one trial of the built-in CNN. A program study's trials run "
-        "`kubetune trial exec` with the same options and --command.",
+    # Parsed by the trial side, by its kind (main() hands it over): listed here for the help alone.
+    sub.add_parser(
+        "trial", help="run one trial (what each Job runs): kubetune trial [KIND-SUBCOMMAND] OPTIONS"
     )
-    add_trial_arguments(trial, CNN)
 
     best = sub.add_parser("best", help="print the best trial's parameters and metrics as JSON")
     best.add_argument("store")
@@ -114,11 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A container's first process (a trial's, the controller's) ignores
         # SIGTERM unless it handles it: evicted, it would run on to SIGKILL.
         with _sigterm_raises():
-            if args[:2] == ["trial", "exec"]:
-                # A program's trial has options of its own kind: its parser is the trial side's.
-                from kubetune.trial import program
+            if args[:1] == ["trial"]:
+                # A trial's options are its kind's (the subcommand after `trial` names it): the
+                # trial side parses them.
+                from kubetune import trial
 
-                return program.main(args[2:])
+                return trial.main(args[1:])
             ns = _parser().parse_args(args)
             return _dispatch(ns, args)
     except KubetuneError as exc:
@@ -133,10 +128,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(ns: argparse.Namespace, argv: list[str]) -> int:
-    if ns.command == "trial":
-        from kubetune import trial
-
-        return trial.main(argv[1:])
     if ns.command == "run":
         return _run(ns)
     if ns.command == "best":
@@ -211,7 +202,8 @@ def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: J
     if ns.launcher == "kubernetes":
         from kubetune.kubernetes import JobSettings, connect
 
-        launcher, observer = connect(spec.name, job_settings or JobSettings())
+        params = {*spec.full_params({}), *(d.name for d in spec.space)}
+        launcher, observer = connect(spec.name, job_settings or JobSettings(), params)
     else:
         log_dir = ns.log_dir or (Path(store.uri) / "logs" if "://" not in store.uri else Path("logs"))
         launcher, observer = LocalLauncher(log_dir), Unobserved()
@@ -225,7 +217,8 @@ def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: J
     winner = outcome.confirmed.winner if outcome.confirmed else None
     if winner is not None:
         # The configuration with the best mean over fresh seeds: its spread says how far to trust it.
-        spread = {"n": winner.n, "sd": winner.sd, "test_accuracy": winner.mean_metrics().get("test_accuracy")}
+        means = winner.mean_metrics()
+        spread = {"n": winner.n, "sd": winner.sd, **{m: means.get(m) for m in spec.kind.held_out}}
         print(json.dumps({"index": winner.trial.index, spec.objective.metric: winner.mean,
                           "params": spec.full_params(winner.trial.params), **spread}))  # fmt: skip
     elif best is not None:
@@ -247,14 +240,15 @@ def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: J
 
 
 def _best(uri: str, model_dir: Path | None) -> int:
-    from kubetune.controller import confirmation, report
+    from kubetune.controller import confirmation
+    from kubetune.controller.best import best_document
     from kubetune.controller.history import read_study
     from kubetune.store import open_store
 
     store = open_store(uri, create=False)
     spec, history = read_study(store)
     confirmed = confirmation.review(spec, history)
-    doc = report.best_document(spec, history.ordered_results(), confirmed=confirmed)
+    doc = best_document(spec, history.ordered_results(), confirmed=confirmed)
     if doc["best"] is None:
         raise KubetuneError(f"{uri}: no trial has finished successfully yet")
     if model_dir is not None:
@@ -292,15 +286,17 @@ def _positive(text: str) -> float:
 def _report(uri: str, output: Path | None, open_it: bool) -> int:
     import webbrowser
 
-    from kubetune.controller import confirmation, report
+    from kubetune.controller import confirmation, report, status
     from kubetune.controller.history import read_study
     from kubetune.store import open_store
 
     # Rebuilt from the records, not copied from the store's report.html: it may lag or be missing.
-    spec, history = read_study(open_store(uri, create=False))
-    results = history.ordered_results()
-    figures = report.draw_figures(spec, results, history.search_epochs())
-    page = report.report_html(spec, results, figures, history.lost, confirmation.review(spec, history))
+    store = open_store(uri, create=False)
+    spec, history = read_study(store)
+    results, epochs = history.ordered_results(), history.search_epochs()
+    figures = report.draw_figures(spec, results, epochs)
+    page = report.report_html(spec, results, figures, history.lost, confirmation.review(spec, history),
+                              status.warm_start(store), epochs)  # fmt: skip
     path = (output or Path(f"{spec.name}-report.html")).resolve()
     try:
         path.write_text(page, encoding="utf-8")

@@ -22,6 +22,7 @@ class Rule:
     """What a value must satisfy, besides its type."""
 
     minimum: float | None = None
+    maximum: float | None = None
     choices: tuple[str, ...] | None = None
     between: tuple[float, float] | None = None  # an open interval
     help: str = ""
@@ -32,13 +33,14 @@ def setting(
     default: Any,
     *,
     minimum: float | None = None,
+    maximum: float | None = None,
     choices: tuple[str, ...] | None = None,
     between: tuple[float, float] | None = None,
     help: str = "",
     item: str = "",
 ) -> Any:
     """A dataclass field with its rule."""
-    rule = Rule(minimum, choices, between, help, item)
+    rule = Rule(minimum, maximum, choices, between, help, item)
     return field(default=default, metadata={"rule": rule})
 
 
@@ -92,6 +94,8 @@ def check(value: Any, s: Setting, where: str) -> Any:
         raise SpecError(f"{where}: must be one of {', '.join(rule.choices)}; got {value!r}")
     if rule.minimum is not None and value < rule.minimum:
         raise SpecError(f"{where}: must be at least {rule.minimum:g}, got {value}")
+    if rule.maximum is not None and value > rule.maximum:
+        raise SpecError(f"{where}: must be at most {rule.maximum:.0f}, got {value}")
     if rule.between is not None and not rule.between[0] < value < rule.between[1]:
         low, high = rule.between
         raise SpecError(f"{where}: must be between {low:g} and {high:g} (exclusive), got {value}")

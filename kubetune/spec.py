@@ -11,7 +11,6 @@ import contextlib
 import difflib
 import math
 import re
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,10 +18,10 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from kubetune import kinds, names
 from kubetune.contract import Goal, Params, ParamValue
 from kubetune.errors import SpecError as SpecError  # raised here, so also named here
-from kubetune.kinds import CNN, KINDS, PROGRAM, CnnSettings, ProgramSettings, TrialKind, kind_of
-from kubetune.kinds import program as prog
+from kubetune.kinds import Settings, TrialKind
 from kubetune.settings import check, setting, settings_of
 
 # A study name becomes part of Job names (DNS-1123 labels of at most 63
@@ -32,12 +31,15 @@ NAME_MAX = 40
 BASE_ESTIMATORS = ("GP", "RF", "ET", "GBRT")
 ACQ_FUNCS = ("EI", "PI", "LCB", "gp_hedge")
 INITIAL_POINT_GENERATORS = ("random", "sobol", "halton", "hammersly", "lhs")
-# Goals kubetune knows without being told: the built-in CNN's metrics.
-KNOWN_GOALS: Mapping[str, Goal] = CNN.metrics
 PRIORS = ("uniform", "log-uniform")
+# numpy's RandomState seeds, which skopt takes; integers past this lose precision in JSON.
+SEED_MAX = 2**32 - 1
+INT_MAX = 2**53
+CATEGORIES_MAX = 1000  # the GP one-hot encodes a categorical: its cost grows with the count
 _S = TypeVar("_S")
-# What the GP is told for a running trial (kubetune/controller/optimizer.py). Of the constant liars only
-# the mean earned a place (BENCHMARKS.md section 4: it wins on the mixed space; cl_min and cl_max never did).
+# What the model is told for a running trial, whichever base_estimator (kubetune/controller/search/).
+# Of the constant liars only the mean earned a place (BENCHMARKS.md section 4: it wins on the mixed
+# space; cl_min and cl_max never did).
 PENDING_STRATEGIES = ("kriging_believer", "cl_mean")
 WARPS = ("auto", "none")
 
@@ -72,19 +74,23 @@ class Objective:
     goal: Goal = "maximize"
 
 
+DESIGN_MAX = 10_000
+
+
 @dataclass(frozen=True)
 class OptimizerSettings:
     base_estimator: str = setting("GP", choices=BASE_ESTIMATORS)
     acq_func: str = setting("EI", choices=ACQ_FUNCS)
+    # Each ask draws the whole design: 10^6 points cost 1.7 s and 456 MB, 10^4 take 20 ms.
     n_initial_points: int = setting(
-        10, minimum=0, help="random points after x0, before the surrogate model is used"
+        10, minimum=0, maximum=DESIGN_MAX, help="random points after x0, before the surrogate model is used"
     )
     initial_point_generator: str = setting("random", choices=INITIAL_POINT_GENERATORS)
-    random_state: int = setting(0, minimum=0, help="seeds the optimizer")
+    random_state: int = setting(0, minimum=0, maximum=SEED_MAX, help="seeds the optimizer")
     pending: str = setting("kriging_believer", choices=PENDING_STRATEGIES,
-                           help="what the GP is told for a running trial")  # fmt: skip
+                           help="what the model is told for a running trial")  # fmt: skip
     warp: str = setting("auto", choices=WARPS,
-                        help="auto: the GP fitted to Yeo-Johnson-warped losses when its evidence "
+                        help="auto: the model fitted to Yeo-Johnson-warped losses when the evidence "
                              "prefers them; none: to the losses as they are, as gp_minimize")  # fmt: skip
     # Stores of earlier studies whose finished trials are told first (kubetune/controller/warmstart.py).
     warm_start: tuple[str, ...] = setting(
@@ -133,34 +139,32 @@ class Confirm:
     seeds: int = setting(3, minimum=1, help="fresh seeds each of them is trained with")
 
 
-def _notebook_space() -> tuple[Dimension, ...]:
-    return (
-        Real("learning_rate", 1e-5, 1e-1, "log-uniform"),
-        Integer("num_dense_layers", 1, 5),
-        Integer("num_dense_nodes", 5, 512),
-    )
+def _default_space() -> tuple[Dimension, ...]:
+    """The default kind's space (the notebook's)."""
+    return _space(None, kinds.DEFAULT)
 
 
 @dataclass(frozen=True)
 class Spec:
     name: str = "fashion-mnist"
     objective: Objective = field(default_factory=Objective)
-    space: tuple[Dimension, ...] = field(default_factory=_notebook_space)
+    space: tuple[Dimension, ...] = field(default_factory=_default_space)
     optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
     budget: Budget = field(default_factory=Budget)
     stopping: Stopping = field(default_factory=Stopping)
     confirm: Confirm = field(default_factory=Confirm)
-    x0: tuple[Params, ...] = ({"learning_rate": 0.001, "num_dense_layers": 1, "num_dense_nodes": 12},)
-    trial: CnnSettings | ProgramSettings = field(default_factory=CnnSettings)
+    x0: tuple[Params, ...] = kinds.DEFAULT.default_x0
+    # An instance of a registered kind's settings_type (``kubetune.kinds``): trial.kind picks it.
+    trial: Settings = field(default_factory=kinds.DEFAULT.settings_type)
 
     @property
     def kind(self) -> TrialKind:
-        """What the trials train: the built-in CNN, or a program (``trial.kind``)."""
-        return kind_of(self.trial)
+        """What the trials train (``trial.kind``): the notebook's CNN by default."""
+        return kinds.of(self.trial)
 
     def stopping_epochs(self) -> int | None:
         """The epochs of a full trial, as ASHA plans its rungs."""
-        epochs = getattr(self.trial, "epochs", None)
+        epochs = self.kind.setting(self.trial, self.kind.epochs)
         return self.stopping.max_epochs or (epochs if isinstance(epochs, int) else None)
 
     def full_params(self, point: Params) -> Params:
@@ -182,8 +186,8 @@ class Spec:
         }
 
     def _trial_dict(self) -> dict[str, Any]:
-        # The CNN's section names no kind: a CNN study's snapshot reads as it always has.
-        named = {} if self.kind is CNN else {"kind": self.kind.name}
+        # The default kind's section names no kind: its snapshot reads as it always has.
+        named = {} if self.kind is kinds.DEFAULT else {"kind": self.kind.name}
         return {**named, **vars_of(self.trial)}
 
     def to_yaml(self) -> str:
@@ -212,21 +216,44 @@ def load_spec(path: str | Path) -> Spec:
     return parse_spec(text, source=str(path))
 
 
-def parse_spec(text: str, source: str = "spec") -> Spec:
+def parse_spec(text: str, source: str = "spec", strict: bool = True) -> Spec:
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "cannot parse"
         raise SpecError(f"{source}: malformed YAML{where}: {problem}") from None
-    return spec_from_dict({} if doc is None else doc)
+    except RecursionError:
+        raise SpecError(f"{source}: malformed YAML: nested too deeply") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise SpecError(f"{source}: malformed YAML: {str(exc)[:80]}") from None
+    return spec_from_dict({} if doc is None else doc, strict)
 
 
-def spec_from_dict(doc: Any) -> Spec:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (it would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def spec_from_dict(doc: Any, strict: bool = True) -> Spec:
+    """The spec in ``doc``; ``strict=False`` for a stored snapshot (``_check_new`` is skipped)."""
     top = _Fields(doc, "")
     trial = top.section("trial")
-    kind = KINDS[_choice(trial.get("kind", str, CNN.name), tuple(KINDS), trial.where("kind"))]
+    registered = kinds.registry()
+    kind = registered[
+        _choice(trial.get("kind", str, kinds.DEFAULT.name), tuple(registered), trial.where("kind"))
+    ]
     spec = Spec(
         name=_name(top.get("name", str, Spec.name)),
         objective=_objective(top.section("objective"), kind),
@@ -237,15 +264,16 @@ def spec_from_dict(doc: Any) -> Spec:
         confirm=_section(top.section("confirm"), Confirm),
         trial=_section(trial, kind.settings_type),
     )
-    if isinstance(spec.trial, ProgramSettings):
-        _command(spec.trial.command, spec.space, trial.where("command"))
+    problem = kind.check(spec.trial, [d.name for d in spec.space])
+    if problem:
+        raise SpecError(problem)
     x0 = top.get("x0", list, None)
     if x0 is not None:
         spec = replace(spec, x0=tuple(_point(p, f"x0[{i}]", spec.space) for i, p in enumerate(x0)))
-    elif kind is not CNN or [d.name for d in spec.space] != [d.name for d in Spec().space]:
-        spec = replace(spec, x0=())  # the notebook's x0 fits the notebook's space only
+    elif not kind.default_space or spec.space != _space(None, kind):
+        spec = replace(spec, x0=())  # the kind's first points fit its default space only
     else:
-        spec = replace(spec, x0=tuple(_point(p, "x0", spec.space) for p in Spec.x0))
+        spec = replace(spec, x0=tuple(_point(p, "x0", spec.space) for p in kind.default_x0))
     top.done()
     _check_stopping(spec)
     if spec.budget.parallel > spec.budget.max_trials:
@@ -255,7 +283,27 @@ def spec_from_dict(doc: Any) -> Spec:
         )
     if len(spec.x0) > spec.budget.max_trials:
         raise SpecError(f"x0: {len(spec.x0)} points but budget.max_trials is {spec.budget.max_trials}")
+    if strict:
+        _check_new(spec)
     return spec
+
+
+def _check_new(spec: Spec) -> None:
+    """What a spec must satisfy to start or resume a study, but a stored snapshot need not to be
+    read: kubetune refused less before, and a study's records must stay readable."""
+    for i, dim in enumerate(spec.space):
+        # Every parameter labels its trial's Job (kubectl get jobs -L kubetune.dev/NAME).
+        problem = names.label_name_problem(dim.name)
+        if problem:
+            raise SpecError(f"space[{i}].name: {dim.name!r} {problem}")
+    metric = spec.objective.metric
+    if metric in names.RESERVED:
+        raise SpecError(f"objective.metric: {metric!r} is reserved "
+                        f"(kubetune labels its trial Jobs {names.key(metric)})")  # fmt: skip
+    seed = spec.kind.setting(spec.trial, spec.kind.seed)
+    if isinstance(seed, int) and spec.confirm.top_k and seed + spec.confirm.seeds > SEED_MAX:
+        raise SpecError(f"trial.seed: {seed} + confirm.seeds ({spec.confirm.seeds}) is past the largest "
+                        f"seed, {SEED_MAX}")  # fmt: skip
 
 
 def _check_stopping(spec: Spec) -> None:
@@ -316,6 +364,8 @@ def _typed(value: Any, kind: type, where: str) -> Any:
         raise SpecError(f"{where}: must be {_kind_name(kind)}, got {_kind(value)} {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise SpecError(f"{where}: must be a finite number, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_MAX:
+        raise SpecError(f"{where}: must be within ±2^53, got an integer of {len(str(abs(value)))} digits")
     return value
 
 
@@ -353,17 +403,14 @@ def _name(name: str) -> str:
 
 
 def _objective(f: _Fields, kind: TrialKind) -> Objective:
-    if kind.metrics:
-        metric = _choice(f.get("metric", str, Objective.metric), tuple(kind.metrics), f.where("metric"))
-    else:
-        # A program reports what it likes: the spec names the metric, and its goal unless kubetune knows it.
-        metric = f.get("metric", str, None)
-        if metric is None:
-            raise SpecError(f"{f.where('metric')}: required (the metric the program reports)")
-        if not prog.METRIC_NAME_RE.match(metric):
-            raise SpecError(f"{f.where('metric')}: {metric!r} is not a metric name (letters, digits, _, .)")
-    known = {**KNOWN_GOALS, **kind.metrics}.get(metric)
-    goal = f.get("goal", str, known)
+    default = Objective.metric if kind.metric_problem(Objective.metric) is None and kind.metrics else None
+    metric = f.get("metric", str, default)
+    if metric is None:
+        raise SpecError(f"{f.where('metric')}: required (the metric the trials report)")
+    problem = kind.metric_problem(metric)
+    if problem:
+        raise SpecError(f"{f.where('metric')}: {problem}")
+    goal = f.get("goal", str, kind.goal_of(metric))
     if goal is None:
         raise SpecError(f"{f.where('goal')}: required for metric {metric!r} (maximize or minimize)")
     _choice(goal, ("maximize", "minimize"), f.where("goal"))
@@ -372,53 +419,15 @@ def _objective(f: _Fields, kind: TrialKind) -> Objective:
 
 
 def _space(items: list[Any] | None, kind: TrialKind) -> tuple[Dimension, ...]:
-    if items is None and kind is CNN:
-        return _notebook_space()
+    if items is None and kind.default_space:
+        items = list(kind.default_space)
     if not items:
         raise SpecError("space: must list at least one parameter")
     dims = tuple(_dimension(item, f"space[{i}]", kind) for i, item in enumerate(items))
     for i, dim in enumerate(dims):
-        for earlier in dims[:i]:
-            if earlier.name == dim.name:
-                raise SpecError(f"space[{i}].name: {dim.name!r} appears twice")
-            if kind is PROGRAM and prog.env_name(earlier.name) == prog.env_name(dim.name):
-                raise SpecError(f"space[{i}].name: {dim.name!r} clashes with {earlier.name!r} "
-                                f"(environment variable {prog.env_name(dim.name)})")  # fmt: skip
+        if any(earlier.name == dim.name for earlier in dims[:i]):
+            raise SpecError(f"space[{i}].name: {dim.name!r} appears twice")
     return dims
-
-
-def _param_name(name: str, path: str, kind: TrialKind) -> None:
-    if kind is PROGRAM:
-        if not prog.PARAM_NAME_RE.match(name):
-            raise SpecError(f"{path}.name: {name!r} is not usable as an environment variable name "
-                            "(letters, digits and _, not starting with a digit)")  # fmt: skip
-        env = prog.env_name(name)
-        if env in prog.RESERVED_ENV or env.startswith("KUBETUNE_") or name in prog.BUILTIN_PLACEHOLDERS:
-            raise SpecError(f"{path}.name: {name!r} is reserved (it would replace {env} or {{{name}}})")
-    elif name not in kind.hyperparameters:
-        raise SpecError(
-            f"{path}.name: unknown hyperparameter {name!r}; the model takes {', '.join(kind.hyperparameters)}"
-        )
-
-
-def _command(command: str, space: tuple[Dimension, ...], where: str) -> None:
-    """A program's command: splits like a shell, and each placeholder names a parameter or a known one."""
-    try:
-        tokens = shlex.split(command)
-    except ValueError as exc:
-        raise SpecError(f"{where}: cannot split like a shell: {exc}") from None
-    if not tokens:
-        raise SpecError(f"{where}: required (the program each trial runs)")
-    known = [*(d.name for d in space), *prog.BUILTIN_PLACEHOLDERS]
-    for token in tokens:
-        try:
-            names = prog.placeholders(token)
-        except ValueError as exc:
-            raise SpecError(f"{where}: {token!r}: {exc} (write {{{{ and }}}} for literal braces)") from None
-        for name in names:
-            if name not in known:
-                raise SpecError(f"{where}: placeholder {{{name}}} names no space parameter; known: "
-                                f"{', '.join(known)}")  # fmt: skip
 
 
 def _dimension(item: Any, path: str, kind: TrialKind) -> Dimension:
@@ -426,16 +435,21 @@ def _dimension(item: Any, path: str, kind: TrialKind) -> Dimension:
     name = f.get("name", str, None)
     if name is None:
         raise SpecError(f"{path}.name: required")
-    _param_name(name, path, kind)
+    problem = kind.param_problem(name)
+    if problem:
+        raise SpecError(f"{path}.name: {problem}")
     dim_type = _choice(f.get("type", str, "") or "", ("real", "integer", "categorical"), f.where("type"))
     dim: Dimension
     if dim_type == "categorical":
         values = f.get("values", list, None)
         if not values:
             raise SpecError(f"{path}.values: a categorical needs at least one value")
+        if len(values) > CATEGORIES_MAX:
+            raise SpecError(f"{path}.values: at most {CATEGORIES_MAX} values, got {len(values)}")
         for i, v in enumerate(values):
             if not isinstance(v, (int, float, str)) or isinstance(v, bool):
                 raise SpecError(f"{path}.values[{i}]: must be a number or a string, got {_kind(v)}")
+            _typed(v, type(v), f"{path}.values[{i}]")  # finite, and an integer within bounds
         choices = kind.choices.get(name)
         for i, v in enumerate(values):
             if choices is not None and v not in choices:
@@ -449,6 +463,8 @@ def _dimension(item: Any, path: str, kind: TrialKind) -> Dimension:
         low, high = f.get("low", float, None), f.get("high", float, None)
         prior = _choice(f.get("prior", str, "uniform"), PRIORS, f.where("prior"))
         _bounds(low, high, path)
+        if not math.isfinite(high - low):
+            raise SpecError(f"{path}: high - low must be a finite number ({high} - {low} overflows)")
         if prior == "log-uniform" and low <= 0:
             raise SpecError(f"{path}.low: a log-uniform prior needs low > 0, got {low}")
         dim = Real(name, low, high, prior)  # type: ignore[arg-type]

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from kubetune.testing.launcher import MakeRequest
+
 # The real control plane's fixtures, registered once here so every folder
 # shares one control plane per session.
 from tests.cluster.fixtures import (
@@ -26,7 +28,7 @@ from tests.cluster.fixtures import (
     project_images,
 )
 from tests.cluster.nodenet import NodeNetwork
-from tests.fake_trial import shim_dir
+from tests.fake_trial import cnn_request, shim_dir
 from tests.gcs_emulator import FakeGCS
 
 __all__ = [
@@ -91,6 +93,12 @@ def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from kubetune.trial import dataset  # imports TensorFlow: only for tests that ask
 
     return dataset.prepare(tmp_path_factory.mktemp("tensorflow_datasets"))
+
+
+@pytest.fixture
+def trial_request() -> MakeRequest:
+    """The trials the launcher contract suite launches: the CNN's, run by tests/fake_trial.py."""
+    return cnn_request
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ same store, but instead of training it sleeps and then behaves as told by
 that a busy machine's slower Python start-up does not lengthen it),
 ``exit`` (exit code without writing), ``hang`` (never end), ``oom`` (take
 memory until the kernel kills it at the container's limit), ``write``
-("ok" | "malformed" | "out_of_range" | "nan"), ``epochs`` and ``epoch_s``
+("ok" | "malformed" | "out_of_range" | "nan" | "forged": trial 1's result
+| "list_metrics"), ``epochs`` and ``epoch_s``
 (report a learning curve, epoch by epoch, and stop when the controller
 asks, unless ``ignore_stop``). Its value is ``objective``,
 so the GP has something real to learn. It imports only the contract, the
@@ -39,18 +40,25 @@ from typing import Any
 
 from kubetune.contract import (
     Params,
+    TrialRequest,
     TrialResult,
     failed_result,
     parse_trial_args,
     result_object,
 )
-from kubetune.kinds import CNN
+from kubetune.kinds import CNN, CnnSettings
 from kubetune.store import AlreadyExists, Store, open_store
 from kubetune.trial.epochs import EpochReporter
 
 ENV = "KUBETUNE_FAKE_TRIAL"
 # Not tests.REPO: the fake trial image carries this file alone.
 REPO = Path(__file__).resolve().parent.parent
+
+
+def cnn_request(store_uri: str, index: int) -> TrialRequest:
+    """A CNN trial's request, as the launcher contract suite launches them (kubetune.testing)."""
+    params: Params = {"learning_rate": 0.003, "num_dense_layers": 1, "num_dense_nodes": 12}
+    return TrialRequest(store_uri, "contract", index, params, CnnSettings(), "val_accuracy")
 
 
 def objective(params: Params) -> float:
@@ -85,6 +93,11 @@ def record(index: int, params: dict[str, Any], metric: str, how: str) -> bytes:
                            "objective_value": 1.7, "metrics": {metric: 1.7}}).encode()  # fmt: skip
     if how == "nan":
         return failed_result(index, params, metric, "loss became NaN at epoch 1").to_json()
+    if how == "forged":  # claims to be trial 1, with a score no trial reached
+        return succeeded(1, params, metric, 0.999).to_json()
+    if how == "list_metrics":
+        return json.dumps({"index": index, "status": "succeeded", "params": params, "objective": metric,
+                           "objective_value": value, "metrics": [value]}).encode()  # fmt: skip
     # Its real run time: GPU-hour budgets count it.
     return succeeded(index, params, metric, value, wall_time_s=round(_age_s(), 3)).to_json()
 

@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.cluster._proc import Service, free_port
+from tests.cluster.proc import Service, free_port
 
 
 class FakeGCS(Service):

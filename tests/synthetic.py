@@ -7,10 +7,10 @@ trial runs in tests/test_trial.py and the end-to-end studies.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from kubetune.contract import EpochRecord, TrialRequest, epoch_object, model_object, result_object
+from kubetune.contract import EpochRecord, Params, TrialRequest, epoch_object, model_object, result_object
 from kubetune.launcher import Cause, TrialExit
 from kubetune.store import AlreadyExists, Store
 from tests.fake_trial import curve, objective, seed_noise, succeeded
@@ -31,6 +31,7 @@ class InProcessLauncher:
         epochs: int = 0,
         lose: Mapping[int, tuple[Cause, int]] | None = None,
         wall_s: float = 0.0,
+        score: Callable[[Params], float] = objective,
     ) -> None:
         self.store = store
         self.fail = fail
@@ -39,6 +40,7 @@ class InProcessLauncher:
         # index -> (cause, how many of its attempts end so, as the infrastructure would end them)
         self.lose = dict(lose or {})
         self.wall_s = wall_s  # the wall time each trial's record reports
+        self.score = score  # the objective's value at a point (the fake CNN's, by default)
         self.launched: list[TrialRequest] = []
         self._running: dict[int, TrialRequest] = {}
         self._stopped: list[int] = []
@@ -71,7 +73,7 @@ class InProcessLauncher:
         if index in self.fail:
             return [TrialExit(index, 1, "exited with code 1")]
         seed = getattr(req.settings, "seed", 0)
-        value = objective(req.params) + seed_noise(seed)
+        value = self.score(req.params) + seed_noise(seed)
         result = succeeded(index, req.params, req.objective, value, wall_time_s=self.wall_s)
         if seed:  # another seed than the search's (a confirmation run): a test accuracy too
             result = replace(result, metrics={**result.metrics, "test_accuracy": value - 0.01})

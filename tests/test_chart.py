@@ -138,6 +138,20 @@ def test_release_name_prefixes_objects_and_fits_job_names(render: Render) -> Non
     )
 
 
+@pytest.mark.parametrize("name", ["1234", "on", "1e3", "true"])
+def test_label_values_that_yaml_reads_as_numbers_or_booleans_stay_strings(render: Render, name: str) -> None:
+    objs = render("--set", f"store={STORE}", "--set-string", f"study.name={name}", release=name)
+    for o in objs:
+        labels = o["metadata"]["labels"]
+        assert all(isinstance(v, str) for v in labels.values()), (o["kind"], labels)
+        assert labels["app.kubernetes.io/instance"] == name
+    job = one(objs, "Job")
+    assert job["metadata"]["labels"]["kubetune.dev/study"] == name
+    assert job["spec"]["template"]["metadata"]["labels"]["kubetune.dev/study"] == name
+    text, _ = config_files(objs)
+    assert parse_spec(text).name == name
+
+
 # --- RBAC -----------------------------------------------------------------------
 
 
@@ -551,7 +565,9 @@ def test_schema_enums_mirror_the_spec() -> None:
     assert item["prior"]["enum"] == list(specmod.PRIORS)
     assert study["name"]["pattern"] == specmod.NAME_RE.pattern
     assert study["name"]["maxLength"] == specmod.NAME_MAX
-    assert study["objective"]["properties"]["metric"]["enum"] == list(CNN.metrics)
+    assert cnn["objective"]["properties"]["metric"]["enum"] == list(CNN.metrics)
+    # A program's metric is its own; the CNN's are the kind's (the else branch).
+    assert study["objective"]["properties"]["metric"]["type"] == "string"
     assert study["objective"]["properties"]["goal"]["enum"] == ["maximize", "minimize", None]
     opt = study["optimizer"]["properties"]
     assert opt["base_estimator"]["enum"] == list(specmod.BASE_ESTIMATORS)
@@ -581,6 +597,8 @@ def schema_of(s: Setting) -> dict[str, Any]:
         out["type"] = [*([out["type"]] if isinstance(out["type"], str) else out["type"]), "null"]
     if s.rule.minimum is not None:
         out["minimum"] = s.rule.minimum
+    if s.rule.maximum is not None:
+        out["maximum"] = s.rule.maximum
     if s.rule.between is not None:
         out["exclusiveMinimum"], out["exclusiveMaximum"] = s.rule.between
     if s.rule.help:
@@ -610,7 +628,7 @@ def test_a_program_study_keeps_only_its_own_trial_settings(render: Render) -> No
     space = [{"name": "lr", "type": "real", "low": 0.001, "high": 0.1}]
     study = {
         "name": "mine",
-        "objective": {"metric": "loss", "goal": "minimize"},
+        "objective": {"metric": "score", "goal": "minimize"},
         "space": space,
         "trial": trial,
     }

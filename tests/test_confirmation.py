@@ -27,7 +27,9 @@ from kubetune.contract import (
     result_object,
 )
 from kubetune.controller import confirmation, report, status
+from kubetune.controller.best import best_document
 from kubetune.controller.history import History, read_history
+from kubetune.controller.leaderboard import best_of
 from kubetune.controller.study import Study
 from kubetune.kinds import CnnSettings
 from kubetune.launcher import TrialExit
@@ -101,7 +103,7 @@ def test_best_json_names_the_best_mean_with_its_spread_and_model(tmp_path: Path)
     assert best["confirmed"]["min"] == min(values) and best["confirmed"]["max"] == max(values)
     assert best["confirmed"]["sd"] > 0  # the seeds moved the objective
     assert best["metrics"]["test_accuracy"] == pytest.approx(best["value"] - 0.01)  # the runs' mean
-    assert doc["search_best"]["index"] == report.best_of(SPEC, history.ordered_results()).index  # type: ignore[index, union-attr]
+    assert doc["search_best"]["index"] == best_of(SPEC, history.ordered_results()).index  # type: ignore[index, union-attr]
     section = doc["confirmation"]
     assert isinstance(section, dict)
     assert (section["finished"], section["total"], section["winner"]) == (RUNS, RUNS, winner.trial.index)
@@ -235,7 +237,7 @@ def test_the_winner_is_the_best_mean_not_the_luckiest_search_trial() -> None:
     confirmed = confirmation.review(SMALL, h)
     assert confirmed is not None and confirmed.winner is not None
     assert confirmed.winner.trial.index == 1
-    doc = report.best_document(SMALL, h.ordered_results(), confirmed=confirmed)
+    doc = best_document(SMALL, h.ordered_results(), confirmed=confirmed)
     assert doc["search_best"]["index"] == 0
     best = doc["best"]
     assert best["index"] == 1 and best["value"] == pytest.approx(0.89)
@@ -251,7 +253,7 @@ def test_until_every_run_finished_there_is_no_winner_and_the_search_best_stands(
     assert confirmed is not None and confirmed.winner is None
     assert (confirmed.finished, confirmed.total) == (4, 6)
     assert [(r.confirms, r.seed) for r in confirmation.missing(SMALL, h)] == [(0, 2), (0, 3)]
-    doc = report.best_document(SMALL, h.ordered_results(), confirmed=confirmed)
+    doc = best_document(SMALL, h.ordered_results(), confirmed=confirmed)
     assert doc["best"]["index"] == 0 and "search_best" not in doc
     assert doc["confirmation"]["winner"] is None
 
@@ -287,12 +289,12 @@ def test_status_shows_the_confirmation_progress(tmp_path: Path) -> None:
     line = next(line for line in text.splitlines() if line.startswith("CONFIRMATION"))
     assert f"{RUNS}/{RUNS} runs finished" in line and "(winner)" in line
     assert snap.document["trials"]["finished"] == SEARCH  # the runs are not trials of the search
-    # While runs are missing, the study has not ended.
+    # While runs are missing, the study has not ended (a snapshot of its own: a snapshot caches its rows).
     history = read_history(store, SPEC)
-    last = max(history.results)
-    del snap.history.results[last]
-    assert not snap.ended
-    assert "confirming" in status.render(snap, "table")
+    del history.results[max(history.results)]
+    partial = status.Snapshot(snap.spec, history)
+    assert not partial.ended
+    assert "confirming" in status.render(partial, "table")
 
 
 # --- kubetune best --model ----------------------------------------------------------

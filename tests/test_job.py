@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from kubetune.contract import TrialRequest, parse_trial_args
+from kubetune.contract import ATTEMPT_ENV, TrialRequest, parse_trial_args
 from kubetune.errors import UsageError
 from kubetune.kinds import CNN, CnnSettings
-from kubetune.kubernetes.job import JobSettings, build_job, job_name, label_value
+from kubetune.kubernetes.job import JobSettings, build_job, job_name, label_value, value_labels
 
 REQ = TrialRequest(
     store="gs://bucket/studies/fm",
@@ -98,3 +99,14 @@ def test_job_settings_load_and_reject_unknown_keys(tmp_path: Path) -> None:
     path.write_text("gpus: -1\n")
     with pytest.raises(UsageError, match="gpus: must be an integer >= 0"):
         JobSettings.load(path)
+
+
+def test_a_metric_or_parameter_under_kubetunes_own_label_name_is_never_put_on_a_job() -> None:
+    values = {"study": 1.0, "status": 0.5, "val_loss": 0.3, "lr_": 0.1, "a" * 64: 2.0, "x.y": 3.0, "lr": 0.9}
+    assert value_labels(values, taken=["lr"]) == {"kubetune.dev/val_loss": "0.3", "kubetune.dev/x.y": "3"}
+
+
+def test_a_trial_knows_its_attempt_from_its_environment() -> None:
+    job = build_job(replace(REQ, attempt=2), JobSettings(), namespace="ns")
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env[ATTEMPT_ENV] == "2"

@@ -14,7 +14,7 @@ import pytest
 
 from kubetune.launcher import Launcher, LocalLauncher
 from kubetune.store import open_store
-from tests.contracts.launcher import LauncherContract, MakeLauncher
+from kubetune.testing.launcher import LauncherContract, MakeLauncher
 from tests.fake_trial import ENV as FAKE_ENV
 from tests.fake_trial import shim_dir
 from tests.synthetic import InProcessLauncher

@@ -6,6 +6,7 @@ runs in-process through the CLI, as a Job's `kubetune trial exec` would.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -50,7 +51,7 @@ def run_program(
     store = tmp_path / "store"
     command = f"{sys.executable} {script} {args}"
     req = TrialRequest(str(store), "prog", 0, params, ProgramSettings(command=command), objective)
-    rc = cli.main(trial_command(req)[1:])
+    rc = cli.main(trial_command(req, PROGRAM.subcommand)[1:])
     return rc, TrialResult.from_json((store / result_object(0)).read_bytes()), store
 
 
@@ -124,7 +125,7 @@ def test_a_bad_program_gives_a_failed_record_with_its_reason(tmp_path: Path, bod
 def test_a_program_that_cannot_start_fails_its_trial(tmp_path: Path) -> None:
     store = tmp_path / "store"
     req = TrialRequest(str(store), "p", 0, {"x": 1}, ProgramSettings(command="/nonexistent/train {x}"), "s")
-    assert cli.main(trial_command(req)[1:]) == EXIT_TRIAL_FAILED
+    assert cli.main(trial_command(req, PROGRAM.subcommand)[1:]) == EXIT_TRIAL_FAILED
     result = TrialResult.from_json((store / result_object(0)).read_bytes())
     assert result.reason == "cannot run '/nonexistent/train': No such file or directory"
 
@@ -220,7 +221,7 @@ def test_placeholders_take_format_specs_and_literal_braces(tmp_path: Path) -> No
 def test_the_trial_command_round_trips_and_the_cnn_s_is_unchanged() -> None:
     settings = ProgramSettings(command="python3 train.py --x {x}", image="registry/me:1")
     req = TrialRequest("gs://b/p", "s", 4, {"x": 0.5, "mode": "a"}, settings, "score")
-    argv = trial_command(req)
+    argv = trial_command(req, PROGRAM.subcommand)
     assert argv[:3] == ["kubetune", "trial", "exec"]
     assert parse_trial_args(argv[3:], PROGRAM) == req
     cnn = trial_command(TrialRequest("gs://b/p", "s", 4, {"learning_rate": 0.1}, CnnSettings(), "val_loss"))
@@ -234,7 +235,7 @@ def test_a_program_study_s_job_runs_its_own_image() -> None:
         "spec"
     ]["containers"]
     assert container["image"] == "registry/me:1"
-    assert container["command"] == trial_command(req)
+    assert container["command"] == trial_command(req, PROGRAM.subcommand)
     req_default = TrialRequest("gs://b/p", "s", 4, {"x": 0.5}, ProgramSettings(command="t"), "score")
     [container] = build_job(req_default, JobSettings(image="kubetune-trial:1"), namespace="ml")["spec"][
         "template"
@@ -289,7 +290,9 @@ def test_a_killed_wrapper_takes_its_program_with_it(tmp_path: Path) -> None:
                       "time.sleep(120)\n")  # fmt: skip
     pidfile = tmp_path / "pid"
     settings = ProgramSettings(command=f"{sys.executable} {script} {pidfile}")
-    argv = trial_command(TrialRequest(str(tmp_path / "store"), "p", 0, {"x": 1}, settings, "score"))
+    argv = trial_command(
+        TrialRequest(str(tmp_path / "store"), "p", 0, {"x": 1}, settings, "score"), PROGRAM.subcommand
+    )
     wrapper = subprocess.Popen([str(Path(sys.executable).parent / "kubetune"), *argv[1:]],
                                env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
     deadline = time.monotonic() + 30
@@ -307,3 +310,85 @@ def test_a_killed_wrapper_takes_its_program_with_it(tmp_path: Path) -> None:
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     pytest.fail("the program outlived its wrapper")
+
+
+def wrapper_peak_rss_mb(tmp_path: Path, body: str) -> tuple[int, float, TrialResult]:
+    """Run ``body`` as trial 0's program under a `kubetune trial exec` process of its own; that
+    process's exit code and peak RSS (the program's own memory apart), and the record."""
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(body))
+    store = tmp_path / "store"
+    req = TrialRequest(
+        str(store), "p", 0, {"x": 1}, ProgramSettings(command=f"{sys.executable} {script}"), "score"
+    )
+    # VmHWM, not ru_maxrss: exec keeps the larger of the two, and the child of a pytest that
+    # has grown to 1.3 GB would report that.
+    code = ("import sys\nfrom pathlib import Path\nfrom kubetune import cli\nrc = cli.main(sys.argv[1:])\n"
+            "status = Path('/proc/self/status').read_text().splitlines()\n"
+            "hwm = [line for line in status if line.startswith('VmHWM:')]\n"
+            "print('maxrss', hwm[0].split()[1], file=sys.stderr)\nsys.exit(rc)")  # fmt: skip
+    argv = [sys.executable, "-c", code, *trial_command(req, PROGRAM.subcommand)[1:]]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    maxrss_kb = int(proc.stderr.rsplit("maxrss ", 1)[1].split()[0])
+    return proc.returncode, maxrss_kb / 1024, TrialResult.from_json((store / result_object(0)).read_bytes())
+
+
+def test_an_output_line_of_any_length_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    # Unbounded, a 200 MB line took the wrapper 814 MB; now a line's first 64 KiB are kept.
+    code, rss_mb, result = wrapper_peak_rss_mb(tmp_path, """
+        import sys
+        block = "x" * (1 << 20)
+        for _ in range(150):
+            sys.stdout.write(block)
+        sys.stdout.write("\\nkubetune: score=0.5\\n")
+    """)  # fmt: skip
+    assert code == EXIT_OK and result.objective_value == 0.5
+    assert rss_mb < 120, f"the wrapper peaked at {rss_mb:.0f} MB for a 150 MB line"
+
+
+def test_a_huge_stderr_line_makes_a_small_record(tmp_path: Path) -> None:
+    code, _, result = wrapper_peak_rss_mb(tmp_path, """
+        import sys
+        sys.stderr.write("e" * 20_000_000 + "\\n")
+        sys.exit(1)
+    """)  # fmt: skip
+    assert code == EXIT_TRIAL_FAILED and result.failed
+    assert (tmp_path / "store" / result_object(0)).stat().st_size < 10_000
+    assert result.reason is not None and result.reason.startswith("the program exited with status 1: eee")
+
+
+def test_the_metrics_file_is_opened_once_however_many_lines_come(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+    real_open = Path.open
+
+    def counting_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self.name == "metrics.txt":
+            opened.append(str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    rc, result, _ = run_program(tmp_path, """
+        import os
+        for i in range(2000):
+            print(f"line {i}")
+        with open(os.environ["KUBETUNE_METRICS_FILE"], "a") as f:
+            f.write("score=0.25\\n")
+    """, {"x": 1})  # fmt: skip
+    assert rc == EXIT_OK and result.objective_value == 0.25
+    assert len(opened) == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "lines"),
+    [
+        (b"a" * 10 + b"\nnext\n", [(b"a" * 10, 0), (b"next", 0)]),
+        (b"b" * 100 + b"\nnext\n", [(b"b" * 16, 84), (b"next", 0)]),
+        (b"c" * 16 + b"\nnext\n", [(b"c" * 16, 0), (b"next", 0)]),
+        (b"d" * 20, [(b"d" * 16, 4)]),  # the last line, without its newline
+    ],
+)
+def test_bounded_lines_keep_the_start_and_count_the_rest(data: bytes, lines: list[tuple[bytes, int]]) -> None:
+    assert list(program.bounded_lines(io.BytesIO(data), 16)) == lines

@@ -32,8 +32,9 @@ from kubetune.contract import (
     failed_result,
     plot_object,
 )
-from kubetune.controller import optimizer, plots, report, study
+from kubetune.controller import plots, publisher, report, views
 from kubetune.controller.history import read_study
+from kubetune.controller.search import gp
 from kubetune.controller.study import Study
 from kubetune.spec import parse_spec
 from kubetune.store import Store, open_store
@@ -132,10 +133,10 @@ def test_a_one_dimensional_space_gets_all_three_plots() -> None:
 
 def test_the_objective_plots_model_is_fitted_like_the_optimizers_past_fit_max() -> None:
     spec = parse_spec("space: [{name: learning_rate, type: real, low: 1.0e-5, high: 0.1}]")
-    rates = np.geomspace(1e-5, 0.1, optimizer.FIT_MAX + 50)
+    rates = np.geomspace(1e-5, 0.1, gp.FIT_MAX + 50)
     results = [succeeded(i, {"learning_rate": float(lr)}) for i, lr in enumerate(rates)]
     model = plots.fit_model(spec, plots.optimize_result(spec, results))
-    assert len(model.X_train_) == optimizer.FIT_MAX  # not all 250: a redraw must not stall the loop
+    assert len(model.X_train_) == gp.FIT_MAX  # not all 250: a redraw must not stall the loop
 
 
 def test_too_few_trials_leave_notes_instead_of_plots() -> None:
@@ -165,7 +166,7 @@ def test_a_failing_plot_costs_only_that_plot(
     monkeypatch.setattr(plots, "objective_png", broken)
     store = open_store(str(tmp_path))
     with capture_logs() as logs:
-        report.publish(store, SPEC, recorded.results)
+        views.publish(store, SPEC, recorded.results)
     assert {"event": "plot_failed", "plot": "objective"}.items() <= logs[0].items()
     assert store.list("plots/") == ["plots/convergence.png", "plots/evaluations.png"]
     page = store.get(REPORT_OBJECT).decode()
@@ -181,14 +182,14 @@ def test_a_failing_report_does_not_fail_publish(
     monkeypatch.setattr(report, "draw_figures", broken)
     store = open_store(str(tmp_path))
     with capture_logs() as logs:
-        report.publish(store, SPEC, recorded.results)
+        views.publish(store, SPEC, recorded.results)
     assert logs[0]["event"] == "report_failed" and logs[0]["log_level"] == "warning"
     assert store.list() == [BEST_OBJECT, HISTORY_OBJECT]
 
 
 def test_instant_trials_leave_the_redraw_to_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     drawn: list[int] = []
-    monkeypatch.setattr(report, "publish_report", lambda *args: drawn.append(len(args[2])))
+    monkeypatch.setattr(views, "redraw", lambda *args, **_: drawn.append(len(args[2])))
     store = open_store(str(tmp_path))
     Study(SPEC, store, InProcessLauncher(store), poll_s=0.0).run()  # a trial always about to finish
     assert drawn == [SPEC.budget.max_trials]
@@ -199,8 +200,8 @@ def test_slow_trials_see_the_plots_redrawn_between_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     drawn: list[int] = []
-    monkeypatch.setattr(report, "publish_report", lambda *args: drawn.append(len(args[2])))
-    monkeypatch.setattr(study, "redraw_due", lambda *_: True)  # as if each trial took minutes
+    monkeypatch.setattr(views, "redraw", lambda *args, **_: drawn.append(len(args[2])))
+    monkeypatch.setattr(publisher, "redraw_due", lambda *_: True)  # as if each trial took minutes
     store = open_store(str(tmp_path))
     Study(SPEC, store, InProcessLauncher(store), poll_s=0.0).run()
     n = SPEC.budget.max_trials
@@ -212,11 +213,11 @@ def test_a_slow_redraw_holds_up_no_launch(tmp_path: Path, monkeypatch: pytest.Mo
     n = SPEC.budget.max_trials
     all_done, drawn = threading.Event(), []
 
-    def slow_draw(*args: object) -> None:
+    def slow_draw(*args: object, **_: object) -> None:
         drawn.append((all_done.wait(timeout=30), len(args[2])))  # type: ignore[arg-type]
 
-    monkeypatch.setattr(report, "publish_report", slow_draw)
-    monkeypatch.setattr(study, "redraw_due", lambda *_: True)
+    monkeypatch.setattr(views, "redraw", slow_draw)
+    monkeypatch.setattr(publisher, "redraw_due", lambda *_: True)
     store = open_store(str(tmp_path))
     done = lambda s: all_done.set() if len(s.history.results) == n else None  # noqa: E731
     Study(SPEC, store, InProcessLauncher(store), poll_s=0.0, on_progress=done).run()
@@ -227,18 +228,18 @@ def test_a_slow_redraw_holds_up_no_launch(tmp_path: Path, monkeypatch: pytest.Mo
 @pytest.mark.parametrize(
     ("stale_s", "draw_s", "next_exit_in_s", "due"),
     [
-        (study.PLOTS_EVERY_S - 1, 1.0, None, False),  # drawn moments ago
-        (study.PLOTS_EVERY_S, 1.0, None, True),  # nothing running, or no trial timed yet
-        (study.PLOTS_EVERY_S, 1.0, 5.0, True),  # the next exit is further off than a redraw takes
-        (study.PLOTS_EVERY_S, 1.0, 0.5, False),  # a trial finishes first: launch its successor first
-        (study.PLOTS_EVERY_S, 1.0, -3.0, False),  # overdue: may finish any moment
-        (study.PLOTS_MAX_STALE_S, 1.0, 0.5, True),  # but never staler than this
+        (publisher.PLOTS_EVERY_S - 1, 1.0, None, False),  # drawn moments ago
+        (publisher.PLOTS_EVERY_S, 1.0, None, True),  # nothing running, or no trial timed yet
+        (publisher.PLOTS_EVERY_S, 1.0, 5.0, True),  # the next exit is further off than a redraw takes
+        (publisher.PLOTS_EVERY_S, 1.0, 0.5, False),  # a trial finishes first: launch its successor first
+        (publisher.PLOTS_EVERY_S, 1.0, -3.0, False),  # overdue: may finish any moment
+        (publisher.PLOTS_MAX_STALE_S, 1.0, 0.5, True),  # but never staler than this
     ],
 )
 def test_a_redraw_waits_for_a_trial_about_to_finish(
     stale_s: float, draw_s: float, next_exit_in_s: float | None, due: bool
 ) -> None:
-    assert study.redraw_due(stale_s, draw_s, next_exit_in_s) is due
+    assert publisher.redraw_due(stale_s, draw_s, next_exit_in_s) is due
 
 
 # --- the page ------------------------------------------------------------------------
@@ -253,10 +254,19 @@ def test_the_report_is_published_self_contained(recorded: Recorded) -> None:
 
 
 def test_values_are_escaped() -> None:
-    bad = failed_result(0, X0, "val_accuracy", "<script>alert(1)</script> & more")
+    bad = failed_result(0, X0, "val_accuracy", "<script>alert(1)</script> & more \x1b[2J\x07")
     page = report.report_html(SPEC, [bad], report.Figures())
-    assert "<script>" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page
+    assert "<script>" not in page and "\x1b" not in page and "\x07" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more [2J" in page
+
+
+def test_every_value_on_the_page_goes_through_the_escape(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whatever a record holds reaches the page through _e() alone: a value made to look like
+    # markup shows up escaped wherever it is used, the summary's best index included.
+    monkeypatch.setattr(report, "_e", lambda value: "" if value == "" else f"[{value}]")
+    best = succeeded(7, X0)
+    page = report.report_html(SPEC, [best], report.Figures())
+    assert "(trial [7])" in page and "[1] of [" in page
 
 
 def test_cli_report_rebuilds_the_page_from_the_records(recorded: Recorded, page: Path) -> None:

@@ -70,17 +70,22 @@ def test_the_table_is_a_summary_and_a_leaderboard_best_first(
         "BEST        trial 2: val_loss=0.25  learning_rate=0.03 optimizer=adam",
         "GPU HOURS   0.07",  # 61.5 to 64.5 s for each of the four finished, one GPU each
     ]
-    header, *rows = lines[6:]
+    groups, header, *rows = lines[6:]
     assert header.split() == [
         "TRIAL",
         "STATUS",
         "VAL_LOSS",
         "LEARNING_RATE",
         "OPTIMIZER",
+        "VAL_ACCURACY",  # the CNN's columns, the objective apart
+        "TEST_LOSS",
+        "TEST_ACCURACY",
         "EPOCHS",
         "WALL",
         "REASON",
     ]
+    assert groups.split() == ["PARAMETERS", "METRICS"]
+    assert groups.index("PARAMETERS") == header.index("LEARNING_RATE")
     assert [r.split()[:2] for r in rows] == [["2", "succeeded"], ["0", "succeeded"], ["3", "pruned"],
                                              ["1", "failed"], ["4", "running"]]  # fmt: skip
     # Aligned: every cell starts where its column's header does.
@@ -88,6 +93,18 @@ def test_the_table_is_a_summary_and_a_leaderboard_best_first(
         assert rows[0][header.index(name) :].startswith(cell)
     assert rows[3][header.index("REASON") :] == "the program exited with status 1: " + "x" * 23 + "..."
     assert rows[4].split() == ["4", "running", "0.05", "adam"]
+
+
+def test_a_reason_is_shown_on_one_line_without_its_escape_sequences(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = open_store(str(tmp_path / "store"))
+    s.create(SPEC_OBJECT, parse_spec(SPEC).to_yaml().encode())
+    finish(s, 0, "failed", None, "\x1b[2J\x1b[31mboom\x1b[0m\nsecond line\x07")
+    assert cli.main(["status", s.uri, "-o", "table"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert out.splitlines()[-1].endswith("[2J[31mboom[0m second line")
 
 
 def test_json_when_asked_or_when_not_a_terminal(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,7 +121,9 @@ def test_json_when_asked_or_when_not_a_terminal(store: Store, capsys: pytest.Cap
     assert doc["running"] == []  # trial 4 runs, but has reported no epoch yet
     assert doc["best"]["index"] == 2
     assert cli.main(["status", store.uri, "-o", "json"]) == 0
-    assert json.loads(capsys.readouterr().out) == doc
+    again = json.loads(capsys.readouterr().out)
+    # The same, but for the GPU hours trial 4 has run since the first read.
+    assert again.pop("gpu_hours") >= doc.pop("gpu_hours") and again == doc
 
 
 def test_watch_refreshes_until_the_study_ends(store: Store, capsys: pytest.CaptureFixture[str]) -> None:

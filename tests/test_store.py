@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kubetune.store import GCSStore, LocalStore, Store, StoreError, open_store
-from tests.contracts.store import StoreContract
+from kubetune.testing.store import StoreContract
 from tests.gcs_emulator import FakeGCS
 
 

@@ -11,15 +11,19 @@ import pytest
 from kubetune.contract import (
     BEST_OBJECT,
     HISTORY_OBJECT,
+    AttemptRecord,
     LaunchRecord,
     Params,
+    TrialResult,
+    attempt_object,
     failed_result,
     params_object,
     result_object,
 )
-from kubetune.controller import optimizer, report
+from kubetune.controller import optimizer, search
 from kubetune.controller.history import read_history
-from kubetune.controller.study import Study
+from kubetune.controller.leaderboard import best_of
+from kubetune.controller.study import Plan, Study
 from kubetune.errors import UsageError
 from kubetune.spec import Budget, Spec, parse_spec
 from kubetune.store import Store, open_store
@@ -69,7 +73,7 @@ def test_study_runs_its_budget_and_publishes_views(tmp_path: Path) -> None:
     top = max(results, key=lambda r: r.objective_value or 0)
     assert best["best"]["index"] == top.index and best["best"]["value"] == top.objective_value
     rows = store.get(HISTORY_OBJECT).decode().splitlines()
-    assert rows[0].startswith("index,status,epoch,objective,learning_rate")
+    assert rows[0].startswith("index,status,epoch,objective,param.learning_rate")
     assert len(rows) == 10
 
 
@@ -111,13 +115,13 @@ def test_failures_are_recorded_and_not_told(tmp_path: Path) -> None:
     assert [r.index for r in failed] == [1, 2]
     assert failed[0].reason == "exited with code 1"
     assert json.loads(store.get(result_object(1)))["status"] == "failed"
-    assert len(optimizer.observations(SPEC, study.history.ordered_results())) == 7
+    assert len(search.observations(SPEC, study.history.ordered_results())) == 7
 
 
 def test_failure_penalty_is_told_when_asked_for() -> None:
     spec = replace(SPEC, budget=replace(SPEC.budget, failure_penalty=0.0))
 
-    obs = optimizer.observations(spec, [failed_result(0, {"learning_rate": 0.01}, "val_accuracy", "x")])
+    obs = search.observations(spec, [failed_result(0, {"learning_rate": 0.01}, "val_accuracy", "x")])
     assert obs == [({"learning_rate": 0.01}, -0.0)]
 
 
@@ -147,7 +151,99 @@ def test_a_store_holding_another_study_is_refused(tmp_path: Path) -> None:
 
 def test_malformed_result_counts_as_failed(tmp_path: Path) -> None:
     store = open_store(str(tmp_path))
+    store.create(params_object(0), LaunchRecord(0, {"learning_rate": 0.01}, 0.0, "local").to_json())
     store.create(result_object(0), b'{"index": 0, "status": "succeeded", "objective_value": NaN}')
     h = read_history(store, SPEC)
     assert not h.results[0].succeeded and "malformed result record" in (h.results[0].reason or "")
-    assert report.best_of(SPEC, h.ordered_results()) is None
+    assert best_of(SPEC, h.ordered_results()) is None
+
+
+LAUNCHED: Params = {"learning_rate": 0.01, "num_dense_layers": 2, "num_dense_nodes": 40}
+
+
+def forged(store: Store, under: int, **changes: object) -> TrialResult:
+    """Trial ``under`` launched with LAUNCHED, and a result that says ``changes`` of itself."""
+    store.create(params_object(under), LaunchRecord(under, LAUNCHED, 0.0, "local").to_json())
+    base = {"index": under, "status": "succeeded", "params": SPEC.full_params(LAUNCHED), "objective": "val_accuracy",
+            "objective_value": 0.99, "metrics": {"val_accuracy": 0.99}, **changes}  # fmt: skip
+    store.create(result_object(under), json.dumps(base).encode())
+    return read_history(store, SPEC).results[under]
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"index": 5}, "result for trial 5 found under trial 1"),
+        ({"params": {}}, "result without parameter 'learning_rate', launched as 0.01"),
+        ({"params": {**LAUNCHED, "learning_rate": 0.5}}, "result for learning_rate=0.5, launched with learning_rate=0.01"),
+        ({"objective": "val_loss", "metrics": {"val_loss": 0.99}}, "result for objective 'val_loss', the study's is 'val_accuracy'"),
+        ({"attempt": 2}, "result from attempt 2, but trial 1 is on attempt 0"),
+    ],
+)  # fmt: skip
+def test_a_result_that_does_not_answer_its_launch_is_that_trials_failure(
+    tmp_path: Path, changes: dict[str, object], reason: str
+) -> None:
+    result = forged(open_store(str(tmp_path)), 1, **changes)
+    assert result.failed and result.reason == reason
+    assert result.params == LAUNCHED  # the controller's own record of what ran
+    assert best_of(SPEC, [result]) is None
+
+
+def test_a_forged_result_never_becomes_the_best_and_every_trial_keeps_its_row(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    run(replace(SPEC, budget=replace(SPEC.budget, max_trials=3)), store)
+    # Trial 3 claims to be trial 0 with a perfect score; its own row must stay, failed.
+    forged(store, 3, index=0, objective_value=1.0, metrics={"val_accuracy": 1.0})
+    run(replace(SPEC, budget=replace(SPEC.budget, max_trials=5)), store)
+    best = json.loads(store.get(BEST_OBJECT))["best"]
+    assert best["index"] != 3 and best["value"] < 1.0
+    rows = store.get(HISTORY_OBJECT).decode().splitlines()[1:]
+    assert [row.split(",")[:2] for row in rows][:4] == [["0", "succeeded"], ["1", "succeeded"],
+                                                        ["2", "succeeded"], ["3", "failed"]]  # fmt: skip
+
+
+def test_an_earlier_attempts_late_result_is_the_trials_own(tmp_path: Path) -> None:
+    # A cut-off node's pod wrote its result after the controller had launched attempt 1.
+    store = open_store(str(tmp_path))
+    store.create(attempt_object(1, 0), AttemptRecord(1, 0, "node_lost", "lost", 0.0, 1.0).to_json())
+    assert forged(store, 1, attempt=0).succeeded
+
+
+# --- the loop's stages, one at a time -------------------------------------------------------------
+
+
+def test_decide_plans_the_free_slots_without_launching_or_writing(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    run(replace(SPEC, budget=replace(SPEC.budget, max_trials=3)), store)
+    spec = replace(SPEC, budget=replace(SPEC.budget, max_trials=9, parallel=3))
+    launcher = InProcessLauncher(store)
+    study = Study(spec, store, launcher, poll_s=0.0)
+    study.history = read_history(store, spec)
+    objects = store.list()
+
+    plan = study.decide()
+    assert plan.again == () and [r.index for r in plan.new] == [3, 4, 5]
+    # Each point knows the ones before it in the plan, as running trials: three distinct points.
+    assert len({json.dumps(r.params, sort_keys=True) for r in plan.new}) == 3
+    assert [r.params for r in plan.new] == [
+        optimizer.suggest(spec, 3 + k, study.history.ordered_results(), [p.params for p in plan.new[:k]])
+        for k in range(3)
+    ]
+    assert launcher.launched == [] and store.list() == objects  # a plan, nothing done
+
+    study.launch(plan)
+    assert [r.index for r in launcher.launched] == [3, 4, 5] and sorted(launcher.running()) == [3, 4, 5]
+    assert study.decide() == Plan()  # no slot left
+
+
+def test_decide_puts_a_lost_trial_due_again_before_new_points(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    spec = replace(SPEC, budget=replace(SPEC.budget, max_trials=4, parallel=2, retry_backoff_s=0))
+    launcher = InProcessLauncher(store, lose={0: ("evicted", 1)})
+    study = Study(spec, store, launcher, poll_s=0.0)
+    study.history = read_history(store, spec)
+    study.launch(study.decide())  # trials 0 and 1
+    finished = study.collect(launcher.wait(0))  # trial 0 lost: recorded, no result
+    assert finished == [] and study.history.attempt(0) == 1
+    plan = study.decide()
+    assert plan.again == (0,) and [r.index for r in plan.new] == []  # one slot: the lost trial's

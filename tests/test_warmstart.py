@@ -99,8 +99,11 @@ def test_trials_outside_this_space_are_left_out(tmp_path: Path) -> None:
     )
     from kubetune.controller import warmstart
 
-    told = warmstart.load(warm(narrow, tmp_path / "wide"))
+    told, summary = warmstart.load(warm(narrow, tmp_path / "wide"))
     assert 0 < len(told) < 8
+    [(uri, count)] = summary.told.items()
+    assert uri.endswith("wide") and count == len(told)
+    assert summary.left_out[uri] == {"outside this study's space": 8 - len(told)}
     assert all(1e-4 <= float(r.params["learning_rate"]) <= 2e-3 for r in told)
 
 

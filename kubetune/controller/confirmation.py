@@ -7,7 +7,7 @@ search trial is partly the luck of its seed. Once the search is over
 more times each. The seeds are ``trial.seed + 1``, ``+ 2``, ...: never the
 search's, the same for every study that is rerun, and the same draws for
 every configuration, so that they are compared on equal luck. A kind without
-a ``seed`` setting (a program) is run again as it is.
+a seed setting (``TrialKind.seed``; a program's) is run again as it is.
 
 Each run is a trial of its own, with the next free index, launched through the
 same launcher (so a Job named by its index, adopted by a restarted
@@ -25,21 +25,19 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from kubetune.contract import MODEL_OBJECT, LaunchRecord, TrialResult, model_object
 from kubetune.controller.history import History
-from kubetune.controller.report import ranked
+from kubetune.controller.leaderboard import ranked, sign
 from kubetune.errors import KubetuneError
 from kubetune.log import get_logger
 from kubetune.spec import Spec
 from kubetune.store import NotFound, Store
 
 log = get_logger("kubetune.confirmation")
-
-SEED = "seed"  # the kind setting a confirmation run varies
 
 
 @dataclass(frozen=True)
@@ -122,10 +120,9 @@ def review(spec: Spec, history: History) -> Confirmation | None:
     if spec.confirm.top_k == 0:
         return None
     seeds = confirmation_seeds(spec)
-    sign = 1.0 if spec.objective.goal == "maximize" else -1.0
     runs = history.confirmations()
     candidates = tuple(
-        Candidate(trial, _results(history, runs, trial.index), len(seeds), sign)
+        Candidate(trial, _results(history, runs, trial.index), len(seeds), sign(spec))
         for trial in top(spec, history.ordered_results())
     )
     return Confirmation(seeds, candidates, started=bool(runs))
@@ -149,7 +146,7 @@ def top(spec: Spec, results: Sequence[TrialResult]) -> list[TrialResult]:
 
 
 def confirmation_seeds(spec: Spec) -> tuple[int | None, ...]:
-    base = getattr(spec.trial, SEED, None)
+    base = spec.kind.setting(spec.trial, spec.kind.seed)
     if not isinstance(base, int):
         return (None,) * spec.confirm.seeds
     return tuple(base + 1 + j for j in range(spec.confirm.seeds))
@@ -168,10 +165,10 @@ def missing(spec: Spec, history: History) -> list[Run]:
 
 def settings_for(spec: Spec, launch: LaunchRecord | None) -> Any:
     """The trial settings a run trains with: the study's, with a confirmation run's seed."""
-    settings: Any = spec.trial  # either kind's; only one that declares a seed gets here with one
-    if launch is None or launch.seed is None or SEED not in {f.name for f in fields(settings)}:
-        return settings
-    return replace(settings, **{SEED: launch.seed})
+    seed = spec.kind.seed
+    if launch is None or launch.seed is None or seed is None:
+        return spec.trial
+    return replace(spec.trial, **{seed: launch.seed})
 
 
 def publish_model(store: Store, confirmed: Confirmation) -> int | None:

@@ -85,6 +85,7 @@ class EarlyStopping:
             reason=f"{stop.reason} (the trial {why} without its own record)",
             metrics=dict(metrics),
             last_epoch=last,
+            epoch_metrics=history.epoch_metrics(index),
         )
 
     def _decide(self, history: History, index: int, epoch: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from kubetune.contract import AttemptRecord, EpochRecord, TrialRequest, TrialResult
-from kubetune.controller.report import Summary
+from kubetune.controller.leaderboard import Summary
 
 
 class StudyObserver(Protocol):

@@ -1,6 +1,6 @@
 """skopt's three notebook plots, and the trials' learning curves, rendered headless from the records.
 
-The plots see what the optimizer saw: ``optimizer.observations`` as an skopt
+The plots see what the optimizer saw: ``search.observations`` as an skopt
 ``OptimizeResult`` (points and minimised losses), and for the partial
 dependence a model fitted on them the way the controller fits one. Figures
 are plain ``matplotlib.figure.Figure`` objects, never registered with pyplot,
@@ -28,7 +28,10 @@ from skopt import plots as skplots
 from skopt.space import Space
 
 from kubetune.contract import TrialResult
-from kubetune.controller.optimizer import fit_subset, observations, silence_routine_warnings, skopt_dimensions
+from kubetune.controller.optimizer import silence_routine_warnings
+from kubetune.controller.search import observations
+from kubetune.controller.search.gp import fit_subset
+from kubetune.controller.search.space import skopt_dimensions
 from kubetune.spec import Spec
 
 # Partial dependence averages the model over random samples: skopt's defaults
@@ -68,7 +71,7 @@ def optimize_result(spec: Spec, results: Sequence[TrialResult]) -> OptimizeResul
 
 def fit_model(spec: Spec, result: OptimizeResult) -> Any:
     """The surrogate the controller would fit on these observations: past
-    optimizer.FIT_MAX trials on the same subset, or a 1,000-trial study's redraw
+    search.gp.FIT_MAX trials on the same subset, or a 1,000-trial study's redraw
     takes a minute (bench kwok), with no trial launched meanwhile."""
     if len(result.func_vals) < 2:
         raise NotYet("the model needs at least 2 successful trials")
@@ -137,9 +140,9 @@ def evaluations_png(result: OptimizeResult) -> bytes:
 
 
 def learning_curves_png(
-    spec: Spec, results: Sequence[TrialResult], curves: Mapping[int, Sequence[float]]
+    metric: str, results: Sequence[TrialResult], curves: Mapping[int, Sequence[float]]
 ) -> bytes:
-    """The objective after each epoch, one line per trial; a cross where a stopping rule ended one."""
+    """``metric`` after each epoch, one line per trial; a cross where a stopping rule ended one."""
     if not any(curves.values()):
         raise NotYet("no trial has reported an epoch yet")
     status = {r.index: r.status for r in results}
@@ -158,7 +161,6 @@ def learning_curves_png(
     handles.append(Line2D([], [], color="tab:red", marker="x", ls="", label="stopped here"))
     ax.legend(handles=handles, loc="best")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    metric = spec.objective.metric
     ax.set_title(f"Learning curves: {metric} after each epoch")
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)

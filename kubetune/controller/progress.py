@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from kubetune.controller import report
+from kubetune.controller.leaderboard import best_of
 from kubetune.controller.study import Study
 from kubetune.log import get_logger
 
@@ -27,7 +27,7 @@ class Progress:
     def __call__(self, study: Study) -> None:
         h = study.history
         done, failed, running = len(h.ordered_results()), h.failed, len(study.launcher.running())
-        best = report.best_of(study.spec, h.ordered_results())
+        best = best_of(study.spec, h.ordered_results())
         best_text = f"{best.objective_value:.4f} (trial {best.index})" if best else "-"
         if self.tty:
             line = (

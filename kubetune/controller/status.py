@@ -3,46 +3,108 @@
 For people, a summary and a leaderboard with aligned columns, the best trial
 first, like ``kubectl get``; for programs, the JSON document (``-o json``,
 or whenever the output is not a terminal). ``--watch`` redraws it until the
-study ends.
+study ends. The leaderboard's metric columns are the kind's (a program's:
+every metric it reports), under a heading of their own, apart from the
+parameters': the two may share a name.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TextIO
 
-from kubetune.contract import EpochRecord, Params, ParamValue, TrialResult
+from kubetune.contract import WARM_START_OBJECT, Params, ParamValue, RecordError, WarmStartRecord
 from kubetune.controller import budgets, confirmation, report
+from kubetune.controller.best import best_document
 from kubetune.controller.confirmation import Confirmation
 from kubetune.controller.history import History, read_study
+from kubetune.controller.leaderboard import metric_columns, running_epochs, sign
 from kubetune.spec import Spec
-from kubetune.store import open_store
+from kubetune.store import Store, StoreError, open_store
 
 REASON_WIDTH = 60  # a long failure reason is cut here; `kubetune report` has it whole
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen: what `watch` does between redraws
+_ORDER = {"succeeded": 0, "pruned": 1, "failed": 2, "running": 3, "confirming": 4}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One trial as the leaderboard shows it; a running one at its latest epoch."""
+
+    index: int
+    status: str
+    value: float | None
+    params: Params
+    metrics: dict[str, float] = field(default_factory=dict)
+    epoch: int | None = None
+    wall_time_s: float | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
 class Snapshot:
     spec: Spec
     history: History
+    warm: WarmStartRecord | None = None
 
-    @property
+    # Cached: the table, the JSON document and `ended` each ask for these in one redraw.
+    @cached_property
     def confirmed(self) -> Confirmation | None:
         return confirmation.review(self.spec, self.history)
 
     @property
+    def metrics(self) -> list[str]:
+        """The leaderboard's metric columns (the objective has its own)."""
+        epochs = self.history.search_epochs()
+        columns = metric_columns(self.spec, self.history.ordered_results(), epochs)
+        return [m for m in columns if m != self.spec.objective.metric]
+
+    @cached_property
+    def rows(self) -> list[Row]:
+        """Finished trials best first (then pruned, then failed), then those still running."""
+        history, spec = self.history, self.spec
+        finished = [
+            Row(r.index, r.status, None if r.failed else r.objective_value, r.params, r.metrics, r.last_epoch,
+                r.wall_time_s, r.reason)
+            for r in history.ordered_results()
+        ]  # fmt: skip
+        latest = running_epochs(history.ordered_results(), history.search_epochs())
+        running = []
+        for index in history.unfinished:
+            epoch = latest.get(index)
+            metrics = epoch.metrics if epoch else {}
+            running.append(Row(index, "confirming" if history.confirming(index) else "running",
+                               metrics.get(spec.objective.metric), history.launched[index].params, metrics,
+                               epoch.epoch if epoch else None))  # fmt: skip
+        s = sign(spec)
+
+        def rank(r: Row) -> tuple[int, float, int]:
+            ranked = r.value is not None and r.status in ("succeeded", "pruned")
+            return _ORDER[r.status], -s * (r.value or 0.0) if ranked else 0.0, r.index
+
+        return sorted([*finished, *running], key=rank)
+
+    @property
     def document(self) -> dict[str, Any]:
-        """The JSON form: the best document, with the budget and the running trials."""
+        """The JSON form: the best document, with the budget, the leaderboard and the running trials."""
         results = self.history.ordered_results()
-        doc = report.best_document(self.spec, results, confirmed=self.confirmed)
+        doc = best_document(self.spec, results, confirmed=self.confirmed)
         running = [i for i in self.history.unfinished if not self.history.confirming(i)]
         doc["trials"].update(total=self.spec.budget.max_trials, running=len(running))
-        latest = report.running_epochs(results, self.history.search_epochs())
-        doc["running"] = [{"index": i, "epoch": e.epoch, **e.metrics} for i, e in sorted(latest.items())]
+        latest = running_epochs(results, self.history.search_epochs())
+        doc["running"] = [
+            {"index": i, "epoch": e.epoch, "metrics": e.metrics} for i, e in sorted(latest.items())
+        ]
+        doc["leaderboard"] = [
+            {"index": r.index, "status": r.status, "value": r.value, "params": r.params, "metrics": r.metrics,
+             "epoch": r.epoch, "wall_time_s": r.wall_time_s, "reason": r.reason}
+            for r in self.rows
+        ]  # fmt: skip
         doc["gpu_hours"] = round(budgets.gpu_hours(self.history), 4)
         # Attempts the infrastructure took away (spot reclaims, evictions): relaunched, never charged.
         doc["lost_attempts"] = [
@@ -50,6 +112,8 @@ class Snapshot:
              "minutes": round((a.ended_at - a.started_at) / 60, 2)}
             for i in sorted(self.history.lost) for a in self.history.lost[i]
         ]  # fmt: skip
+        if self.warm is not None:
+            doc["warm_start"] = {"told": self.warm.told, "left_out": self.warm.left_out}
         return doc
 
     @property
@@ -65,14 +129,23 @@ class Snapshot:
 
 
 def read(uri: str) -> Snapshot:
-    spec, history = read_study(open_store(uri, create=False))
-    return Snapshot(spec, history)
+    store = open_store(uri, create=False)
+    spec, history = read_study(store)
+    return Snapshot(spec, history, warm_start(store) if spec.optimizer.warm_start else None)
+
+
+def warm_start(store: Store) -> WarmStartRecord | None:
+    """What the controller told the study first (``warm_start.json``); None when it did not say."""
+    try:
+        return WarmStartRecord.from_json(store.get(WARM_START_OBJECT))
+    except (StoreError, RecordError):  # not written yet, or not readable: a view, never needed
+        return None
 
 
 def render(snap: Snapshot, output: str) -> str:
     if output == "json":
         return json.dumps(snap.document, indent=2)
-    return "\n".join([*_summary(snap), "", *table(_header(snap.spec), _rows(snap))])
+    return "\n".join([*_summary(snap), "", *_leaderboard(snap)])
 
 
 def watch(uri: str, output: str, interval_s: float, out: TextIO, clear: bool) -> None:
@@ -111,7 +184,17 @@ def _summary(snap: Snapshot) -> list[str]:
     ]  # fmt: skip
     if "confirmation" in doc:
         lines.insert(4, ("CONFIRMATION", _confirmation(doc["confirmation"], objective["metric"])))
+    if snap.spec.optimizer.warm_start:
+        lines.append(("WARM START", _warm(snap.warm)))
     return table(("", ""), lines)[1:]
+
+
+def _warm(warm: WarmStartRecord | None) -> str:
+    if warm is None:
+        return "not read yet (the controller reads the stores when the study starts)"
+    left: Counter[str] = sum((Counter(w) for w in warm.left_out.values()), Counter())
+    out = f"{warm.total} earlier trials told first, from {len(warm.told)} stores"
+    return out + (f"; left out: {', '.join(f'{n} {why}' for why, n in left.items())}" if left else "")
 
 
 def _confirmation(c: dict[str, Any], metric: str) -> str:
@@ -126,64 +209,61 @@ def _confirmation(c: dict[str, Any], metric: str) -> str:
     return "; ".join(parts)
 
 
-def _header(spec: Spec) -> tuple[str, ...]:
-    names = [d.name.upper() for d in spec.space]
-    return ("TRIAL", "STATUS", spec.objective.metric.upper(), *names, "EPOCHS", "WALL", "REASON")
+def _leaderboard(snap: Snapshot) -> list[str]:
+    """The table, under a line that says which columns are parameters and which are metrics."""
+    names, metrics = [d.name for d in snap.spec.space], snap.metrics
+    header = ("TRIAL", "STATUS", snap.spec.objective.metric.upper(), *(n.upper() for n in names),
+              *(m.upper() for m in metrics), "EPOCHS", "WALL", "REASON")  # fmt: skip
+    rows = [_cells(r, names, metrics) for r in snap.rows]
+    lines = table(header, rows)
+    groups = [("", 3), ("PARAMETERS", len(names)), ("METRICS", len(metrics)), ("", 3)]
+    return [_groups(lines[0], header, groups), *lines]
 
 
-def _rows(snap: Snapshot) -> list[tuple[str, ...]]:
-    spec, history = snap.spec, snap.history
-    sign = -1.0 if spec.objective.goal == "maximize" else 1.0
-    order = {"succeeded": 0, "pruned": 1, "failed": 2}
-
-    def rank(r: TrialResult) -> tuple[int, float, int]:
-        value = r.objective_value if r.objective_value is not None and not r.failed else None
-        return (order[r.status], sign * value if value is not None else 0.0, r.index)
-
-    rows = [_row(spec, r.index, r.status, r.params, r) for r in sorted(history.ordered_results(), key=rank)]
-    latest = report.running_epochs(history.ordered_results(), history.search_epochs())
-    for index in history.unfinished:
-        status = "confirming" if history.confirming(index) else "running"
-        rows.append(_row(spec, index, status, history.launched[index].params, None, latest.get(index)))
-    return rows
-
-
-def _row(
-    spec: Spec,
-    index: int,
-    status: str,
-    params: Params,
-    r: TrialResult | None,
-    epoch: EpochRecord | None = None,
-) -> tuple[str, ...]:
-    """A finished trial's row; a running one's shows its latest epoch and the objective there."""
-    value = None if r is None or r.failed else r.objective_value
-    if epoch is not None:
-        value = epoch.metrics.get(spec.objective.metric)
-    reason = (r.reason or "") if r is not None else ""
+def _cells(r: Row, names: list[str], metrics: list[str]) -> tuple[str, ...]:
+    reason = r.reason or ""
     if len(reason) > REASON_WIDTH:
         reason = reason[: REASON_WIDTH - 3] + "..."
-    return (
-        str(index),
-        status,
-        _number(value),
-        *(_value(params.get(d.name)) for d in spec.space),
-        str(epoch.epoch)
-        if epoch is not None
-        else ""
-        if r is None or r.last_epoch is None
-        else str(r.last_epoch),
-        "" if r is None or r.wall_time_s is None else _duration(r.wall_time_s),
-        reason,
-    )
+    return (str(r.index), r.status, _number(r.value), *(_value(r.params.get(n)) for n in names),
+            *(_number(r.metrics.get(m)) for m in metrics), "" if r.epoch is None else str(r.epoch),
+            "" if r.wall_time_s is None else _duration(r.wall_time_s), reason)  # fmt: skip
+
+
+def _groups(header_line: str, header: Sequence[str], groups: Sequence[tuple[str, int]]) -> str:
+    """A line naming each group of columns above its first column (where the header line has it)."""
+    out, column = "", 0
+    starts = _starts(header_line, header)
+    for title, width in groups:
+        if title and width:
+            out = out.ljust(starts[column]) + title
+        column += width
+    return out.rstrip()
+
+
+def _starts(line: str, header: Sequence[str]) -> list[int]:
+    """Where each header cell starts in its padded line."""
+    starts, at = [], 0
+    for h in header:
+        at = line.index(h, at)
+        starts.append(at)
+        at += len(h)
+    return starts
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Columns padded to their widest cell, three spaces apart, as ``kubectl get`` prints them."""
+    """Columns padded to their widest cell, three spaces apart, as ``kubectl get`` prints them.
+
+    Every cell is shown on one line, without control characters: a trial's reason or a
+    categorical value can hold a terminal's escape sequences."""
+    rows = [[_one_line(report.printable(str(c))) for c in row] for row in rows]
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     return [
         "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]
     ]
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ").replace("\t", " ")
 
 
 def _number(value: float | None) -> str:

@@ -9,26 +9,32 @@ the same parameters:
   categorical): the GP's inputs mean the same; bounds and priors may differ,
   and the earlier trials outside this study's space are left out;
 * the same trial settings (epochs, batch size, subsets, validation split,
-  precision), except the seed: a 1-epoch accuracy is not a 3-epoch one.
+  precision), except the kind's seed: a 1-epoch accuracy is not a 3-epoch one.
 
 Anything else is refused with one line naming the field, before the study
 writes anything. The stores are read once, when the study starts; warm-start
 from finished studies, so a restarted controller reads the same trials and
-asks the same points.
+asks the same points. What was told, from where, and what was left out and
+why is logged (``warm_start``), written to ``warm_start.json`` for status and
+the report.
 """
 
 from __future__ import annotations
 
-from kubetune.contract import TrialResult
+from collections import Counter
+
+from kubetune.contract import TrialResult, WarmStartRecord
 from kubetune.controller.history import read_study
 from kubetune.errors import KubetuneError
 from kubetune.spec import Categorical, Dimension, Spec, SpecError
 from kubetune.store import StoreError, open_store
 
 
-def load(spec: Spec) -> tuple[TrialResult, ...]:
-    """The finished trials of every warm-start store that fall in ``spec``'s space, in store order."""
+def load(spec: Spec) -> tuple[tuple[TrialResult, ...], WarmStartRecord]:
+    """The finished trials of every warm-start store that fall in ``spec``'s space, in store order,
+    and how many each store gave and left out, and why."""
     told: list[TrialResult] = []
+    summary = WarmStartRecord()
     for i, uri in enumerate(spec.optimizer.warm_start):
         where = f"optimizer.warm_start[{i}]: {uri}"
         try:
@@ -38,8 +44,14 @@ def load(spec: Spec) -> tuple[TrialResult, ...]:
         problem = incompatibility(spec, earlier)
         if problem:
             raise SpecError(f"{where}: {problem}")
-        told += [r for r in history.ordered_results() if r.succeeded and _inside(spec.space, r)]
-    return tuple(told)
+        results = history.ordered_results()
+        usable = [r for r in results if r.succeeded and _inside(spec.space, r)]
+        why = Counter("not succeeded" if not r.succeeded else "outside this study's space"
+                      for r in results if r not in usable)  # fmt: skip
+        told += usable
+        summary.told[uri] = len(usable)
+        summary.left_out[uri] = dict(why)
+    return tuple(told), summary
 
 
 def incompatibility(spec: Spec, earlier: Spec) -> str | None:
@@ -58,7 +70,9 @@ def incompatibility(spec: Spec, earlier: Spec) -> str | None:
             return f"{name} is {theirs[name]} there, {kind} here"
     if earlier.kind is not spec.kind:
         return f"trial.kind {earlier.kind.name} there, {spec.kind.name} here"
-    changed = [k for k, v in vars(spec.trial).items() if k != "seed" and getattr(earlier.trial, k) != v]
+    changed = [
+        k for k, v in vars(spec.trial).items() if k != spec.kind.seed and getattr(earlier.trial, k) != v
+    ]
     if changed:
         return f"trial.{changed[0]} differs ({getattr(earlier.trial, changed[0])} there)"
     return None

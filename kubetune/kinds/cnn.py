@@ -19,6 +19,7 @@ from kubetune.settings import setting
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 # Optimizers a trial may train with: Adam (the notebook's), SGD with momentum, RMSprop.
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+SEED_MAX = 2**32 - 1  # numpy's seeds, which Keras' set_random_seed sets
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,14 @@ class CnnSettings:
     train_subset: int | None = setting(None, minimum=1, help="null: every training image not held out")
     validation_split: float = setting(0.1, between=(0.0, 1.0), help="fraction of training images held out")
     test_subset: int | None = setting(None, minimum=1, help="null: the whole test split")
-    seed: int = setting(0, minimum=0, help="seeds weights and shuffling")
+    seed: int = setting(0, minimum=0, maximum=SEED_MAX, help="seeds weights and shuffling")
     precision: str = setting("float32", choices=PRECISIONS, help="Keras dtype policy the trials train under")
 
 
 CNN = TrialKind(
     name="cnn",
+    settings_type=CnnSettings,
+    trainer="kubetune.trial.cnn:train",
     # The CNN's hyperparameters and the value a trial uses for any not searched:
     # the notebook's. epochs and batch_size, when not searched, are the settings'.
     hyperparameters={
@@ -57,14 +60,14 @@ CNN = TrialKind(
         "test_loss": "minimize",
         "accuracy": "maximize",
         "loss": "minimize",
+        "images_per_s": "maximize",
+        "param_count": "minimize",
     },
     # Accuracies are fractions; anything else in a record is a malformed result.
     bounds={m: (0.0, 1.0) for m in ("val_accuracy", "test_accuracy", "accuracy")},
-    settings_type=CnnSettings,
     # Keras' fit() reports these after each epoch; the test split only at the end.
     epoch_metrics=frozenset({"loss", "accuracy", "val_loss", "val_accuracy"}),
     choices={"optimizer": OPTIMIZERS},
-    saves_model=True,
     ranges={
         "learning_rate": (0.0, math.inf),
         "num_dense_layers": (0, 64),
@@ -76,4 +79,17 @@ CNN = TrialKind(
         "conv2_filters": (1, 4096),
         "kernel_size": (1, 7),
     },
+    # The leaderboard fits a laptop screen: training metrics and throughput are in history.csv.
+    columns=("val_loss", "val_accuracy", "test_loss", "test_accuracy"),
+    held_out=("test_accuracy", "test_loss"),
+    seed="seed",
+    epochs="epochs",
+    saves_model=True,
+    # The notebook's search: its space and its first point.
+    default_space=(
+        {"name": "learning_rate", "type": "real", "low": 1e-5, "high": 1e-1, "prior": "log-uniform"},
+        {"name": "num_dense_layers", "type": "integer", "low": 1, "high": 5},
+        {"name": "num_dense_nodes", "type": "integer", "low": 5, "high": 512},
+    ),
+    default_x0=({"learning_rate": 0.001, "num_dense_layers": 1, "num_dense_nodes": 12},),
 )

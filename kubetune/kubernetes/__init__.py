@@ -8,6 +8,7 @@ its in-cluster credentials (or a kubeconfig).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from kubetune.kubernetes.api import api_client, own_namespace, owner_job
 from kubetune.kubernetes.job import JobSettings, build_job, job_name
@@ -17,12 +18,15 @@ from kubetune.kubernetes.observer import JobObserver
 from kubetune.kubernetes.tracker import Tracker
 
 
-def connect(study: str, settings: JobSettings) -> tuple[KubernetesLauncher, JobObserver]:
+def connect(
+    study: str, settings: JobSettings, params: Iterable[str] = ()
+) -> tuple[KubernetesLauncher, JobObserver]:
     """A controller's launcher and observer, in its namespace, owned by its Job (``KUBETUNE_OWNER_JOB``)."""
     api = api_client()
     namespace = own_namespace()
     owner = owner_job(api, namespace, os.environ.get("KUBETUNE_OWNER_JOB"))
-    return KubernetesLauncher(api, namespace, settings, owner), JobObserver(api, namespace, study, owner)
+    observer = JobObserver(api, namespace, study, owner, params)
+    return KubernetesLauncher(api, namespace, settings, owner), observer
 
 
 __all__ = [

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kubetune.contract import ParamValue, TrialRequest, trial_command
+from kubetune import kinds, names
+from kubetune.contract import ATTEMPT_ENV, ParamValue, TrialRequest, trial_command
 from kubetune.errors import UsageError
 
-GROUP = "kubetune.dev"
-STUDY_LABEL = f"{GROUP}/study"
-TRIAL_LABEL = f"{GROUP}/trial"
-ATTEMPT_LABEL = f"{GROUP}/attempt"
-PARAMS_ANNOTATION = f"{GROUP}/params"
+STUDY_LABEL = names.key(names.STUDY)
+TRIAL_LABEL = names.key(names.TRIAL)
+ATTEMPT_LABEL = names.key(names.ATTEMPT)
+STATUS_LABEL = names.key(names.STATUS)
+EPOCH_LABEL = names.key(names.EPOCH)
+PARAMS_ANNOTATION = names.key(names.PARAMS)
 DATA_DIR = "/data/tensorflow_datasets"
 # Labels copied from the controller's Job, so `-l app.kubernetes.io/instance=RELEASE`
 # lists the controller and its trials together.
@@ -104,6 +107,14 @@ def label_value(value: ParamValue | float) -> str:
     return text[:63].strip("._-")
 
 
+def value_labels(values: Mapping[str, ParamValue | float], taken: Iterable[str] = ()) -> dict[str, str]:
+    """``kubetune.dev/NAME`` labels for parameters or metrics; a name that is kubetune's own
+    (``kubetune.names``), not a label name, or among ``taken`` (a parameter's, for a metric) is left off."""
+    skip = set(taken)
+    kept = sorted((k, v) for k, v in values.items() if names.user_label(k) and k not in skip)
+    return {names.key(k): label_value(v) for k, v in kept}
+
+
 def trial_labels(req: TrialRequest) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "kubetune",
@@ -125,8 +136,7 @@ def build_job(
     """The Job manifest for one trial. ``owner`` is the controller's own Job object."""
     owner_labels = (owner or {}).get("metadata", {}).get("labels") or {}
     labels = {**trial_labels(req), **{k: v for k, v in owner_labels.items() if k in INHERITED_LABELS}}
-    params = {f"{GROUP}/{name}": label_value(v) for name, v in sorted(req.params.items())}
-    job_labels = {**labels, **params}
+    job_labels = {**labels, **value_labels(req.params)}
     metadata: dict[str, Any] = {
         "name": job_name(req.study, req.index, req.attempt),
         "namespace": namespace,
@@ -163,15 +173,17 @@ def _pod_spec(req: TrialRequest, settings: JobSettings) -> dict[str, Any]:
     env = [
         {"name": "KUBETUNE_LOG_FORMAT", "value": "json"},
         {"name": "KUBETUNE_DATA_DIR", "value": DATA_DIR},
+        {"name": ATTEMPT_ENV, "value": str(req.attempt)},
         *settings.env,
     ]
+    kind = kinds.of(req.settings)
     container = {
         "name": "trial",
-        # A program study names its own image (trial.image); else the chart's trial image.
-        "image": getattr(req.settings, "image", None) or settings.image,
+        # A kind may name its own image in its settings (a program's trial.image); else the chart's.
+        "image": kind.setting(req.settings, kind.image) or settings.image,
         "imagePullPolicy": settings.imagePullPolicy,
         # The whole argv, not args to an entrypoint: exactly what a local trial runs.
-        "command": trial_command(req),
+        "command": trial_command(req, kind.subcommand),
         "env": env,
         "resources": resources,
         "securityContext": settings.securityContext,

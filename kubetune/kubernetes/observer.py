@@ -7,35 +7,40 @@ logged, never a reason to stop a study.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kubetune.contract import AttemptRecord, EpochRecord, TrialRequest, TrialResult
-from kubetune.controller.report import Summary
+from kubetune.controller.leaderboard import Summary
 from kubetune.kubernetes.api import Obj, api_reason
 from kubetune.kubernetes.events import post_event
-from kubetune.kubernetes.job import GROUP, job_name, label_value
+from kubetune.kubernetes.job import EPOCH_LABEL, STATUS_LABEL, job_name, value_labels
 from kubetune.log import get_logger
+from kubetune.names import GROUP
 
 log = get_logger("kubetune.kubernetes.observer")
 
 
 class JobObserver:
-    def __init__(self, api: client.ApiClient, namespace: str, study: str, owner: Obj | None) -> None:
+    def __init__(
+        self, api: client.ApiClient, namespace: str, study: str, owner: Obj | None, params: Iterable[str] = ()
+    ) -> None:
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.study = study
         self.owner = owner  # the controller's Job; None when run from a laptop
+        self.params = frozenset(params)  # labelled on every trial Job: a metric never takes their labels
 
     def trial_started(self, req: TrialRequest) -> None:
         self._event("TrialStarted", f"trial {req.index} started: {json.dumps(req.params, sort_keys=True)}")
 
     def trial_progressed(self, record: EpochRecord, attempt: int) -> None:
         """The epoch a running trial reached, and its metrics there, on its Job."""
-        labels = {f"{GROUP}/epoch": str(record.epoch)}
-        labels |= {f"{GROUP}/{m}": label_value(v) for m, v in record.metrics.items()}
+        # Recorded whatever their names; on the Job only where a name is free (kubetune.names).
+        labels = {EPOCH_LABEL: str(record.epoch), **value_labels(record.metrics, self.params)}
         self._patch(job_name(self.study, record.index, attempt), {"metadata": {"labels": labels}})
 
     def trial_retried(self, lost: AttemptRecord) -> None:
@@ -43,16 +48,16 @@ class JobObserver:
         self._event("TrialRetried", message, warning=True)
         self._patch(
             job_name(self.study, lost.index, lost.attempt),
-            {"metadata": {"labels": {f"{GROUP}/status": "lost"}}},
+            {"metadata": {"labels": {STATUS_LABEL: "lost"}}},
         )
 
     def trial_finished(self, result: TrialResult, summary: Summary, attempt: int) -> None:
         """The metric on the trial's Job (a `-L` leaderboard); an Event and progress on the controller's."""
-        labels: dict[str, str] = {f"{GROUP}/status": result.status}
+        labels: dict[str, str] = {STATUS_LABEL: result.status}
         if result.objective_value is not None:
-            labels[f"{GROUP}/{result.objective}"] = label_value(result.objective_value)
+            labels |= value_labels({result.objective: result.objective_value}, self.params)
         if result.last_epoch is not None:
-            labels[f"{GROUP}/epoch"] = str(result.last_epoch)
+            labels[EPOCH_LABEL] = str(result.last_epoch)
         if result.succeeded:
             self._event(
                 "TrialSucceeded", f"trial {result.index}: {result.objective}={result.objective_value:.4f}"

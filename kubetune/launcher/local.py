@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -12,7 +13,8 @@ import time
 from pathlib import Path
 from typing import IO
 
-from kubetune.contract import TrialRequest, trial_command
+from kubetune import kinds
+from kubetune.contract import ATTEMPT_ENV, TrialRequest, trial_command
 from kubetune.launcher._base import Cause, TrialExit, exit_reason
 from kubetune.log import get_logger
 
@@ -46,16 +48,20 @@ class LocalLauncher:
         self._stopped: set[int] = set()
 
     def launch(self, req: TrialRequest) -> None:
-        argv = trial_command(req)
+        argv = trial_command(req, kinds.of(req.settings).subcommand)
         argv[0] = self.executable
         self.log_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_dir / f"trial-{req.index:06d}.log", "ab")  # noqa: SIM115 - closed on exit
+        env = {**os.environ, "KUBETUNE_LOG_FORMAT": "json", ATTEMPT_ENV: str(req.attempt), **(self.env or {})}
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "KUBETUNE_LOG_FORMAT": "json", **(self.env or {})},
+            env=env,
+            # A session of its own: what the trial starts (a program, its children) can be
+            # found and stopped with it, even once orphaned (kill_session).
+            start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         self._procs[req.index] = (proc, out)
@@ -90,12 +96,49 @@ class LocalLauncher:
     def stop(self, index: int) -> None:
         entry = self._procs.get(index)
         if entry is not None:
-            entry[0].kill()  # reaped, and reported, by the next wait()
+            kill_session(entry[0].pid)  # reaped, and reported, by the next wait()
             self._stopped.add(index)
 
     def close(self) -> None:
+        """Stop every trial still running, and whatever it started: nothing outlives the study."""
         for proc, out in self._procs.values():
-            proc.kill()
+            kill_session(proc.pid)
             proc.wait()
             out.close()
         self._procs.clear()
+
+
+def kill_session(leader: int) -> None:
+    """SIGKILL every process of the session ``leader`` started, its orphans included.
+
+    A process group is not enough: a trial's program runs in a group of its own
+    (so the trial can stop it alone), and a shell's children outlive it when it
+    is killed. Sessions survive both; only a program that starts a session of
+    its own (a daemon) escapes. Linux's /proc says who is in a session.
+    """
+    if not Path("/proc/self/stat").exists():  # no /proc: its process group, the best there is
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader, signal.SIGKILL)
+        return
+    for _ in range(10):  # a process forking while we look is found on the next pass
+        members = _session(leader)
+        if not members:
+            return
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _session(sid: int) -> list[int]:
+    """Live processes of session ``sid`` (zombies, already dead, are left to their parents)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # pid (comm) state ppid pgrp session ...; comm may hold spaces and parentheses.
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found

@@ -39,13 +39,14 @@ def train(req: TrialRequest, store: Store, started: float, log: Any) -> TrialRes
     keras.mixed_precision.set_global_policy(s.precision)
     train, val, test, counts = dataset.load_splits(s, dataset.ensure(dataset.data_dir(), store))
     net = model.build_model(req.params)
-    common: dict[str, Any] = {"param_count": net.count_params(), "seed": s.seed, "versions": _versions()}
-    log.info("training", params=req.params, epochs=s.epochs, images=counts, param_count=common["param_count"],
+    param_count = net.count_params()
+    common: dict[str, Any] = {"seed": s.seed, "versions": _versions()}
+    log.info("training", params=req.params, epochs=s.epochs, images=counts, param_count=param_count,
              precision=s.precision)  # fmt: skip
 
     reporter = EpochReporter(store, req.index, CNN.bounds)
     fit, epoch_times, stop = train_epochs(net, train, val, s.epochs, log, reporter)
-    record = _Recorder(req, started, epoch_times, common)
+    record = _Recorder(req, started, epoch_times, common, reporter.curve, {"param_count": param_count})
     if stop is not None:
         # The epoch it reached, and its metrics there; never evaluated on the test split.
         epoch = reporter.last_epoch or 0
@@ -69,11 +70,11 @@ def train(req: TrialRequest, store: Store, started: float, log: Any) -> TrialRes
     for metric, value in metrics.items():
         if not math.isfinite(value):
             return record("failed", None, {}, None, reason=f"{metric} became {_word(value)}")
-    images_per_s = _images_per_s(counts["train"], epoch_times)
+    metrics["images_per_s"] = _images_per_s(counts["train"], epoch_times)
     if req.save_model:
         # Before the result: a recorded run asked for its model always has it.
         log.info("model_saved", object=model.upload(net, store, req.index))
-    return record("succeeded", len(epoch_times), metrics, metrics[req.objective], images_per_s=images_per_s)
+    return record("succeeded", len(epoch_times), metrics, metrics[req.objective])
 
 
 @dataclass(frozen=True)
@@ -84,16 +85,21 @@ class _Recorder:
     started: float
     epoch_times: list[float]
     common: dict[str, Any]
+    curve: list[dict[str, float]]
+    measured: dict[str, float]  # metrics of the model itself, whatever the outcome (its size)
 
     def __call__(
         self, status: Status, epoch: int | None, metrics: dict[str, float], value: float | None, **extra: Any
     ) -> TrialResult:
         finished = time.time()
         times = self.epoch_times if epoch is None else self.epoch_times[:epoch]
+        curve = self.curve if epoch is None else self.curve[:epoch]
         return TrialResult(index=self.req.index, status=status, params=self.req.params,
-                           objective=self.req.objective, objective_value=value, metrics=metrics,
+                           objective=self.req.objective, objective_value=value,
+                           metrics={**metrics, **self.measured} if metrics else {},
                            wall_time_s=finished - self.started, epoch_times_s=times, started_at=self.started,
-                           finished_at=finished, last_epoch=epoch, **extra, **self.common)  # fmt: skip
+                           finished_at=finished, last_epoch=epoch, epoch_metrics=curve, **extra,
+                           **self.common)  # fmt: skip
 
 
 # A stop request is also looked for during an epoch, at most this often: an

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import time
 
-from kubetune.contract import EpochRecord, MetricBounds, StopRequest, epoch_object, stop_object
-from kubetune.store import AlreadyExists, NotFound, Store
+from kubetune.contract import EpochRecord, MetricBounds, RecordError, StopRequest, epoch_object, stop_object
+from kubetune.store import AlreadyExists, NotFound, Store, Unreadable
 
 
 class EpochReporter:
@@ -20,6 +20,7 @@ class EpochReporter:
         self.index = index
         self.bounds = bounds
         self.last_epoch: int | None = None
+        self.curve: list[dict[str, float]] = []  # each epoch's metrics as reported, epoch 1 first
 
     def report(self, epoch: int, metrics: dict[str, float]) -> StopRequest | None:
         """Record ``epoch``'s metrics; the controller's stop request, if it made one."""
@@ -28,10 +29,13 @@ class EpochReporter:
         with contextlib.suppress(AlreadyExists):
             self.store.create(epoch_object(self.index, epoch), record.to_json(self.bounds))
         self.last_epoch = epoch
+        self.curve.append(dict(metrics))
         return self.stop_requested()
 
     def stop_requested(self) -> StopRequest | None:
+        """The controller's stop request; one that cannot be read is as if never made (so the
+        controller reads it too), and the trial runs on until it is stopped from outside."""
         try:
             return StopRequest.from_json(self.store.get(stop_object(self.index)))
-        except NotFound:
+        except (NotFound, Unreadable, RecordError):
             return None

@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -46,7 +47,6 @@ from kubetune.contract import Params, StopRequest, TrialRequest, TrialResult, fa
 from kubetune.kinds import PROGRAM, ProgramSettings
 from kubetune.kinds import program as kind
 from kubetune.store import Store
-from kubetune.trial import runner
 from kubetune.trial.epochs import EpochReporter
 
 PREFIX = "kubetune:"
@@ -56,11 +56,13 @@ POLL_S = 0.2  # how often the metrics file is read while the program runs
 STOP_CHECK_S = 5.0
 TERMINATE_GRACE_S = 10.0  # SIGTERM, then this long, then SIGKILL
 STDERR_TAIL = 5  # lines of the program's stderr kept for a failure's reason
+# Memory bounds, whatever the program writes: one line, the lines not yet
+# handled (the program blocks on its pipe when these are full), one read of
+# the metrics file.
+LINE_MAX = 64 * 1024
+QUEUE_MAX = 1024
+TAIL_READ = 1024 * 1024
 _PR_SET_PDEATHSIG = 1
-
-
-def main(argv: list[str]) -> int:
-    return runner.main(argv, PROGRAM, run)
 
 
 class BadMetrics(Exception):
@@ -150,9 +152,10 @@ def run(req: TrialRequest, store: Store, started: float, log: Any) -> TrialResul
 
 
 def _own_group_dying_with_us() -> None:
-    # Its own process group, so stopping it stops what it started; killed
+    # Its own process group, so stopping it stops what it started; in our
+    # session still, so the local launcher finds it and its orphans; killed
     # with us, like a container with its pod, so no program trains on unattended.
-    os.setsid()
+    os.setpgid(0, 0)
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -172,7 +175,7 @@ class _Session:
         self.metrics = Metrics()
         self.epoch_times: list[float] = []
         self.last_epoch_at = self.stop_checked = time.monotonic()
-        self.lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+        self.lines: queue.Queue[tuple[str, str | None]] = queue.Queue(maxsize=QUEUE_MAX)
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
         self.file = _Tail(metrics_file)
         self.file_lines = 0
@@ -182,10 +185,11 @@ class _Session:
             threading.Thread(target=self._pump, args=(name, stream, echo), daemon=True).start()
 
     def _pump(self, name: str, stream: IO[bytes], echo: IO[str]) -> None:
-        for raw in stream:
-            line = raw.decode(errors="replace").rstrip("\r\n")
-            print(line, file=echo, flush=True)  # the trial's log keeps the program's output
-            self.lines.put((name, line))
+        for raw, cut in bounded_lines(stream):
+            line = raw.decode(errors="replace").rstrip("\r")
+            # The trial's log keeps the program's output, a line's first LINE_MAX bytes at most.
+            print(line + (f" [... {cut} bytes cut]" if cut else ""), file=echo, flush=True)
+            self.lines.put((name, line))  # blocks while the queue is full: the program waits for us
         self.lines.put((name, None))
 
     def run(self) -> TrialResult:
@@ -211,6 +215,11 @@ class _Session:
         except _Stopped as stop:
             self._terminate()
             return self._end("pruned", stop.request.reason)
+        except BaseException:  # SIGTERM (the pod evicted, the study stopped), Ctrl-C: it goes with us
+            self._terminate()
+            raise
+        finally:
+            self.file.close()
         return self._outcome(code)
 
     def _check_stop(self) -> None:
@@ -266,6 +275,7 @@ class _Session:
             metrics=dict(self.metrics.final),
             epoch_times_s=self.epoch_times,
             last_epoch=self.reporter.last_epoch,
+            epoch_metrics=self.reporter.curve,
         )
 
     def _terminate(self) -> None:
@@ -286,26 +296,56 @@ class _Stopped(Exception):
 
 
 class _Tail:
-    """The complete lines appended to a file since the last read."""
+    """The complete lines appended to a file since the last read, from one open file.
+
+    Bounded: at most LINE_MAX bytes of one line are kept (the rest is read and
+    dropped), at most TAIL_READ bytes read per call.
+    """
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
+        self.file = path.open("rb")
         self.partial = b""
+        self.overflow = False  # dropping the rest of a line longer than LINE_MAX
 
     def lines(self, final: bool = False) -> list[str]:
-        try:
-            with self.path.open("rb") as f:
-                f.seek(self.offset)
-                data = self.partial + f.read()
-                self.offset = f.tell()
-        except FileNotFoundError:  # the program removed it: nothing more comes from there
-            return []
-        *complete, self.partial = data.split(b"\n")
+        """What was appended since; ``final``: all of it, and a last line without its newline."""
+        complete: list[bytes] = []
+        while self._read(complete) and final:
+            pass
         if final and self.partial:
             complete.append(self.partial)
             self.partial = b""
         return [line.decode(errors="replace").rstrip("\r") for line in complete]
+
+    def _read(self, complete: list[bytes]) -> bool:
+        """Read one chunk into ``complete``; whether there was any."""
+        data = chunk = self.file.read(TAIL_READ)
+        while data:
+            head, newline, data = data.partition(b"\n")
+            if not self.overflow:
+                self.partial += head[: LINE_MAX - len(self.partial)]
+                self.overflow = len(self.partial) >= LINE_MAX and not newline
+            if newline:
+                complete.append(self.partial)
+                self.partial, self.overflow = b"", False
+        return bool(chunk)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def bounded_lines(stream: IO[bytes], limit: int = 0) -> Iterator[tuple[bytes, int]]:
+    """Each line of ``stream`` without its newline, cut to ``limit`` bytes (LINE_MAX by default),
+    with the number of bytes cut: a line of any length is read in bounded memory."""
+    limit = limit or LINE_MAX
+    while head := stream.readline(limit):
+        if head.endswith(b"\n"):
+            yield head[:-1], 0
+            continue
+        cut = 0
+        while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
+            cut += len(rest)
+        yield head, cut + max(len(rest) - 1, 0)
 
 
 def _record(req: TrialRequest, started: float, status: str, reason: str | None, **extra: Any) -> TrialResult:

@@ -31,7 +31,7 @@ from kubernetes import client, config
 
 from tests.polling import wait_for
 
-from ._proc import Service, free_port, free_ports, spawn, stop_group, tail
+from .proc import Service, free_port, free_ports, spawn, stop_group, tail
 
 log = logging.getLogger(__name__)
 

@@ -39,9 +39,9 @@ from kubernetes import client
 
 from tests.polling import wait_for
 
-from ._proc import Service, free_ports, spawn, stop_group, tail
 from .controlplane import ControlPlane, write_kubeconfig
 from .nodenet import NodeNetwork
+from .proc import Service, free_ports, spawn, stop_group, tail
 
 log = logging.getLogger(__name__)
 

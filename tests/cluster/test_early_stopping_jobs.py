@@ -15,7 +15,7 @@ from kubetune.spec import parse_spec
 from kubetune.store import open_store
 from tests.cluster.controlplane import ControlPlane
 from tests.gcs_emulator import FakeGCS
-from tests.reliability._cluster import GPU_TOLERATION, fake_trial_env
+from tests.reliability.rig import GPU_TOLERATION, fake_trial_env
 
 pytestmark = pytest.mark.cluster
 

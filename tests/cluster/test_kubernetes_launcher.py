@@ -8,10 +8,10 @@ import pytest
 
 from kubetune.kubernetes import JobSettings, KubernetesLauncher
 from kubetune.launcher import Launcher
+from kubetune.testing.launcher import LauncherContract, MakeLauncher
 from tests.cluster.controlplane import ControlPlane
-from tests.contracts.launcher import LauncherContract, MakeLauncher
 from tests.gcs_emulator import FakeGCS
-from tests.reliability._cluster import GPU_TOLERATION, fake_trial_env
+from tests.reliability.rig import GPU_TOLERATION, fake_trial_env
 
 pytestmark = pytest.mark.cluster
 

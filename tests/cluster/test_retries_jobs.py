@@ -19,7 +19,7 @@ from kubetune.store import Store, open_store
 from tests.cluster.controlplane import ControlPlane
 from tests.gcs_emulator import FakeGCS
 from tests.polling import wait_for
-from tests.reliability._cluster import GPU_TOLERATION, fake_trial_env
+from tests.reliability.rig import GPU_TOLERATION, fake_trial_env
 
 pytestmark = pytest.mark.cluster
 

@@ -26,7 +26,7 @@ from tests.cluster.fixtures import Kubectl
 from tests.cluster.images import ProjectImages
 from tests.cluster.node import Node
 from tests.gcs_emulator import FakeGCS
-from tests.reliability._checks import assert_no_credentials
+from tests.reliability.checks import assert_no_credentials
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 KUBETUNE = str(Path(sys.executable).parent / "kubetune")

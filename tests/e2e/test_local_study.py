@@ -205,4 +205,4 @@ def test_a_real_study_confirms_its_best_and_hands_over_the_model(
     model = keras.saving.load_model(path)
     # The winner's best run, as trained: it predicts the ten classes.
     assert model.predict(np.zeros((1, 28, 28, 1), "float32"), verbose=0).shape == (1, 10)
-    assert model.count_params() == results[best["model"]["run"]].param_count
+    assert model.count_params() == results[best["model"]["run"]].metrics["param_count"]

@@ -29,7 +29,7 @@ from tests.cluster.fixtures import Kubectl
 from tests.cluster.images import ProjectImages, program_image
 from tests.cluster.node import Node
 from tests.gcs_emulator import FakeGCS
-from tests.reliability._cluster import GPU_TOLERATION
+from tests.reliability.rig import GPU_TOLERATION
 
 pytestmark = pytest.mark.slow
 KUBETUNE = str(Path(sys.executable).parent / "kubetune")

@@ -13,7 +13,7 @@ from tests.cluster.fixtures import create_namespace, delete_namespace
 from tests.cluster.images import ProjectImages
 from tests.cluster.node import Node
 from tests.gcs_emulator import FakeGCS
-from tests.reliability._cluster import Rig, Testbed
+from tests.reliability.rig import Rig, Testbed
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,11 @@ import yaml
 
 from kubetune.errors import UsageError
 from kubetune.store import open_store
-from tests.cluster._rest import Rest
 from tests.cluster.controlplane import ControlPlane
+from tests.cluster.rest import Rest
 from tests.gcs_emulator import FakeGCS
-from tests.reliability import _cluster as cl
-from tests.reliability._checks import KUBETUNE, run
+from tests.reliability import rig as cl
+from tests.reliability.checks import KUBETUNE, run
 
 pytestmark = pytest.mark.cluster
 

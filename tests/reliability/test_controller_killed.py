@@ -23,12 +23,13 @@ from kubetune.cli import EXIT_TERMINATED
 from kubetune.contract import LaunchRecord, Params
 from kubetune.store import Store, open_store
 from tests import REPO
-from tests.cluster._rest import Rest
 from tests.cluster.fixtures import Kubectl
 from tests.cluster.node import Node
+from tests.cluster.rest import Rest
 from tests.polling import wait_for
-from tests.reliability import _cluster as cl
-from tests.reliability._checks import (
+from tests.reliability import rig as cl
+from tests.reliability.checks import (
+    KUBETUNE,
     assert_consistent,
     assert_no_credentials,
     fake_cli,
@@ -114,6 +115,40 @@ def test_sigterm_stops_a_local_study_at_once_and_it_resumes(tmp_path: Path, shim
     again = run(fake_cli("run", str(spec), "--store", str(store_path)), fake_cli_env(shim, {}))
     assert again.returncode == 0, again.stderr[-3000:]
     assert_consistent(open_store(str(store_path)), 4)
+
+
+def test_sigterm_leaves_no_process_of_a_programs_behind(tmp_path: Path) -> None:
+    # A shell with a child: killing the trial killed the shell, and its `sleep` trained on alone.
+    marker = f"{random.randint(10**5, 10**6)}.5"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"""
+name: orphans
+objective: {{metric: score, goal: minimize}}
+space: [{{name: x, type: real, low: 0, high: 1}}]
+budget: {{max_trials: 2, parallel: 2}}
+trial: {{kind: program, command: "bash -c 'sleep {marker}; echo kubetune: score={{x}}'"}}
+""")  # fmt: skip
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        runner = subprocess.Popen([KUBETUNE, "run", str(spec), "--store", str(tmp_path / "store")],
+                                  cwd=tmp_path, stderr=out)  # fmt: skip
+    wait_for("both sleeps to start", lambda: len(sleeping(marker)) == 2, 60)
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=30) == EXIT_TERMINATED
+    assert sleeping(marker) == []
+
+
+def sleeping(marker: str) -> list[int]:
+    """The processes running ``sleep <marker>``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[:2] == [b"sleep", marker.encode()]:
+            found.append(int(cmdline.parent.name))
+    return found
 
 
 # --- in the cluster ------------------------------------------------------------------------------

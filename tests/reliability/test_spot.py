@@ -19,7 +19,7 @@ from kubetune.kubernetes import job_name
 from kubetune.store import open_store
 from tests.cluster.fixtures import Kubectl
 from tests.polling import wait_for
-from tests.reliability import _cluster as cl
+from tests.reliability import rig as cl
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

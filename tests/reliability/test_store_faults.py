@@ -23,7 +23,7 @@ import pytest
 from kubetune.contract import EXIT_ALREADY_RECORDED, TrialResult, result_object
 from kubetune.store import GCSStore, Store, open_store
 from tests.gcs_emulator import FakeGCS
-from tests.reliability._checks import (
+from tests.reliability.checks import (
     KUBETUNE,
     assert_consistent,
     fake_cli,

@@ -27,11 +27,11 @@ from kubetune.contract import AttemptRecord, TrialResult, attempt_object
 from kubetune.controller.history import read_study
 from kubetune.errors import StudyFailed
 from kubetune.store import open_store
-from tests.cluster._rest import ApiError, Rest
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.helpers import gpu_pod_spec
-from tests.reliability import _cluster as cl
-from tests.reliability._checks import (
+from tests.cluster.rest import ApiError, Rest
+from tests.reliability import rig as cl
+from tests.reliability.checks import (
     assert_best_is_the_best_record,
     assert_failures_not_told,
     assert_no_credentials,
@@ -106,6 +106,8 @@ FAKE = {
     "7": {"write": "nan"},
     "8": {"hang": True},
     "9": {"sleep": 300},  # evicted by the test while it runs
+    "10": {"write": "forged"},  # a result that claims to be trial 1's, with a score no trial reached
+    "11": {"write": "list_metrics"},  # metrics: [0.9], once a traceback in every later command
 }
 Obj = dict[str, Any]
 # Trial 0 cannot schedule: the node's only GPU is held by another pod.
@@ -118,6 +120,8 @@ REASONS = {
     7: "loss became NaN at epoch 1",
     8: "DeadlineExceeded",
     9: "pod evicted (EvictionByEvictionAPI",
+    10: "result for trial 1 found under trial 10",
+    11: "malformed result record: metrics: must be an object, got a list",
 }
 
 
@@ -190,7 +194,7 @@ def failed_study(
 def test_each_failure_is_recorded_with_its_reason(failed_study: FailedStudy) -> None:
     _, history = read_study(open_store(failed_study.store))
     results = history.ordered_results()
-    assert sorted(history.results) == list(range(10)), sorted(history.results)
+    assert sorted(history.results) == list(range(12)), sorted(history.results)
     assert_reasons(results, REASONS)
     assert [r.index for r in results if r.succeeded] == [1, 4]
 
@@ -208,13 +212,13 @@ def test_max_failed_fails_the_controller_job_at_once_with_an_event(failed_study:
     [study_failed] = [e for e in mine if e["reason"] == "StudyFailed"]
     assert study_failed["type"] == "Warning"
     assert re.fullmatch(
-        r"study failed: 2 trials succeeded, 8 failed; best trial [14]", study_failed["message"]
+        r"study failed: 2 trials succeeded, 10 failed; best trial [14]", study_failed["message"]
     )
     annotations = failed_study.controller["metadata"]["annotations"]
     assert annotations["kubetune.dev/study-status"] == "failed"
-    assert annotations["kubetune.dev/trials-failed"] == "8"
+    assert annotations["kubetune.dev/trials-failed"] == "10"
     reasons = [e["reason"] for e in mine]
-    assert reasons.count("TrialFailed") == 8 and reasons.count("TrialSucceeded") == 2
+    assert reasons.count("TrialFailed") == 10 and reasons.count("TrialSucceeded") == 2
 
 
 @pytest.mark.cluster
@@ -223,6 +227,10 @@ def test_best_json_still_holds_the_best_finished_trial(failed_study: FailedStudy
     store = open_store(failed_study.store)
     spec, history = read_study(store)
     assert_best_is_the_best_record(store, spec, history.ordered_results())
+    # Trial 10's forged result (trial 1's, 0.999) is neither the best nor trial 1's.
+    best = json.loads(store.get("best.json"))["best"]
+    assert best["index"] in (1, 4) and best["value"] < 0.99
+    assert history.results[1].objective_value != 0.999
 
 
 @pytest.mark.cluster
@@ -235,7 +243,7 @@ def test_failed_trials_are_not_told_to_the_optimizer(failed_study: FailedStudy) 
 @pytest.mark.cluster
 @pytest.mark.slow
 def test_one_job_per_trial_and_the_unschedulable_one_deleted(failed_study: FailedStudy) -> None:
-    names = {f"{STUDY}-{i:06d}" for i in range(10)}
+    names = {f"{STUDY}-{i:06d}" for i in range(12)}
     trial_jobs = {n: uids for n, uids in failed_study.job_uids.items() if n.startswith(f"{STUDY}-0")}
     assert set(trial_jobs) == names
     assert all(len(uids) == 1 for uids in trial_jobs.values()), trial_jobs
@@ -287,10 +295,10 @@ def test_controller_and_trial_pods_run_under_restricted_pod_security(
     ns = failed_study.namespace
     labels = rest.get(f"/api/v1/namespaces/{ns}")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    # Admitted, and they ran: the kubelet ran a pod for the controller and for trials 1-9
+    # Admitted, and they ran: the kubelet ran a pod for the controller and for trials 1-11
     # (trial 0's pod was admitted too: the scheduler's reason for it is in its record).
     ran = {name.rsplit("-", 1)[0] for name in failed_study.logs}
-    assert {"rel-kubetune-controller", *(f"{STUDY}-{i:06d}" for i in range(1, 10))} <= ran
+    assert {"rel-kubetune-controller", *(f"{STUDY}-{i:06d}" for i in range(1, 12))} <= ran
     for pod in failed_study.controller_pods + failed_study.trial_pods:  # those not deleted since
         [status] = pod["status"]["containerStatuses"]
         assert "terminated" in status["state"], pod["metadata"]["name"]
@@ -363,3 +371,38 @@ def test_an_image_that_does_not_exist_fails_the_trial_with_the_pull_error(rig: c
     assert "ErrImagePull" in reason or "ImagePullBackOff" in reason, reason
     lost = AttemptRecord.from_json(open_store(store).get(attempt_object(0, 0)))
     assert lost.cause == "image" and "127.0.0.1:5" in lost.reason
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_a_program_reporting_metrics_under_kubetunes_label_names_is_recorded_not_relaunched(
+    rig: cl.Rig, bucket: str
+) -> None:
+    # Patched onto its Job, `study=7` took the Job out of the controller's watch: it was taken
+    # for deleted and launched again while it still ran. Now the metric is recorded, not labelled.
+    store = f"gs://{bucket}/labels"
+    report = "echo kubetune: epoch={epoch} study=7 status=1 attempt=9 score={x}"
+    command = f"sh -c '{report.format(epoch=1, x='{x}')}; sleep 12; {report.format(epoch=2, x='{x}')}'"
+    study = {
+        "name": "labels",
+        "objective": {"metric": "score", "goal": "minimize"},
+        "space": [{"name": "x", "type": "real", "low": 0, "high": 1}],
+        "budget": {"max_trials": 2, "parallel": 2, "max_failed": 1},
+        "trial": {"kind": "program", "command": command, "image": rig.bed.controller_image},
+    }
+    with rig.recorder() as recorder:
+        rig.install(store, study, {})
+        job = rig.wait_controller_finished(timeout_s=240)
+    assert {c["type"] for c in job["status"]["conditions"] if c["status"] == "True"} >= {"Complete"}
+    _, history = read_study(open_store(store))
+    results = history.ordered_results()
+    assert [r.status for r in results] == ["succeeded"] * 2, [r.reason for r in results]
+    assert all(r.metrics["study"] == 7 and r.metrics["attempt"] == 9 for r in results)
+    assert history.lost == {}  # nothing taken for a loss
+    trial_jobs = {n: uids for n, uids in recorder.added().items() if n.startswith("labels-0")}
+    assert sorted(trial_jobs) == ["labels-000000", "labels-000001"]  # no -r1: none launched again
+    assert all(len(uids) == 1 for uids in trial_jobs.values())
+    for item in cl.items(rig.rest, f"/apis/batch/v1/namespaces/{rig.namespace}/jobs", cl.TRIAL):
+        labels = item["metadata"]["labels"]
+        assert (labels["kubetune.dev/study"], labels["kubetune.dev/status"]) == ("labels", "succeeded")
+        assert labels["kubetune.dev/attempt"] == "0" and labels["kubetune.dev/epoch"] == "2"

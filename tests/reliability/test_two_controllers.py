@@ -21,8 +21,8 @@ import yaml
 from kubetune.cli import EXIT_TERMINATED
 from kubetune.store import open_store
 from tests.polling import wait_for
-from tests.reliability import _cluster as cl
-from tests.reliability._checks import KUBETUNE, assert_consistent, events, named
+from tests.reliability import rig as cl
+from tests.reliability.checks import KUBETUNE, assert_consistent, events, named
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -35,18 +35,18 @@ Labels that identify the release; on pod templates, where a change on upgrade
 would hit the immutable Job template for no reason, only these are used.
 */}}
 {{- define "kubetune.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "kubetune.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "kubetune.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
 {{/*
 Labels of every object. Callers add app.kubernetes.io/component.
 */}}
 {{- define "kubetune.labels" -}}
-helm.sh/chart: {{ include "kubetune.chart" . }}
+helm.sh/chart: {{ include "kubetune.chart" . | quote }}
 {{ include "kubetune.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 {{- end }}
 
 {{- define "kubetune.serviceAccountName" -}}

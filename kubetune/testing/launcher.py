@@ -1,9 +1,15 @@
 """What every launcher owes the study loop: launch, report exits with reasons, stop, adopt.
 
-A subclass provides ``launcher``: a factory taking the fake trial's behaviour
-table (tests/fake_trial.py: ``{"INDEX": {"exit": 1} | {"hang": true}}``) and
-returning a launcher whose trials behave so, and ``store_uri``: where its
-trials write their records.
+Subclass :class:`LauncherContract` and provide three fixtures:
+
+* ``launcher``: a factory that takes a behaviour table and returns a launcher
+  whose trials behave so. The table maps a trial index (as a string) to
+  ``{"exit": CODE}`` (exit with CODE, writing no result) or ``{"hang": true}``
+  (run until stopped); any other trial writes its result and exits 0 within
+  seconds;
+* ``store_uri``: where its trials write their records;
+* ``trial_request``: a factory ``(store_uri, index) -> TrialRequest`` for a
+  trial of the kind its trials run.
 """
 
 from __future__ import annotations
@@ -14,18 +20,13 @@ from typing import Any
 
 import pytest
 
-from kubetune.contract import Params, TrialRequest, result_object
-from kubetune.kinds import CnnSettings
+from kubetune.contract import TrialRequest, result_object
 from kubetune.launcher import Launcher, TrialExit
 from kubetune.store import NotFound, open_store
 
 MakeLauncher = Callable[[dict[str, Any]], Launcher]
+MakeRequest = Callable[[str, int], TrialRequest]
 EXIT_TIMEOUT_S = 120.0  # a fake trial exits in about a second; a pod needs scheduling first
-
-
-def request(store_uri: str, index: int) -> TrialRequest:
-    params: Params = {"learning_rate": 0.003, "num_dense_layers": 1, "num_dense_nodes": 12}
-    return TrialRequest(store_uri, "contract", index, params, CnnSettings(), "val_accuracy")
 
 
 def wait_exits(launcher: Launcher, count: int) -> list[TrialExit]:
@@ -45,10 +46,12 @@ class LauncherContract:
     def store_uri(self) -> str:
         raise NotImplementedError
 
-    def test_trials_run_write_their_records_and_exit_ok(self, launcher: MakeLauncher, store_uri: str) -> None:
+    def test_trials_run_write_their_records_and_exit_ok(
+        self, launcher: MakeLauncher, store_uri: str, trial_request: MakeRequest
+    ) -> None:
         trials = launcher({})
         for index in (0, 1, 2):
-            trials.launch(request(store_uri, index))
+            trials.launch(trial_request(store_uri, index))
         assert trials.running() == {0, 1, 2}
         exits = wait_exits(trials, 3)
         assert [(e.index, e.ok) for e in exits] == [(0, True), (1, True), (2, True)]
@@ -57,9 +60,11 @@ class LauncherContract:
         assert all(store.get(result_object(i)) for i in (0, 1, 2))
         trials.close()
 
-    def test_a_failing_trial_exits_with_its_reason(self, launcher: MakeLauncher, store_uri: str) -> None:
+    def test_a_failing_trial_exits_with_its_reason(
+        self, launcher: MakeLauncher, store_uri: str, trial_request: MakeRequest
+    ) -> None:
         trials = launcher({"4": {"exit": 1}})
-        trials.launch(request(store_uri, 4))
+        trials.launch(trial_request(store_uri, 4))
         [ex] = wait_exits(trials, 1)
         assert (ex.index, ex.ok) == (4, False)
         assert "exited with code 1" in ex.reason
@@ -67,10 +72,12 @@ class LauncherContract:
             open_store(store_uri).get(result_object(4))
         trials.close()
 
-    def test_stop_ends_a_running_trial(self, launcher: MakeLauncher, store_uri: str) -> None:
+    def test_stop_ends_a_running_trial(
+        self, launcher: MakeLauncher, store_uri: str, trial_request: MakeRequest
+    ) -> None:
         trials = launcher({"5": {"hang": True}})
-        trials.launch(request(store_uri, 5))
-        trials.launch(request(store_uri, 6))
+        trials.launch(trial_request(store_uri, 5))
+        trials.launch(trial_request(store_uri, 6))
         [done] = wait_exits(trials, 1)
         assert (done.index, done.ok) == (6, True)
         assert trials.running() == {5}
@@ -81,10 +88,10 @@ class LauncherContract:
         trials.close()
 
     def test_wait_returns_within_its_timeout_while_trials_run(
-        self, launcher: MakeLauncher, store_uri: str
+        self, launcher: MakeLauncher, store_uri: str, trial_request: MakeRequest
     ) -> None:
         trials = launcher({"7": {"hang": True}})
-        trials.launch(request(store_uri, 7))
+        trials.launch(trial_request(store_uri, 7))
         t0 = time.monotonic()
         assert trials.wait(0.5) == []
         assert time.monotonic() - t0 < 5.0
@@ -92,8 +99,10 @@ class LauncherContract:
         wait_exits(trials, 1)
         trials.close()
 
-    def test_a_trial_never_launched_cannot_be_adopted(self, launcher: MakeLauncher, store_uri: str) -> None:
+    def test_a_trial_never_launched_cannot_be_adopted(
+        self, launcher: MakeLauncher, store_uri: str, trial_request: MakeRequest
+    ) -> None:
         trials = launcher({})
-        assert trials.adopt(request(store_uri, 99)) is False
+        assert trials.adopt(trial_request(store_uri, 99)) is False
         assert trials.running() == set()
         trials.close()

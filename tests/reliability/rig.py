@@ -18,9 +18,9 @@ import yaml
 from kubetune.contract import result_object
 from kubetune.store import NotFound, open_store
 from tests import REPO
-from tests.cluster._rest import Rest, WatchExpired
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.node import Node
+from tests.cluster.rest import Rest, WatchExpired
 from tests.fake_trial import ENV as FAKE_ENV
 from tests.gcs_emulator import FakeGCS
 from tests.polling import wait_for

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kubetune.contract import BEST_OBJECT, HISTORY_OBJECT, TrialResult
-from kubetune.controller import optimizer, report
+from kubetune.controller import optimizer
 from kubetune.controller.history import History, read_study
+from kubetune.controller.leaderboard import best_of
 from kubetune.spec import Spec
 from kubetune.store import Store
 from tests import REPO
@@ -79,7 +80,7 @@ def assert_consistent(store: Store, trials: int) -> tuple[Spec, History]:
 
 def assert_best_is_the_best_record(store: Store, spec: Spec, results: list[TrialResult]) -> None:
     best = json.loads(store.get(BEST_OBJECT))["best"]
-    top = report.best_of(spec, results)
+    top = best_of(spec, results)
     assert top is not None, "no trial succeeded"
     assert best["index"] == top.index
     assert best["value"] == top.objective_value
