@@ -8,6 +8,9 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_STORE ?= demo-store
 PYTEST_ARGS ?=
+# Two pytest-xdist workers: the cluster's tests on one, the local ones beside it
+# (tests/conftest.py groups them); PYTEST_WORKERS=0 runs them in one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test lint venv dist oldest dataset binaries bench bench-smoke clean
 
@@ -59,7 +62,7 @@ demo: dataset
 	$(BIN)/kubetune best $(DEMO_STORE)
 
 test: venv oldest $(FASHION_MNIST)/train-images-idx3-ubyte.gz binaries chromium node-packages images-cpu
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

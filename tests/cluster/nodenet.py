@@ -19,11 +19,14 @@ sessions that no longer run, never a live one's.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import logging
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,9 +100,14 @@ class NodeNetwork(Service):
         return _chain(self.bridge)
 
     def start(self) -> None:
-        remove_orphans()
-        self.stop()  # a killed session with the same id may have left its rules
-        OWNERS.mkdir(parents=True, exist_ok=True)
+        with _registry_lock():
+            self._start()
+
+    def _start(self) -> None:
+        _remove_orphans()
+        _remove(self.bridge)  # a killed session with the same id may have left its rules
+        if any(self.subnet.overlaps(u) for u in _used_networks()):
+            self.subnet = free_subnet()  # taken by a session that started since this one chose
         (OWNERS / self.bridge).write_text(_process_id(os.getpid()) or "")
         run("ip", "link", "add", self.bridge, "type", "bridge")
         run("ip", "addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.bridge)
@@ -125,7 +133,8 @@ class NodeNetwork(Service):
 
     def stop(self) -> None:
         """Remove the rules and the bridge; anything already gone is fine. Safe twice."""
-        _remove(self.bridge)
+        with _registry_lock():
+            _remove(self.bridge)
 
     def cni_conflist(self, ipam_dir: Path) -> str:
         """The CNI network for containerd: the bridge plugin, host-local addresses."""
@@ -152,6 +161,16 @@ class NodeNetwork(Service):
             ],
         }
         return json.dumps(doc, indent=2)
+
+
+@contextmanager
+def _registry_lock() -> Iterator[None]:
+    """One session at a time chooses a subnet, reads the owners and changes bridges: pytest-xdist's
+    workers start their networks together, and a half-written owner record reads as a dead one."""
+    OWNERS.mkdir(parents=True, exist_ok=True)
+    with open(OWNERS / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _chain(bridge: str) -> str:
@@ -182,6 +201,11 @@ def _process_id(pid: int) -> str | None:
 
 def remove_orphans() -> list[str]:
     """Remove the networks whose session no longer runs; returns their bridges."""
+    with _registry_lock():
+        return _remove_orphans()
+
+
+def _remove_orphans() -> list[str]:
     removed = []
     for record in sorted(OWNERS.glob("kt*")) if OWNERS.is_dir() else []:
         owner = record.read_text().strip()
