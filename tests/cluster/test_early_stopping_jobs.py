@@ -59,6 +59,10 @@ def test_a_pruned_trial_that_ignores_the_request_has_its_job_deleted(
             assert r.reason is not None and r.reason.endswith("(the trial killed without its own record)")
             assert name not in jobs or "deletionTimestamp" in jobs[name]
         else:
+            assert json.loads(store.get(f"trials/{r.index:06d}/result.json"))["status"] == "succeeded"
+            if r.index in history.stops:
+                # Asked to stop, it wrote its result within the grace period's last poll: its own
+                # record stands, while the Job deleted for the overdue stop may already be gone.
+                continue
             labels = jobs[name]["labels"]
             assert (labels["kubetune.dev/status"], labels["kubetune.dev/epoch"]) == ("succeeded", "4")
-            assert json.loads(store.get(f"trials/{r.index:06d}/result.json"))["status"] == "succeeded"
