@@ -45,9 +45,14 @@ def label_name_problem(name: str) -> str | None:
         return f"is reserved (kubetune labels its trial Jobs {key(name)})"
     if len(name) > LABEL_NAME_MAX:
         return f"is {len(name)} characters long; a label name holds at most {LABEL_NAME_MAX}"
-    if not _LABEL_NAME.match(name):
+    if not is_label_name(name):
         return "is not a label name (letters, digits, '-', '_' and '.', a letter or digit at both ends)"
     return None
+
+
+def is_label_name(name: str) -> bool:
+    """Whether ``name`` is the name part of a Kubernetes label or annotation key."""
+    return len(name) <= LABEL_NAME_MAX and bool(_LABEL_NAME.match(name))
 
 
 def user_label(name: str) -> bool:

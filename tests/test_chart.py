@@ -41,7 +41,8 @@ JOB_SETTINGS_KEYS = [
     "image", "imagePullPolicy", "imagePullSecrets", "gpus", "gpuResource", "nodeSelector",
     "tolerations", "affinity", "resources", "serviceAccountName", "activeDeadlineSeconds",
     "backoffLimit", "ttlSecondsAfterFinished", "pendingTimeoutSeconds", "env", "podSecurityContext",
-    "securityContext",
+    "securityContext", "jobLabels", "jobAnnotations", "podLabels", "podAnnotations", "priorityClassName",
+    "kueueQueueName", "kueuePriorityClass",
 ]  # fmt: skip
 
 
@@ -358,6 +359,10 @@ def test_controller_job_custom(custom_objs: list[Obj]) -> None:
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["serviceAccountName"] == "tuner"
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}  # controller.nodeSelector, not the GPU pool
+    # controller.labels, on the Job and its pod; never Kueue's queue, which is the trials'.
+    for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
+        assert labels["team"] == "vision" and labels["app.kubernetes.io/component"] == "controller"
+        assert not any(k.startswith("kueue.x-k8s.io/") for k in labels)
 
 
 def test_config_checksum_follows_the_config(render: Render) -> None:
@@ -454,6 +459,8 @@ def test_job_settings_default(default_objs: list[Obj]) -> None:
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]},
         },
+        "jobLabels": {}, "jobAnnotations": {}, "podLabels": {}, "podAnnotations": {},
+        "priorityClassName": "", "kueueQueueName": "", "kueuePriorityClass": "",
     }  # fmt: skip
 
 
@@ -472,6 +479,13 @@ def test_job_settings_custom(custom_objs: list[Obj], tmp_path: Path) -> None:
     assert job["serviceAccountName"] == "tuner"
     assert (job["activeDeadlineSeconds"], job["pendingTimeoutSeconds"]) == (1800, 600)
     assert job["env"] == [{"name": "STORAGE_EMULATOR_HOST", "value": "http://127.0.0.1:4443"}]
+    assert job["jobLabels"] == {"team": "vision", "example.com/cost-center": "ml-42"}
+    assert job["jobAnnotations"] == {"example.com/owner": "ana@example.com"}
+    assert job["podLabels"] == {"sidecar.istio.io/inject": "false"}
+    assert job["podAnnotations"] == {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+    assert (job["priorityClassName"], job["kueueQueueName"], job["kueuePriorityClass"]) == (
+        "batch-low", "gpu-queue", "low",
+    )  # fmt: skip
     # The launcher reads it as written (it refuses unknown keys).
     path = tmp_path / "job.yaml"
     path.write_text(one(custom_objs, "ConfigMap")["data"]["job.yaml"])
@@ -482,6 +496,29 @@ def test_large_integers_render_as_integers(render: Render) -> None:
     # Helm reads values as float64, and Go prints 1e+06 for a million: the chart converts.
     objs = render("--set", f"store={STORE}", "--set-json", "trial.activeDeadlineSeconds=1000000")
     assert config_files(objs)[1]["activeDeadlineSeconds"] == 1_000_000
+
+
+SHARED = "cloud.google.com/gke-gpu-sharing-strategy"
+CLIENTS = "cloud.google.com/gke-max-shared-clients-per-gpu"
+L4 = {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+
+
+@pytest.mark.parametrize(("strategy", "clients"), [("time-sharing", 4), ("mps", 0)])
+def test_gpu_sharing_pins_trials_to_a_pool_that_shares_its_gpus(
+    render: Render, strategy: str, clients: int
+) -> None:
+    sharing = {"strategy": strategy, "maxClientsPerGpu": clients}
+    objs = render("--set", f"store={STORE}", "--set-json", f"nodeSelector={json.dumps(L4)}",
+                  "--set-json", f"gpu.sharing={json.dumps(sharing)}")  # fmt: skip
+    _, job = config_files(objs)
+    expected = {**L4, SHARED: strategy, **({CLIENTS: str(clients)} if clients else {})}
+    assert job["nodeSelector"] == expected
+    pod = build_job(TrialRequest(STORE, "s", 0, {}, CnnSettings(), "val_accuracy"), JobSettings(**job),
+                    namespace="n")["spec"]["template"]["spec"]  # fmt: skip
+    assert pod["nodeSelector"] == expected
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"  # one share
+    controller = one(objs, "Job")["spec"]["template"]["spec"]
+    assert SHARED not in controller.get("nodeSelector", {})
 
 
 def test_cpu_only_cluster(render: Render) -> None:
@@ -536,10 +573,26 @@ BAD_VALUES = [
     ("x0-unknown-param", ["--set-json", 'study.x0=[{"momentum":0.1}]'], "'momentum' not allowed"),
     ("pull-policy", ["--set", "trialImage.pullPolicy=Sometimes"], "/trialImage/pullPolicy"),
     ("trial-backoff", ["--set", "trial.backoffLimit=-1"], "/trial/backoffLimit"),
+    # Helm names a key refused by propertyNames, not always its path.
+    ("trial-label-own", ["--set-json", 'trial.labels={"kubetune.dev/study":"x"}'], "'kubetune.dev/study'"),
+    ("trial-label-kueue", ["--set-json", 'trial.labels={"kueue.x-k8s.io/queue-name":"q"}'],
+     "'kueue.x-k8s.io/queue-name'"),
+    ("trial-label-value", ["--set-json", 'trial.podLabels={"team":"two words"}'], "/trial/podLabels/team"),
+    ("trial-annotation-number", ["--set-json", 'trial.annotations={"a":1}'], "/trial/annotations/a"),
+    ("controller-label-helm", ["--set-json", 'controller.labels={"helm.sh/chart":"x"}'], "'helm.sh/chart'"),
+    ("kueue-queue-name", ["--set", "kueue.queueName=gpu queue"], "/kueue/queueName"),
+    ("gpu-sharing-strategy", ["--set", "gpu.sharing.strategy=mig"], "/gpu/sharing/strategy"),
+    ("gpu-sharing-one-client", ["--set-json", 'gpu.sharing={"strategy":"mps","maxClientsPerGpu":1}'],
+     "/gpu/sharing/maxClientsPerGpu"),
     # Cross-field rules, checked by the templates (JSON schema cannot compare fields).
     ("parallelism-over-budget", ["--set", "parallelism=61"], "study.budget.parallel"),
     ("low-not-below-high", space(name=NODES, type="integer", low=9, high=9), "study.space[0].low"),
+    ("gpu-sharing-two-gpus", ["--set", "gpu.sharing.strategy=time-sharing", "--set", "gpu.count=2"],
+     "gpu.count: a shared GPU gives each trial one share"),
+    ("gpu-sharing-clients-alone", ["--set", "gpu.sharing.maxClientsPerGpu=4"],
+     "gpu.sharing.maxClientsPerGpu: set with gpu.sharing.strategy only"),
 ]  # fmt: skip
+TEMPLATE_CHECKED = ("study.", "gpu.count:", "gpu.sharing.maxClientsPerGpu:")
 
 
 @pytest.mark.parametrize(("args", "needle"), [c[1:] for c in BAD_VALUES], ids=[c[0] for c in BAD_VALUES])
@@ -549,7 +602,7 @@ def test_bad_values_fail_at_template_time_naming_the_field(helm: Path, args: lis
     assert proc.returncode != 0, f"accepted: {args}"
     assert needle in proc.stderr, proc.stderr
     # The schema answers all but the cross-field rules, which the templates check.
-    by_schema = not needle.startswith("study.")
+    by_schema = not needle.startswith(TEMPLATE_CHECKED)
     assert ("don't meet the specifications of the schema" in proc.stderr) == by_schema, proc.stderr
     assert proc.stdout == ""
 

@@ -101,6 +101,71 @@ def test_job_settings_load_and_reject_unknown_keys(tmp_path: Path) -> None:
         JobSettings.load(path)
 
 
+def test_the_users_labels_annotations_priority_and_queue_reach_the_job_and_its_pod() -> None:
+    settings = JobSettings(
+        jobLabels={"team": "vision", "example.com/cost-center": "ml-42"},
+        jobAnnotations={"example.com/owner": "ana@example.com", "notes": "a free text: anything"},
+        podLabels={"sidecar.istio.io/inject": "false"},
+        podAnnotations={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+        priorityClassName="batch-low",
+        kueueQueueName="gpu-queue",
+        kueuePriorityClass="low",
+    )
+    job = build_job(REQ, settings, namespace="ns", owner=OWNER)
+    labels = job["metadata"]["labels"]
+    assert {k: labels[k] for k in settings.jobLabels} == settings.jobLabels
+    assert labels["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+    assert labels["kueue.x-k8s.io/priority-class"] == "low"
+    assert labels["kubetune.dev/study"] == "fashion-mnist" and labels["kubetune.dev/trial"] == "7"
+    annotations = job["metadata"]["annotations"]
+    assert annotations["example.com/owner"] == "ana@example.com" and "kubetune.dev/params" in annotations
+    template = job["spec"]["template"]
+    assert template["metadata"]["labels"]["sidecar.istio.io/inject"] == "false"
+    assert template["metadata"]["labels"]["kubetune.dev/trial"] == "7"
+    assert "kueue.x-k8s.io/queue-name" not in template["metadata"]["labels"]  # Kueue reads the Job's
+    assert template["metadata"]["annotations"] == settings.podAnnotations
+    assert template["spec"]["priorityClassName"] == "batch-low"
+    assert job["spec"]["suspend"] is True  # Kueue unsuspends it when its ClusterQueue admits it
+    # Kueue takes a Job owned by another Job as its child, admitted with the parent's Workload,
+    # unless the reference leaves out `controller: true`: each trial must be a Workload of its own.
+    [ref] = job["metadata"]["ownerReferences"]
+    assert "controller" not in ref
+
+
+def test_without_user_metadata_a_job_carries_kubetunes_alone() -> None:
+    job = build_job(REQ, JobSettings(), namespace="ns")
+    assert not any(k.startswith("kueue.x-k8s.io/") for k in job["metadata"]["labels"])
+    assert list(job["metadata"]["annotations"]) == ["kubetune.dev/params"]
+    assert "annotations" not in job["spec"]["template"]["metadata"]
+    assert "priorityClassName" not in job["spec"]["template"]["spec"]
+    assert "suspend" not in job["spec"]
+
+
+OWN = "keys are kubetune's own"
+BAD_METADATA = [
+    ("jobLabels: {kubetune.dev/study: other}", rf"jobLabels\.kubetune\.dev/study: kubetune\.dev/ {OWN}"),
+    ("podLabels: {app.kubernetes.io/name: x}", rf"podLabels\.app\.kubernetes\.io/name: app\.kub\S+ {OWN}"),
+    ("jobAnnotations: {kubetune.dev/params: '{}'}", rf"jobAnnotations\.kubetune\.dev/params: \S+ {OWN}"),
+    ("jobLabels: {kueue.x-k8s.io/queue-name: q}", r"queue-name: set it with kueueQueueName"),
+    ("jobLabels: {team: 3}", r"jobLabels\.team: must be a string, got int \(quote it in YAML\)"),
+    ("jobLabels: {team: 'two words'}", r"jobLabels\.team: 'two words' is not a label value"),
+    ("podLabels: {'-team': x}", r"podLabels\.-team: is not a label name"),
+    ("jobLabels: {Example.com/team: x}", r"jobLabels\.Example\.com/team: the prefix before '/' is not a DNS"),
+    ("podAnnotations: [a, b]", r"podAnnotations: must be a mapping of names to strings, got list"),
+    ("kueueQueueName: 'gpu queue'", r"kueueQueueName: 'gpu queue' is not a label value"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("yaml_text", "message"), BAD_METADATA)
+def test_job_settings_refuse_metadata_that_is_not_the_users_to_set(
+    tmp_path: Path, yaml_text: str, message: str
+) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml_text + "\n")
+    with pytest.raises(UsageError, match=message):
+        JobSettings.load(path)
+
+
 def test_a_metric_or_parameter_under_kubetunes_own_label_name_is_never_put_on_a_job() -> None:
     values = {"study": 1.0, "status": 0.5, "val_loss": 0.3, "lr_": 0.1, "a" * 64: 2.0, "x.y": 3.0, "lr": 0.9}
     assert value_labels(values, taken=["lr"]) == {"kubetune.dev/val_loss": "0.3", "kubetune.dev/x.y": "3"}

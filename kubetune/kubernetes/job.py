@@ -31,7 +31,15 @@ DATA_DIR = "/data/tensorflow_datasets"
 # Labels copied from the controller's Job, so `-l app.kubernetes.io/instance=RELEASE`
 # lists the controller and its trials together.
 INHERITED_LABELS = ("app.kubernetes.io/instance", "app.kubernetes.io/part-of")
-
+# Prefixes of the label and annotation keys kubetune and its chart set: a user's may not use them.
+RESERVED_PREFIXES = (names.GROUP, "app.kubernetes.io", "helm.sh")
+# Kueue's labels on a Job: the LocalQueue that admits it, its WorkloadPriorityClass.
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+KUEUE_SETTINGS = {KUEUE_QUEUE_LABEL: "kueueQueueName", KUEUE_PRIORITY_LABEL: "kueuePriorityClass"}
+# Label and annotation keys: an optional DNS-subdomain prefix and '/', then a label name.
+_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9._-]")
 # The restricted Pod Security Standard, as uid/gid 65532 (the image's user);
 # the chart passes its podSecurityContext/containerSecurityContext values instead.
@@ -73,6 +81,16 @@ class JobSettings:
     env: list[dict[str, Any]] = field(default_factory=list)
     podSecurityContext: dict[str, Any] = field(default_factory=lambda: dict(POD_SECURITY_CONTEXT))
     securityContext: dict[str, Any] = field(default_factory=lambda: dict(CONTAINER_SECURITY_CONTEXT))
+    # The user's own metadata, beside kubetune's (which it may not replace): cost labels, a
+    # scheduler's or a queue's, a sidecar injector's annotations.
+    jobLabels: dict[str, str] = field(default_factory=dict)
+    jobAnnotations: dict[str, str] = field(default_factory=dict)
+    podLabels: dict[str, str] = field(default_factory=dict)
+    podAnnotations: dict[str, str] = field(default_factory=dict)
+    priorityClassName: str | None = None
+    # Kueue: the LocalQueue that admits trial Jobs, and their WorkloadPriorityClass.
+    kueueQueueName: str | None = None
+    kueuePriorityClass: str | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> JobSettings:
@@ -89,7 +107,60 @@ class JobSettings:
         settings = cls(**{k: v for k, v in doc.items() if v is not None})
         if not isinstance(settings.gpus, int) or settings.gpus < 0:
             raise UsageError(f"{path}: gpus: must be an integer >= 0, got {settings.gpus!r}")
+        problem = metadata_problem(settings)
+        if problem:
+            raise UsageError(f"{path}: {problem}")
         return settings
+
+
+def metadata_problem(settings: JobSettings) -> str | None:
+    """What is wrong with the user's labels and annotations, in one line naming the setting; None if nothing.
+
+    Checked when the settings load, not when the API server refuses each trial's Job: a label
+    kubetune sets itself (the study's, the trial's) would move the Job out of the controller's
+    watch, which would take it for deleted and launch the trial again.
+    """
+    for setting, values, are_labels in (
+        ("jobLabels", settings.jobLabels, True),
+        ("podLabels", settings.podLabels, True),
+        ("jobAnnotations", settings.jobAnnotations, False),
+        ("podAnnotations", settings.podAnnotations, False),
+    ):
+        if not isinstance(values, dict):
+            return f"{setting}: must be a mapping of names to strings, got {type(values).__name__}"
+        for key, value in values.items():
+            problem = _key_problem(key) or _value_problem(value, are_labels)
+            if problem:
+                return f"{setting}.{key}: {problem}"
+    for setting, name in (("kueueQueueName", settings.kueueQueueName),
+                          ("kueuePriorityClass", settings.kueuePriorityClass)):  # fmt: skip
+        problem = None if name is None else _value_problem(name, True)
+        if problem:
+            return f"{setting}: {problem}"
+    return None
+
+
+def _key_problem(key: object) -> str | None:
+    if not isinstance(key, str):
+        return f"a key must be a string, got {type(key).__name__}"
+    prefix, _, name = key.rpartition("/")
+    if prefix in RESERVED_PREFIXES:
+        return f"{prefix}/ keys are kubetune's own (its watches and selectors find its Jobs by them)"
+    if key in KUEUE_SETTINGS:
+        return f"set it with {KUEUE_SETTINGS[key]}"
+    if prefix and (len(prefix) > 253 or not _PREFIX.match(prefix)):
+        return "the prefix before '/' is not a DNS subdomain"
+    if not names.is_label_name(name):
+        return "is not a label name (at most 63 letters, digits, '-', '_' and '.', alphanumeric at both ends)"
+    return None
+
+
+def _value_problem(value: object, label: bool) -> str | None:
+    if not isinstance(value, str):
+        return f"must be a string, got {type(value).__name__} (quote it in YAML)"
+    if label and (len(value) > 63 or not _VALUE.match(value)):
+        return f"{value!r} is not a label value (at most 63 letters, digits, '-', '_' and '.')"
+    return None
 
 
 def job_name(study: str, index: int, attempt: int = 0) -> str:
@@ -126,6 +197,11 @@ def trial_labels(req: TrialRequest) -> dict[str, str]:
     }
 
 
+def kueue_labels(settings: JobSettings) -> dict[str, str]:
+    queue = {KUEUE_QUEUE_LABEL: settings.kueueQueueName, KUEUE_PRIORITY_LABEL: settings.kueuePriorityClass}
+    return {k: v for k, v in queue.items() if v}
+
+
 def build_job(
     req: TrialRequest,
     settings: JobSettings,
@@ -136,12 +212,13 @@ def build_job(
     """The Job manifest for one trial. ``owner`` is the controller's own Job object."""
     owner_labels = (owner or {}).get("metadata", {}).get("labels") or {}
     labels = {**trial_labels(req), **{k: v for k, v in owner_labels.items() if k in INHERITED_LABELS}}
-    job_labels = {**labels, **value_labels(req.params)}
+    # The user's keys first, so that kubetune's own always win (the loader refuses clashes).
+    job_labels = {**settings.jobLabels, **kueue_labels(settings), **labels, **value_labels(req.params)}
     metadata: dict[str, Any] = {
         "name": job_name(req.study, req.index, req.attempt),
         "namespace": namespace,
         "labels": job_labels,
-        "annotations": {PARAMS_ANNOTATION: json.dumps(req.params, sort_keys=True)},
+        "annotations": {**settings.jobAnnotations, PARAMS_ANNOTATION: json.dumps(req.params, sort_keys=True)},
     }
     if owner is not None:
         metadata["ownerReferences"] = [
@@ -156,13 +233,24 @@ def build_job(
         "backoffLimit": settings.backoffLimit,
         "completions": 1,
         "parallelism": 1,
-        "template": {"metadata": {"labels": labels}, "spec": _pod_spec(req, settings)},
+        "template": {"metadata": _pod_metadata(settings, labels), "spec": _pod_spec(req, settings)},
     }
+    if settings.kueueQueueName:
+        # Created suspended, as Kueue's own samples are: its webhook would suspend the Job too,
+        # but a pod started before that (the webhook late, or failing open) holds a GPU unqueued.
+        spec["suspend"] = True
     if settings.activeDeadlineSeconds is not None:
         spec["activeDeadlineSeconds"] = settings.activeDeadlineSeconds
     if settings.ttlSecondsAfterFinished is not None:
         spec["ttlSecondsAfterFinished"] = settings.ttlSecondsAfterFinished
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}
+
+
+def _pod_metadata(settings: JobSettings, labels: dict[str, str]) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"labels": {**settings.podLabels, **labels}}
+    if settings.podAnnotations:
+        metadata["annotations"] = dict(settings.podAnnotations)
+    return metadata
 
 
 def _pod_spec(req: TrialRequest, settings: JobSettings) -> dict[str, Any]:
@@ -207,6 +295,7 @@ def _pod_spec(req: TrialRequest, settings: JobSettings) -> dict[str, Any]:
         "tolerations": settings.tolerations,
         "affinity": settings.affinity,
         "imagePullSecrets": settings.imagePullSecrets,
+        "priorityClassName": settings.priorityClassName,
     }
     pod.update({k: v for k, v in optional.items() if v})
     return pod

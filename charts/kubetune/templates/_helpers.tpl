@@ -100,6 +100,13 @@ than in a crash-looping controller.
 {{- if gt (int $parallel) (int $maxTrials) }}
 {{- fail (printf "study.budget.parallel: %v (or parallelism) is more than study.budget.max_trials (%v)" $parallel $maxTrials) }}
 {{- end }}
+{{- $sharing := .Values.gpu.sharing | default dict }}
+{{- if and $sharing.strategy (ne (int .Values.gpu.count) 1) }}
+{{- fail (printf "gpu.count: a shared GPU gives each trial one share, so gpu.count must be 1 with gpu.sharing.strategy %s (got %v)" $sharing.strategy .Values.gpu.count) }}
+{{- end }}
+{{- if and (not $sharing.strategy) $sharing.maxClientsPerGpu }}
+{{- fail "gpu.sharing.maxClientsPerGpu: set with gpu.sharing.strategy only" }}
+{{- end }}
 {{- range $i, $dim := .Values.study.space | default list }}
 {{- if and (hasKey $dim "low") (hasKey $dim "high") }}
 {{- if ge (float64 $dim.low) (float64 $dim.high) }}
@@ -119,7 +126,7 @@ imagePullPolicy: {{ .Values.trialImage.pullPolicy }}
 imagePullSecrets: {{- include "kubetune.yamlOrEmpty" (list .Values.imagePullSecrets "[]") }}
 gpus: {{ int .Values.gpu.count }}
 gpuResource: {{ .Values.gpu.resourceName }}
-nodeSelector: {{- include "kubetune.yamlOrEmpty" (list .Values.nodeSelector "{}") }}
+nodeSelector: {{- include "kubetune.yamlOrEmpty" (list (include "kubetune.trialNodeSelector" . | fromYaml) "{}") }}
 tolerations: {{- include "kubetune.yamlOrEmpty" (list .Values.tolerations "[]") }}
 affinity: {{- include "kubetune.yamlOrEmpty" (list .Values.affinity "{}") }}
 resources: {{- include "kubetune.yamlOrEmpty" (list .Values.resources.trial "{}") }}
@@ -131,6 +138,29 @@ pendingTimeoutSeconds: {{ int64 .Values.trial.pendingTimeoutSeconds }}
 env: {{- include "kubetune.yamlOrEmpty" (list .Values.extraEnv "[]") }}
 podSecurityContext: {{- include "kubetune.yamlOrEmpty" (list .Values.podSecurityContext "{}") }}
 securityContext: {{- include "kubetune.yamlOrEmpty" (list .Values.containerSecurityContext "{}") }}
+jobLabels: {{- include "kubetune.yamlOrEmpty" (list .Values.trial.labels "{}") }}
+jobAnnotations: {{- include "kubetune.yamlOrEmpty" (list .Values.trial.annotations "{}") }}
+podLabels: {{- include "kubetune.yamlOrEmpty" (list .Values.trial.podLabels "{}") }}
+podAnnotations: {{- include "kubetune.yamlOrEmpty" (list .Values.trial.podAnnotations "{}") }}
+priorityClassName: {{ .Values.trial.priorityClassName | default "" | quote }}
+kueueQueueName: {{ .Values.kueue.queueName | default "" | quote }}
+kueuePriorityClass: {{ .Values.kueue.priorityClass | default "" | quote }}
+{{- end }}
+
+{{/*
+Where trials run: nodeSelector, and with GPU sharing the node labels GKE puts
+on a pool that shares its GPUs that way.
+*/}}
+{{- define "kubetune.trialNodeSelector" -}}
+{{- $selector := deepCopy (.Values.nodeSelector | default dict) }}
+{{- $sharing := .Values.gpu.sharing | default dict }}
+{{- if $sharing.strategy }}
+{{- $_ := set $selector "cloud.google.com/gke-gpu-sharing-strategy" $sharing.strategy }}
+{{- if $sharing.maxClientsPerGpu }}
+{{- $_ := set $selector "cloud.google.com/gke-max-shared-clients-per-gpu" (toString (int $sharing.maxClientsPerGpu)) }}
+{{- end }}
+{{- end }}
+{{- toYaml $selector }}
 {{- end }}
 
 {{/*
