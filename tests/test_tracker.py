@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,6 +21,16 @@ def job(*conditions: tuple[str, str], deleted: bool = False) -> tuple[str, str, 
     conds = [{"type": t, "status": "True", "reason": r, "message": f"{r} happened"} for t, r in conditions]
     return ("job", "DELETED" if deleted else "MODIFIED", {"metadata": {"labels": LABELS},
                                                           "status": {"conditions": conds}})  # fmt: skip
+
+
+def queued_job(*, suspend: bool, started: float | None = None) -> tuple[str, str, Obj]:
+    """A trial Job as a queue holds it (suspended) or admits it (resumed at ``started``, in seconds)."""
+    status = {} if started is None else {"startTime": datetime.fromtimestamp(started, UTC).isoformat()}
+    return (
+        "job",
+        "MODIFIED",
+        {"metadata": {"labels": LABELS}, "spec": {"suspend": suspend}, "status": status},
+    )
 
 
 def pod(phase: str, *, name: str = "s-000003-a", created: str = "2030-01-01T00:00:00Z",
@@ -91,6 +102,17 @@ CASES: list[tuple[str, list[tuple[str, str, Obj]], float, tuple[int | None, str,
      (143, "killed by signal 15 (exit 143); Job failed (BackoffLimitExceeded: BackoffLimitExceeded happened)", "signal")),
     ("failed with no pod to say why", [job(("Failed", "BackoffLimitExceeded"))], 5,
      (None, "Job failed (BackoffLimitExceeded: BackoffLimitExceeded happened)", "unknown")),
+    # Kueue: a suspended Job waits for quota, its pending clock not started.
+    ("queued far past the pending timeout", [queued_job(suspend=True)], 100 * PENDING_S, None),
+    ("admitted late, pending within the timeout from admission",
+     [queued_job(suspend=True), queued_job(suspend=False, started=T0 + 500)], 500 + PENDING_S - 1, None),
+    # The resume is seen before the Job controller sets the start time: the clock waits for it.
+    ("resumed, its start time not set yet", [queued_job(suspend=True), queued_job(suspend=False)],
+     100 * PENDING_S, None),
+    ("admitted, then never scheduled", [queued_job(suspend=True), queued_job(suspend=False, started=T0 + 500)],
+     500 + PENDING_S + 1, (None, f"not scheduled within {PENDING_S:g} s", "unschedulable")),
+    ("suspended again after running: queued, not failed",
+     [pod("Running"), pod("Running", deleted=True), queued_job(suspend=True)], 100 * PENDING_S, None),
 ]  # fmt: skip
 
 

@@ -2,13 +2,21 @@
 
 Pure: no API calls, no threads, the clock passed in. A trial ends when its
 Job is Complete (or its pod Succeeded, which comes first), Failed, deleted,
-or still unscheduled after ``pending_timeout_s``. Why it failed comes from
-the pod: an eviction, the exit code, OOMKilled, the scheduler's message.
+or still unscheduled ``pending_timeout_s`` after its Job was admitted. Why it
+failed comes from the pod: an eviction, the exit code, OOMKilled, the
+scheduler's message.
+
+A Job waiting in a queue is suspended (``spec.suspend``: Kueue suspends the
+Jobs it manages until their ClusterQueue has quota): its pending clock has
+not started, however long it waits. Admission unsuspends it, and Kubernetes
+then sets the Job's ``status.startTime`` anew; the clock starts there (the
+resume may be seen first: until the start time is set, the clock waits).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from kubetune.kubernetes.api import Obj
 from kubetune.kubernetes.job import ATTEMPT_LABEL, TRIAL_LABEL
@@ -25,12 +33,14 @@ class Tracker:
     # Ended for never being scheduled: their Jobs are still there, Pending. By
     # (index, attempt): the next attempt may be launched before they are deleted.
     unscheduled: set[tuple[int, int]] = field(default_factory=set)
+    held: set[int] = field(default_factory=set)  # tracked trials whose Job was seen suspended
 
     def track(self, index: int, since: float, attempt: int = 0) -> None:
         if self.attempts.get(index, attempt) != attempt:
             # A new attempt: what the watches said of the last one is not about it.
             self.jobs.pop(index, None)
             self.pods.pop(index, None)
+            self.held.discard(index)
         self.since[index] = since
         self.attempts[index] = attempt
 
@@ -42,6 +52,8 @@ class Tracker:
         index = self._index(obj)
         if index is not None:
             self.jobs[index] = {**obj, "deleted": True} if kind == "DELETED" else obj
+            if self.queued(index):
+                self.held.add(index)
         return index
 
     def on_pod(self, kind: str, obj: Obj) -> int | None:
@@ -58,8 +70,24 @@ class Tracker:
         return index
 
     def overdue(self, now: float) -> set[int]:
-        """Tracked trials pending longer than allowed."""
-        return {i for i, t in self.since.items() if now - t > self.pending_timeout_s and not self.started(i)}
+        """Tracked trials pending longer than allowed since their Job was admitted."""
+        return {
+            i
+            for i in self.since
+            if now - self.admitted_at(i) > self.pending_timeout_s and not self.started(i)
+        }
+
+    def queued(self, index: int) -> bool:
+        """Whether the trial's Job waits, suspended, to be admitted."""
+        return bool((self.jobs.get(index) or {}).get("spec", {}).get("suspend"))
+
+    def admitted_at(self, index: int) -> float:
+        """When the trial's pending clock started: its launch, or its Job's latest admission
+        if later; infinity while its Job is suspended in a queue."""
+        started = _epoch((self.jobs.get(index) or {}).get("status", {}).get("startTime"))
+        if self.queued(index) or (started is None and index in self.held):
+            return float("inf")  # waiting; or resumed, the Job controller not yet at its start time
+        return max(self.since[index], started or 0.0)
 
     def started(self, index: int) -> bool:
         return any(_phase(p) not in (None, "Pending") for p in self.pods.get(index, {}).values())
@@ -145,6 +173,16 @@ def _pull_error(pods: list[Obj]) -> str:
             if waiting.get("reason") in PULL_ERRORS:
                 return f"{waiting['reason']}: {waiting.get('message', '')}".rstrip(": ")
     return ""
+
+
+def _epoch(timestamp: object) -> float | None:
+    """An API timestamp ('2030-01-01T00:00:00Z') in seconds since the epoch; None if absent or unreadable."""
+    if not isinstance(timestamp, str):
+        return None
+    try:
+        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _phase(pod: Obj) -> str | None:
