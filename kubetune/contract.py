@@ -81,6 +81,11 @@ def attempt_object(index: int, attempt: int) -> str:
     return f"{trial_prefix(index)}attempts/{attempt:02d}.json"
 
 
+def admission_object(index: int, attempt: int) -> str:
+    """Written once by the controller when attempt ``attempt``, launched into a queue, was admitted."""
+    return f"{trial_prefix(index)}admissions/{attempt:02d}.json"
+
+
 def stop_object(index: int) -> str:
     """Written once by the controller: the trial is to stop (a stopping rule pruned it)."""
     return trial_prefix(index) + "stop.json"
@@ -200,9 +205,11 @@ def _is_param(v: object) -> bool:
 #   1.1  results carry ``attempt`` and ``epoch_metrics`` (their learning curve); what a kind
 #        reports beyond the shared fields is in ``metrics`` (1.0 results held the CNN's
 #        ``images_per_s`` and ``param_count`` at the top level: read into metrics)
+#   1.2  launch records carry ``queue`` (the Kueue queue trial Jobs wait in); admission
+#        records (``admissions/AA.json``) say when each queued attempt was admitted
 
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 1
+SCHEMA_MINOR = 2
 SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 # Bigger than any record kubetune writes (a failure reason is capped at
 # REASON_MAX): parsing what a trial left costs bounded time and memory.
@@ -317,6 +324,7 @@ class LaunchRecord(Record):
     gpus: int = 1  # what each attempt holds, for GPU-hour budgets (a local trial counts as one)
     confirms: int | None = None
     seed: int | None = None  # a confirmation run's; None: the study's (trial.seed), or the kind has none
+    queue: str | None = None  # the queue its Jobs wait in for admission (Kueue's); None: none
 
     def check(self, bounds: MetricBounds) -> None:
         del bounds
@@ -436,6 +444,29 @@ class AttemptRecord(Record):
     @classmethod
     def _tidy(cls, values: dict[str, Any]) -> dict[str, Any]:
         return {**values, "reason": cap_reason(values["reason"])} if "reason" in values else values
+
+
+@dataclass(frozen=True)
+class AdmissionRecord(Record):
+    """``trials/NNNNNN/admissions/AA.json``: when an attempt launched into a queue was admitted, written once.
+
+    Its queue wait is ``admitted_at - queued_at``; what it runs from admission
+    on is what GPU-hour budgets count.
+    """
+
+    index: int
+    attempt: int
+    queued_at: float
+    admitted_at: float
+
+    @property
+    def wait_s(self) -> float:
+        return max(0.0, self.admitted_at - self.queued_at)
+
+    def check(self, bounds: MetricBounds) -> None:
+        del bounds
+        _at_least(self.index, 0, "index")
+        _at_least(self.attempt, 0, "attempt")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ trial runs in tests/test_trial.py and the end-to-end studies.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
@@ -32,6 +33,8 @@ class InProcessLauncher:
         lose: Mapping[int, tuple[Cause, int]] | None = None,
         wall_s: float = 0.0,
         score: Callable[[Params], float] = objective,
+        queue: str | None = None,
+        queued_s: float = 0.0,
     ) -> None:
         self.store = store
         self.fail = fail
@@ -41,6 +44,9 @@ class InProcessLauncher:
         self.lose = dict(lose or {})
         self.wall_s = wall_s  # the wall time each trial's record reports
         self.score = score  # the objective's value at a point (the fake CNN's, by default)
+        self.queue = queue  # a queue admits each trial queued_s after its launch
+        self.queued_s = queued_s
+        self._launched_at: dict[int, float] = {}
         self.launched: list[TrialRequest] = []
         self._running: dict[int, TrialRequest] = {}
         self._stopped: list[int] = []
@@ -48,12 +54,18 @@ class InProcessLauncher:
     def launch(self, req: TrialRequest) -> None:
         self.launched.append(req)
         self._running[req.index] = req
+        self._launched_at[req.index] = time.time()
 
     def adopt(self, req: TrialRequest) -> bool:
         return False
 
     def running(self) -> set[int]:
         return set(self._running)
+
+    def admitted(self) -> dict[int, tuple[float, float]]:
+        if self.queue is None:
+            return {}
+        return {i: (self._launched_at[i], self._launched_at[i] + self.queued_s) for i in self._running}
 
     def wait(self, timeout: float) -> list[TrialExit]:
         if self._stopped:

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from kubetune import cli
-from kubetune.contract import LaunchRecord, Params, params_object, result_object
+from kubetune.contract import (
+    AdmissionRecord,
+    AttemptRecord,
+    LaunchRecord,
+    Params,
+    admission_object,
+    attempt_object,
+    params_object,
+    result_object,
+)
 from kubetune.controller.budgets import gpu_hours
 from kubetune.controller.history import read_study
 from kubetune.controller.study import Study
@@ -81,3 +90,56 @@ def test_without_budgets_every_trial_runs(tmp_path: Path) -> None:
 def test_bad_budgets_name_the_field(text: str, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         parse_spec(text)
+
+
+# --- trials that wait in a queue (Kueue) ------------------------------------------------
+
+
+def test_gpu_hours_start_at_admission_for_a_trial_launched_into_a_queue(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    spec = parse_spec(SPEC % {"budget": "max_gpu_hours: 10"})
+    store.create("study.yaml", spec.to_yaml().encode())
+    t0 = 1_000_000.0
+    params: Params = {"learning_rate": 0.001}
+    for index in (0, 1, 2):
+        queue = None if index == 2 else "gpu-queue"
+        store.create(
+            params_object(index), LaunchRecord(index, params, t0, "kubernetes", 2, queue=queue).to_json()
+        )
+    # Trial 0 waited an hour, then ran half an hour so far; trial 1 is still queued;
+    # trial 2 had no queue: its hours count from its launch.
+    store.create(admission_object(0, 0), AdmissionRecord(0, 0, t0, t0 + 3600).to_json())
+    _, history = read_study(store)
+    now = t0 + 5400
+    assert [history.queued(i) for i in (0, 1, 2)] == [False, True, False]
+    assert gpu_hours(history, now) == pytest.approx(2 * 0.5 + 0 + 2 * 1.5)
+    assert history.queue_waits() == [3600.0]
+
+
+def test_a_lost_attempt_counts_from_its_admission_and_the_next_one_waits_again(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    spec = parse_spec(SPEC % {"budget": "max_gpu_hours: 10"})
+    store.create("study.yaml", spec.to_yaml().encode())
+    t0 = 1_000_000.0
+    params: Params = {"learning_rate": 0.001}
+    store.create(params_object(0), LaunchRecord(0, params, t0, "kubernetes", 1, queue="q").to_json())
+    store.create(admission_object(0, 0), AdmissionRecord(0, 0, t0, t0 + 1800).to_json())
+    lost = AttemptRecord(0, 0, "preempted", "pod preempted", t0, t0 + 3600)
+    store.create(attempt_object(0, 0), lost.to_json())
+    _, history = read_study(store)
+    assert history.queued(0)  # attempt 1 waits for its own admission
+    assert gpu_hours(history, t0 + 7200) == pytest.approx(0.5)  # attempt 0 held its GPU half an hour
+
+
+def test_a_study_through_a_queue_records_each_admission_once(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    spec = parse_spec(SPEC % {"budget": "max_gpu_hours: 10"})
+    launcher = InProcessLauncher(store, queue="gpu-queue", queued_s=90)
+    assert Study(spec, store, launcher, poll_s=0.0).run().completed
+    _, history = read_study(store)
+    assert {launch.queue for launch in history.launched.values()} == {"gpu-queue"}
+    assert sorted(history.admissions) == sorted(history.launched)
+    assert all(a.attempt == 0 and a.wait_s == pytest.approx(90) for t in history.admissions.values()
+               for a in t.values())  # fmt: skip
+    rows = store.get("history.csv").decode().splitlines()
+    assert rows[0].split(",")[-2] == "queue_wait_s" and all(row.split(",")[-2] == "90" for row in rows[1:])

@@ -19,6 +19,7 @@ from kubetune.contract import (
     MAX_RECORD_BYTES,
     REASON_MAX,
     SCHEMA_VERSION,
+    AdmissionRecord,
     AttemptRecord,
     EpochRecord,
     LaunchRecord,
@@ -73,7 +74,9 @@ def test_a_newer_minor_record_reads_and_keeps_what_it_does_not_know_when_written
     assert again["schema"] == SCHEMA_VERSION  # written by this version, with what it knows
 
 
-@pytest.mark.parametrize("cls", [TrialResult, LaunchRecord, EpochRecord, AttemptRecord, StopRequest])
+@pytest.mark.parametrize(
+    "cls", [TrialResult, LaunchRecord, EpochRecord, AttemptRecord, StopRequest, AdmissionRecord]
+)
 def test_a_newer_major_record_is_refused_naming_both_versions(cls: type[TrialResult]) -> None:
     with pytest.raises(NewerRecord, match=rf"record schema 2\.0 is newer than this kubetune's {SCHEMA_VERSION}: "
                        "upgrade the controller"):  # fmt: skip
@@ -87,7 +90,8 @@ def test_a_newer_major_result_is_its_trials_failure_and_an_upgrade_reads_it(tmp_
     store.create(result_object(3), raw({**RESULT_1_0, "schema": "2.3"}))
     [result] = read_history(store, spec).ordered_results()
     assert result.failed and result.reason == (
-        "malformed result record: record schema 2.3 is newer than this kubetune's 1.1: upgrade the controller"
+        f"malformed result record: record schema 2.3 is newer than this kubetune's {SCHEMA_VERSION}: "
+        "upgrade the controller"
     )
     assert store.get(result_object(3)) == raw({**RESULT_1_0, "schema": "2.3"})  # derived, never written
 

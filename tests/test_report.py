@@ -379,6 +379,7 @@ def test_status_agrees_with_the_store(recorded: Recorded) -> None:
         "pruned": 0,
         "total": spec.budget.max_trials,
         "running": 0,
+        "queued": 0,
     }
     assert status["running"] == []
     top = max(ok, key=lambda r: r.objective_value or 0.0)

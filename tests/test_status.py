@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from kubetune import cli
-from kubetune.contract import SPEC_OBJECT, LaunchRecord, Params, TrialResult, params_object, result_object
+from kubetune.contract import (
+    SPEC_OBJECT,
+    AdmissionRecord,
+    LaunchRecord,
+    Params,
+    TrialResult,
+    admission_object,
+    params_object,
+    result_object,
+)
 from kubetune.spec import parse_spec
 from kubetune.store import Store, open_store
 
@@ -117,6 +126,7 @@ def test_json_when_asked_or_when_not_a_terminal(store: Store, capsys: pytest.Cap
         "pruned": 1,
         "total": 5,
         "running": 1,
+        "queued": 0,
     }
     assert doc["running"] == []  # trial 4 runs, but has reported no epoch yet
     assert doc["best"]["index"] == 2
@@ -159,3 +169,33 @@ def test_version_and_plain_help(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_bad_interval_is_one_line_and_exit_2(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["status", store.uri, "--watch", "--interval", "0"]) == 2
     assert capsys.readouterr().err == "kubetune: status: argument --interval: must be more than 0, got 0\n"
+
+
+def test_trials_waiting_in_a_queue_are_queued_and_the_waits_summarised(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = open_store(str(tmp_path / "store"))
+    s.create(SPEC_OBJECT, parse_spec(SPEC).to_yaml().encode())
+    t0 = time.time() - 600
+    for index in (0, 1, 2):
+        s.create(
+            params_object(index), LaunchRecord(index, params_of(index), t0, "kubernetes", queue="q").to_json()
+        )
+    for index, wait in ((0, 120.0), (1, 300.0)):
+        s.create(admission_object(index, 0), AdmissionRecord(index, 0, t0, t0 + wait).to_json())
+    record(s, 0, "succeeded", 0.5)
+    assert cli.main(["status", s.uri, "-o", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["trials"]["running"], doc["trials"]["queued"]) == (1, 1)
+    assert doc["queue"] == {"queued": 1, "admitted": 2, "wait_s": {"median": 210.0, "max": 300.0}}
+    assert {r["index"]: r["status"] for r in doc["leaderboard"]} == {
+        0: "succeeded",
+        1: "running",
+        2: "queued",
+    }
+    assert cli.main(["status", s.uri, "-o", "table"]) == 0
+    out = capsys.readouterr().out
+    assert "1 running, 1 queued" in out
+    assert (
+        "QUEUE" in out and "1 waiting to be admitted; 2 admitted after a median 3m30s (longest 5m00s)" in out
+    )

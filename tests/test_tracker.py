@@ -156,3 +156,15 @@ def test_untracked_and_unlabelled_objects_are_ignored() -> None:
     assert tracker.exit_of(3, T0) is not None
     tracker.forget(3)
     assert tracker.exit_of(3, T0) is None
+
+
+def test_an_admission_is_known_once_the_job_is_resumed_with_its_start_time() -> None:
+    tracker = Tracker(PENDING_S)
+    tracker.track(3, T0)
+    assert tracker.admissions() == {}  # no Job seen yet: not known to be admitted
+    tracker.on_job(*queued_job(suspend=True)[1:])
+    assert tracker.admissions() == {}
+    tracker.on_job(*queued_job(suspend=False)[1:])
+    assert tracker.admissions() == {}  # resumed, its start time not set yet
+    tracker.on_job(*queued_job(suspend=False, started=T0 + 42)[1:])
+    assert tracker.admissions() == {3: (T0, T0 + 42)}

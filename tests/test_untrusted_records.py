@@ -35,6 +35,7 @@ from kubetune.contract import (
     SPEC_OBJECT,
     LaunchRecord,
     TrialResult,
+    admission_object,
     attempt_object,
     epoch_object,
     params_object,
@@ -90,12 +91,15 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Study(replace(SPEC, budget=replace(SPEC.budget, max_trials=RUNNING)), store,
           InProcessLauncher(store, epochs=2), poll_s=0.0).run()  # fmt: skip
     launch = LaunchRecord(RUNNING, {"learning_rate": 0.002, "num_dense_layers": 2, "num_dense_nodes": 40},
-                          time.time(), "synthetic")  # fmt: skip
+                          time.time(), "synthetic", queue="gpu-queue")  # fmt: skip
     store.create(params_object(RUNNING), launch.to_json())
     store.create(
         epoch_object(RUNNING, 1), b'{"index": 6, "epoch": 1, "metrics": {"val_accuracy": 0.8}, "at": 1.0}'
     )
     store.create(stop_object(VICTIM), b'{"index": 1, "reason": "asked", "at": 1.0}')
+    store.create(
+        admission_object(RUNNING, 0), b'{"index": 6, "attempt": 0, "queued_at": 1.0, "admitted_at": 2.0}'
+    )
     store.create(attempt_object(VICTIM, 0), json.dumps({"index": 1, "attempt": 0, "cause": "evicted",
                  "reason": "pod evicted", "started_at": 1.0, "ended_at": 2.0}).encode())  # fmt: skip
     return root
@@ -182,6 +186,7 @@ TRIAL_RECORDS = {
     "epoch of a running trial": epoch_object(RUNNING, 1),
     "attempt": attempt_object(VICTIM, 0),
     "stop request": stop_object(VICTIM),
+    "admission": admission_object(RUNNING, 0),
 }
 
 

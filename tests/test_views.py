@@ -164,3 +164,11 @@ def test_a_warm_start_is_logged_shown_by_status_and_reported(
     page = store.get("report.html").decode()
     assert "<h2>Warm start</h2>" in page and "3 earlier trials told first." in page
     assert f'<td class="text">{earlier.uri}</td><td>3</td><td class="text">1 not succeeded</td>' in page
+
+
+def test_history_csv_has_the_queue_wait_of_a_study_whose_trials_waited(tmp_path: Path) -> None:
+    spec, history = read_study(program_store(tmp_path))
+    text = views.history_csv(spec, history.ordered_results(), history.search_epochs(), {0: 90.0, 3: 12.5})
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][-3:] == ["wall_time_s", "queue_wait_s", "reason"]
+    assert [row[-2] for row in rows[1:]] == ["90", "", "", "12.5"]  # trial 3 runs, after its wait

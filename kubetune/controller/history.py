@@ -13,6 +13,7 @@ from kubetune.contract import (
     MAX_RECORD_BYTES,
     SPEC_OBJECT,
     TRIALS_PREFIX,
+    AdmissionRecord,
     AttemptRecord,
     EpochRecord,
     LaunchRecord,
@@ -37,6 +38,7 @@ log = get_logger("kubetune.history")
 
 Epochs = dict[int, dict[int, EpochRecord]]  # trial index -> epoch -> its record
 Lost = dict[int, list[AttemptRecord]]  # trial index -> the attempts the infrastructure took
+Admissions = dict[int, dict[int, AdmissionRecord]]  # trial index -> attempt -> when a queue admitted it
 
 
 @dataclass
@@ -46,11 +48,36 @@ class History:
     epochs: Epochs = field(default_factory=dict)
     stops: dict[int, StopRequest] = field(default_factory=dict)
     lost: Lost = field(default_factory=dict)
+    admissions: Admissions = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)  # object -> why it was passed over
 
     def attempt(self, index: int) -> int:
         """The attempt a trial is on: 0 until the infrastructure took one away."""
         return len(self.lost.get(index, []))
+
+    def queued(self, index: int) -> bool:
+        """Launched into a queue, unfinished, and its current attempt not admitted yet."""
+        launch = self.launched.get(index)
+        if launch is None or launch.queue is None or index in self.results:
+            return False
+        return self.attempt(index) not in self.admissions.get(index, {})
+
+    def admitted_at(self, index: int, attempt: int, started_at: float) -> float | None:
+        """When attempt ``attempt`` (launched at ``started_at``) began to hold its resources:
+        at launch, or at its admission when launched into a queue; None if never admitted."""
+        launch = self.launched[index]
+        if launch.queue is None:
+            return started_at
+        admission = self.admissions.get(index, {}).get(attempt)
+        return None if admission is None else max(started_at, admission.admitted_at)
+
+    def queue_waits(self) -> list[float]:
+        """Every admitted attempt's wait in the queue, in seconds."""
+        return [a.wait_s for attempts in self.admissions.values() for a in attempts.values()]
+
+    def trial_waits(self) -> dict[int, float]:
+        """Each admitted trial's time in the queue, its attempts' waits summed, in seconds."""
+        return {i: sum(a.wait_s for a in by_attempt.values()) for i, by_attempt in self.admissions.items()}
 
     def epoch_metrics(self, index: int) -> list[dict[str, float]]:
         """Each epoch's metrics, epoch 1 first, up to the first epoch not (yet) read."""
@@ -237,6 +264,8 @@ def read_history(store: Store, spec: Spec) -> History:
         history.launched[i] = launch
         for name in sorted(n for n in objects if n.startswith(f"{trial_prefix(i)}attempts/")):
             _add_attempt(history, records, i, name)
+        for name in sorted(n for n in objects if n.startswith(f"{trial_prefix(i)}admissions/")):
+            _add_admission(history, records, i, name)
         if stop_object(i) in objects:
             _add_stop(history, records, i)
         result = read_result(records, i, launch, spec, history.attempt(i))
@@ -252,8 +281,9 @@ def read_history(store: Store, spec: Spec) -> History:
 
 
 def _extras(index: int, objects: list[str]) -> list[str]:
-    """A trial's stop request and attempt records, where it has them."""
-    return [n for n in objects if n == stop_object(index) or n.startswith(f"{trial_prefix(index)}attempts/")]
+    """A trial's stop request, attempt and admission records, where it has them."""
+    folders = tuple(f"{trial_prefix(index)}{folder}/" for folder in ("attempts", "admissions"))
+    return [n for n in objects if n == stop_object(index) or n.startswith(folders)]
 
 
 # Reads in flight at once when a study is read back (the GCS client is thread-safe).
@@ -318,6 +348,17 @@ def _add_attempt(history: History, store: Store, index: int, name: str) -> None:
         history.skip(store, name, exc)
         return
     history.lost.setdefault(index, []).append(record)
+
+
+def _add_admission(history: History, store: Store, index: int, name: str) -> None:
+    try:
+        record = AdmissionRecord.from_json(store.get(name))
+        if record.index != index:
+            raise RecordError(f"admission of trial {record.index}, under trial {index}")
+    except (RecordError, Unreadable, NotFound) as exc:  # as if never admitted: its GPU time goes uncounted
+        history.skip(store, name, exc)
+        return
+    history.admissions.setdefault(index, {})[record.attempt] = record
 
 
 def _add_stop(history: History, store: Store, index: int) -> None:

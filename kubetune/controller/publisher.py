@@ -40,7 +40,8 @@ class Publisher:
     def views(self, history: History, ended_by: str | None) -> None:
         """best.json and history.csv, now; the plots and report marked stale."""
         views.publish(self.store, self.spec, history.ordered_results(), epochs=history.search_epochs(),
-                      plots=False, ended_by=ended_by, confirmed=self.confirmed(history))  # fmt: skip
+                      plots=False, ended_by=ended_by, confirmed=self.confirmed(history),
+                      waits=history.trial_waits())  # fmt: skip
         self._stale = True
 
     def redraw_if_due(self, history: History, next_exit_in_s: float | None) -> None:
@@ -80,7 +81,8 @@ class Publisher:
         if self._drawing is not None:
             self._drawing.join()
         views.publish(self.store, self.spec, history.ordered_results(), epochs=history.search_epochs(),
-                      ended_by=ended_by, lost=history.lost, confirmed=confirmed, warm=self.warm)  # fmt: skip
+                      ended_by=ended_by, lost=history.lost, confirmed=confirmed, warm=self.warm,
+                      waits=history.trial_waits())  # fmt: skip
         return confirmed
 
     def confirmed(self, history: History) -> Confirmation | None:

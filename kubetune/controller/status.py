@@ -11,6 +11,7 @@ parameters': the two may share a name.
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from kubetune.store import Store, StoreError, open_store
 
 REASON_WIDTH = 60  # a long failure reason is cut here; `kubetune report` has it whole
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen: what `watch` does between redraws
-_ORDER = {"succeeded": 0, "pruned": 1, "failed": 2, "running": 3, "confirming": 4}
+_ORDER = {"succeeded": 0, "pruned": 1, "failed": 2, "running": 3, "confirming": 4, "queued": 5}
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Snapshot:
         for index in history.unfinished:
             epoch = latest.get(index)
             metrics = epoch.metrics if epoch else {}
-            running.append(Row(index, "confirming" if history.confirming(index) else "running",
+            running.append(Row(index, _unfinished_status(history, index),
                                metrics.get(spec.objective.metric), history.launched[index].params, metrics,
                                epoch.epoch if epoch else None))  # fmt: skip
         s = sign(spec)
@@ -94,8 +95,15 @@ class Snapshot:
         """The JSON form: the best document, with the budget, the leaderboard and the running trials."""
         results = self.history.ordered_results()
         doc = best_document(self.spec, results, confirmed=self.confirmed)
-        running = [i for i in self.history.unfinished if not self.history.confirming(i)]
-        doc["trials"].update(total=self.spec.budget.max_trials, running=len(running))
+        h = self.history
+        waiting = [i for i in h.unfinished if not h.confirming(i)]
+        queued = sum(h.queued(i) for i in waiting)
+        doc["trials"].update(total=self.spec.budget.max_trials, running=len(waiting) - queued, queued=queued)
+        waits = sorted(h.queue_waits())
+        if waits or queued:
+            # Each admitted attempt's wait in its queue, in seconds.
+            wait_s = {"median": statistics.median(waits), "max": waits[-1]} if waits else None
+            doc["queue"] = {"queued": queued, "admitted": len(waits), "wait_s": wait_s}
         latest = running_epochs(results, self.history.search_epochs())
         doc["running"] = [
             {"index": i, "epoch": e.epoch, "metrics": e.metrics} for i, e in sorted(latest.items())
@@ -172,6 +180,8 @@ def _summary(snap: Snapshot) -> list[str]:
     limit = snap.spec.budget.max_gpu_hours
     lost = doc["lost_attempts"]
     trials = f"{t['finished']}/{t['total']} finished: {', '.join(counts)}; {t['running']} running"
+    if t["queued"]:
+        trials += f", {t['queued']} queued"
     if lost:
         trials += f"; {len(lost)} attempts lost to the infrastructure and relaunched"
     lines = [
@@ -184,9 +194,25 @@ def _summary(snap: Snapshot) -> list[str]:
     ]  # fmt: skip
     if "confirmation" in doc:
         lines.insert(4, ("CONFIRMATION", _confirmation(doc["confirmation"], objective["metric"])))
+    if "queue" in doc:
+        lines.append(("QUEUE", _queue(doc["queue"])))
     if snap.spec.optimizer.warm_start:
         lines.append(("WARM START", _warm(snap.warm)))
     return table(("", ""), lines)[1:]
+
+
+def _queue(q: dict[str, Any]) -> str:
+    out = f"{q['queued']} waiting to be admitted"
+    if q["wait_s"] is None:
+        return out
+    median, longest = _duration(q["wait_s"]["median"]), _duration(q["wait_s"]["max"])
+    return out + f"; {q['admitted']} admitted after a median {median} (longest {longest})"
+
+
+def _unfinished_status(history: History, index: int) -> str:
+    if history.confirming(index):
+        return "confirming"
+    return "queued" if history.queued(index) else "running"
 
 
 def _warm(warm: WarmStartRecord | None) -> str:

@@ -3,8 +3,9 @@
 The store is the only state. On start the loop replays the trial records,
 adopts trials a previous controller left running (or launches them again
 under the same index), and continues until the budget is spent or too many
-trials failed. Each turn of the loop is four named stages:
+trials failed. Each turn of the loop is five named stages:
 
+* admit: trials launched into a queue that it admitted, recorded (their wait);
 * collect: the trials that ended, read back (or recorded for them);
 * decide: what to launch, a pure plan: lost trials due again, new points
   from the optimizer, confirmation runs, within the budgets;
@@ -18,6 +19,7 @@ Between them, early stopping follows the running trials' curves.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,10 +27,12 @@ from dataclasses import dataclass, replace
 from kubetune.contract import (
     SPEC_OBJECT,
     WARM_START_OBJECT,
+    AdmissionRecord,
     LaunchRecord,
     Params,
     TrialRequest,
     TrialResult,
+    admission_object,
     failed_result,
     params_object,
     result_object,
@@ -102,6 +106,7 @@ class Study:
         self._start()
         while self.launcher.running() or self.retries.waiting:
             self.publisher.redraw_if_due(self.history, self._next_exit_in_s())
+            self.admit()
             finished = self.collect(self._wait())
             # Successors first: the views, annotations and Events can wait
             # the few tens of milliseconds a launch takes.
@@ -159,6 +164,22 @@ class Study:
             return self.launcher.wait(self.poll_s)
         time.sleep(min(self.poll_s, self.retries.next_in_s()))  # only lost trials, backing off
         return []
+
+    # --- admit -----------------------------------------------------------------
+
+    def admit(self) -> None:
+        """Record, once per attempt, when a queue admitted a trial: what its queue wait was, and
+        where its GPU hours start (controller.budgets)."""
+        for index, (queued_at, admitted_at) in sorted(self.launcher.admitted().items()):
+            if not self.history.queued(index):
+                continue  # recorded already (by this controller, or by one before it)
+            record = AdmissionRecord(index, self.history.attempt(index), queued_at, admitted_at)
+            # AlreadyExists: another controller's record of the same admission, from the same Job.
+            with contextlib.suppress(AlreadyExists):
+                self.store.create(admission_object(index, record.attempt), record.to_json())
+            self.history.admissions.setdefault(index, {})[record.attempt] = record
+            log.info("trial_admitted", index=index, attempt=record.attempt, queue=self.launcher.queue,
+                     wait_s=round(record.wait_s, 1))  # fmt: skip
 
     # --- collect ---------------------------------------------------------------
 
@@ -233,7 +254,8 @@ class Study:
         return Plan(again, tuple(new))
 
     def _record(self, index: int, params: Params, **confirming: int | None) -> LaunchRecord:
-        return LaunchRecord(index, params, time.time(), self.launcher.name, self.launcher.gpus, **confirming)  # type: ignore[arg-type]
+        return LaunchRecord(index, params, time.time(), self.launcher.name, self.launcher.gpus,
+                            queue=self.launcher.queue, **confirming)  # type: ignore[arg-type]  # fmt: skip
 
     def _too_many_failures(self) -> bool:
         return self.history.failed >= self.spec.budget.max_failed

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from kubetune.contract import (
     BEST_OBJECT,
@@ -36,18 +36,25 @@ PARAM = "param."
 METRIC = "metric."
 
 
-def history_csv(spec: Spec, results: Sequence[TrialResult], epochs: Epochs | None = None) -> str:
+def history_csv(
+    spec: Spec,
+    results: Sequence[TrialResult],
+    epochs: Epochs | None = None,
+    waits: Mapping[int, float] | None = None,
+) -> str:
     """One row per trial, in index order, for a spreadsheet; a running one at its latest epoch.
 
     Parameters and metrics are columns of their own, prefixed ``param.`` and
-    ``metric.``; the metrics are every one reported (the kind's first).
+    ``metric.``; the metrics are every one reported (the kind's first). A
+    study whose trials waited in a queue has their waits (``queue_wait_s``).
     """
     names = [d.name for d in spec.space]
     metrics = metric_columns(spec, results, epochs, every=True)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
+    queue = ["queue_wait_s"] if waits else []
     w.writerow(["index", "status", "epoch", "objective", *(PARAM + n for n in names),
-                *(METRIC + m for m in metrics), "wall_time_s", "reason"])  # fmt: skip
+                *(METRIC + m for m in metrics), "wall_time_s", *queue, "reason"])  # fmt: skip
     rows = {
         r.index: [r.index, r.status, cell(r.last_epoch), cell(r.objective_value),
                   *(cell(r.params.get(n)) for n in names), *(cell(r.metrics.get(m)) for m in metrics),
@@ -58,6 +65,9 @@ def history_csv(spec: Spec, results: Sequence[TrialResult], epochs: Epochs | Non
         objective = cell(latest.metrics.get(spec.objective.metric))
         rows[index] = [index, "running", latest.epoch, objective, *([""] * len(names)),
                        *(cell(latest.metrics.get(m)) for m in metrics), "", ""]  # fmt: skip
+    if waits:
+        for index, row in rows.items():
+            row.insert(-1, cell(waits.get(index)))
     w.writerows(rows[i] for i in sorted(rows))
     return buf.getvalue()
 
@@ -73,11 +83,12 @@ def publish(
     lost: Lost | None = None,
     confirmed: Confirmation | None = None,
     warm: WarmStartRecord | None = None,
+    waits: Mapping[int, float] | None = None,
 ) -> None:
     """Rewrite the views after a trial finished; the report and its plots only if ``plots``."""
     doc = best_document(spec, results, ended_by, confirmed)
     store.put(BEST_OBJECT, (json.dumps(doc, indent=2) + "\n").encode())
-    store.put(HISTORY_OBJECT, history_csv(spec, results, epochs).encode())
+    store.put(HISTORY_OBJECT, history_csv(spec, results, epochs, waits).encode())
     if plots:
         redraw(store, spec, results, epochs, lost, confirmed, warm)
 

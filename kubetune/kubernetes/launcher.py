@@ -42,6 +42,7 @@ class KubernetesLauncher:
         self.namespace = namespace
         self.settings = settings
         self.gpus = settings.gpus
+        self.queue = settings.kueueQueueName or None
         self.owner = owner
         self._lock = threading.Lock()  # the tracker is fed by the informer threads
         self._tracker = Tracker(settings.pendingTimeoutSeconds)
@@ -78,6 +79,12 @@ class KubernetesLauncher:
     def running(self) -> set[int]:
         with self._lock:
             return set(self._tracker.since)
+
+    def admitted(self) -> dict[int, tuple[float, float]]:
+        if self.queue is None:
+            return {}
+        with self._lock:
+            return self._tracker.admissions()
 
     def wait(self, timeout: float) -> list[TrialExit]:
         self._delete_unschedulable()

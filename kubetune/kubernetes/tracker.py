@@ -81,6 +81,17 @@ class Tracker:
         """Whether the trial's Job waits, suspended, to be admitted."""
         return bool((self.jobs.get(index) or {}).get("spec", {}).get("suspend"))
 
+    def admissions(self) -> dict[int, tuple[float, float]]:
+        """Tracked trials whose Job was seen admitted: index -> (launched at, admitted at).
+        Known once the Job is resumed and Kubernetes has set its ``status.startTime``."""
+        out = {}
+        for index, since in self.since.items():
+            job = self.jobs.get(index)
+            started = _epoch((job or {}).get("status", {}).get("startTime"))
+            if job is not None and not job.get("deleted") and not self.queued(index) and started is not None:
+                out[index] = (since, max(since, started))
+        return out
+
     def admitted_at(self, index: int) -> float:
         """When the trial's pending clock started: its launch, or its Job's latest admission
         if later; infinity while its Job is suspended in a queue."""

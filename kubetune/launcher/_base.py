@@ -43,6 +43,7 @@ class TrialExit:
 class Launcher(Protocol):
     name: str
     gpus: int  # each trial holds this many (GPU-hour budgets count them)
+    queue: str | None  # where trials wait to be admitted (a Kueue LocalQueue); None: they start at launch
 
     def launch(self, req: TrialRequest) -> None:
         """Start the trial; returns once it is submitted, not when it ends."""
@@ -56,6 +57,10 @@ class Launcher(Protocol):
 
     def running(self) -> set[int]:
         """Indices of trials launched or adopted that have not exited."""
+
+    def admitted(self) -> dict[int, tuple[float, float]]:
+        """Running trials launched into the queue and admitted since: index -> (queued at,
+        admitted at). Empty for a launcher with no queue."""
 
     def wait(self, timeout: float) -> list[TrialExit]:
         """Block up to ``timeout`` seconds for trials to exit; those that did."""

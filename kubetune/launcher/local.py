@@ -37,6 +37,7 @@ def _executable() -> str:
 class LocalLauncher:
     name = "local"
     gpus = 1  # a local trial has the machine's accelerator, if any, to itself
+    queue: str | None = None  # a local trial starts at once
 
     def __init__(
         self, log_dir: Path, env: dict[str, str] | None = None, executable: str | None = None
@@ -74,6 +75,9 @@ class LocalLauncher:
 
     def running(self) -> set[int]:
         return set(self._procs)
+
+    def admitted(self) -> dict[int, tuple[float, float]]:
+        return {}
 
     def wait(self, timeout: float) -> list[TrialExit]:
         deadline = time.monotonic() + timeout

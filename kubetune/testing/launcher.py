@@ -99,6 +99,20 @@ class LauncherContract:
         wait_exits(trials, 1)
         trials.close()
 
+    def test_admissions_are_of_queued_trials_still_running(
+        self, launcher: MakeLauncher, store_uri: str, trial_request: MakeRequest
+    ) -> None:
+        trials = launcher({"8": {"hang": True}})
+        trials.launch(trial_request(store_uri, 8))
+        admitted = trials.admitted()
+        assert set(admitted) <= trials.running()
+        assert trials.queue is not None or admitted == {}  # no queue: trials start at launch, none to record
+        assert all(queued_at <= admitted_at for queued_at, admitted_at in admitted.values())
+        trials.stop(8)
+        wait_exits(trials, 1)
+        assert trials.admitted() == {}
+        trials.close()
+
     def test_a_trial_never_launched_cannot_be_adopted(
         self, launcher: MakeLauncher, store_uri: str, trial_request: MakeRequest
     ) -> None:

@@ -19,6 +19,7 @@ from kubetune.testing.launcher import wait_exits
 from tests.cluster.controlplane import ControlPlane
 from tests.fake_trial import cnn_request
 from tests.gcs_emulator import FakeGCS
+from tests.polling import wait_for
 from tests.reliability.rig import GPU_TOLERATION, fake_trial_env
 
 pytestmark = pytest.mark.cluster
@@ -44,8 +45,12 @@ def test_a_queued_trial_waits_past_the_pending_timeout_and_runs_once_admitted(
             assert launcher.wait(0.5) == [], "a queued trial was ended"
         pods = core.list_namespaced_pod(namespace, label_selector="kubetune.dev/trial=0").items
         assert pods == [], "a suspended Job ran a pod"
-        assert launcher.running() == {0}
+        assert launcher.running() == {0} and launcher.admitted() == {}
+        resumed = time.time()
         batch.patch_namespaced_job(name, namespace, {"spec": {"suspend": False}})  # admitted
+        queued_at, admitted_at = wait_for("the admission seen", lambda: launcher.admitted().get(0), 60)
+        # Kubernetes' startTime has a resolution of a second.
+        assert admitted_at - queued_at >= 4 * PENDING_S - 1 and admitted_at >= resumed - 1
         [ex] = wait_exits(launcher, 1)
         assert (ex.index, ex.ok) == (0, True), ex.reason
     finally:
