@@ -126,6 +126,7 @@ def test_the_users_labels_annotations_priority_and_queue_reach_the_job_and_its_p
     assert template["metadata"]["annotations"] == settings.podAnnotations
     assert template["spec"]["priorityClassName"] == "batch-low"
     assert job["spec"]["suspend"] is True  # Kueue unsuspends it when its ClusterQueue admits it
+    assert labels["kubetune.dev/status"] == "queued"  # the controller says running once it is admitted
     # Kueue takes a Job owned by another Job as its child, admitted with the parent's Workload,
     # unless the reference leaves out `controller: true`: each trial must be a Workload of its own.
     [ref] = job["metadata"]["ownerReferences"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from kubetune.contract import AttemptRecord, EpochRecord, TrialRequest, TrialResult
+from kubetune.contract import AdmissionRecord, AttemptRecord, EpochRecord, TrialRequest, TrialResult
 from kubetune.controller.leaderboard import Summary
 
 
@@ -19,6 +19,9 @@ class StudyObserver(Protocol):
 
     def trial_progressed(self, record: EpochRecord, attempt: int) -> None:
         """A running trial (in its ``attempt``) reported an epoch."""
+
+    def trial_admitted(self, admission: AdmissionRecord) -> None:
+        """A queue admitted a trial's attempt: it runs from now on."""
 
     def trial_retried(self, lost: AttemptRecord) -> None:
         """The infrastructure took an attempt away; the trial is launched again."""
@@ -38,6 +41,9 @@ class Unobserved:
 
     def trial_progressed(self, record: EpochRecord, attempt: int) -> None:
         del record, attempt
+
+    def trial_admitted(self, admission: AdmissionRecord) -> None:
+        del admission
 
     def trial_retried(self, lost: AttemptRecord) -> None:
         del lost

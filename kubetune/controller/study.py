@@ -178,6 +178,7 @@ class Study:
             with contextlib.suppress(AlreadyExists):
                 self.store.create(admission_object(index, record.attempt), record.to_json())
             self.history.admissions.setdefault(index, {})[record.attempt] = record
+            self.observer.trial_admitted(record)
             log.info("trial_admitted", index=index, attempt=record.attempt, queue=self.launcher.queue,
                      wait_s=round(record.wait_s, 1))  # fmt: skip
 

@@ -238,7 +238,9 @@ def build_job(
     if settings.kueueQueueName:
         # Created suspended, as Kueue's own samples are: its webhook would suspend the Job too,
         # but a pod started before that (the webhook late, or failing open) holds a GPU unqueued.
+        # `kubectl get jobs -L kubetune.dev/status` shows it queued; running once admitted.
         spec["suspend"] = True
+        job_labels[STATUS_LABEL] = "queued"
     if settings.activeDeadlineSeconds is not None:
         spec["activeDeadlineSeconds"] = settings.activeDeadlineSeconds
     if settings.ttlSecondsAfterFinished is not None:

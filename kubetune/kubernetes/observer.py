@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kubetune.contract import AttemptRecord, EpochRecord, TrialRequest, TrialResult
+from kubetune.contract import AdmissionRecord, AttemptRecord, EpochRecord, TrialRequest, TrialResult
 from kubetune.controller.leaderboard import Summary
 from kubetune.kubernetes.api import Obj, api_reason
 from kubetune.kubernetes.events import post_event
@@ -42,6 +42,15 @@ class JobObserver:
         # Recorded whatever their names; on the Job only where a name is free (kubetune.names).
         labels = {EPOCH_LABEL: str(record.epoch), **value_labels(record.metrics, self.params)}
         self._patch(job_name(self.study, record.index, attempt), {"metadata": {"labels": labels}})
+
+    def trial_admitted(self, admission: AdmissionRecord) -> None:
+        """Its Job's status label goes from queued to running; an Event says how long it waited."""
+        wait = f"{admission.wait_s / 60:.1f} min" if admission.wait_s >= 60 else f"{admission.wait_s:.0f} s"
+        self._event("TrialAdmitted", f"trial {admission.index} admitted after {wait} in the queue")
+        self._patch(
+            job_name(self.study, admission.index, admission.attempt),
+            {"metadata": {"labels": {STATUS_LABEL: "running"}}},
+        )
 
     def trial_retried(self, lost: AttemptRecord) -> None:
         message = f"trial {lost.index}: attempt {lost.attempt + 1} lost ({lost.reason}); launching it again"
