@@ -24,7 +24,7 @@ from kubetune.controller.history import read_study
 from kubetune.controller.study import Study
 from kubetune.errors import SpecError
 from kubetune.spec import parse_spec
-from kubetune.store import open_store
+from kubetune.store import Store, open_store
 from tests.fake_trial import succeeded
 from tests.synthetic import InProcessLauncher
 
@@ -95,40 +95,40 @@ def test_bad_budgets_name_the_field(text: str, message: str) -> None:
 # --- trials that wait in a queue (Kueue) ------------------------------------------------
 
 
-def test_gpu_hours_start_at_admission_for_a_trial_launched_into_a_queue(tmp_path: Path) -> None:
+T0 = 1_000_000.0
+
+
+def queued_store(tmp_path: Path, queues: list[str | None], gpus: int) -> Store:
+    """A study whose trials (one per queue, None: launched with none) were launched at T0."""
     store = open_store(str(tmp_path))
-    spec = parse_spec(SPEC % {"budget": "max_gpu_hours: 10"})
-    store.create("study.yaml", spec.to_yaml().encode())
-    t0 = 1_000_000.0
+    store.create("study.yaml", parse_spec(SPEC % {"budget": "max_gpu_hours: 10"}).to_yaml().encode())
     params: Params = {"learning_rate": 0.001}
-    for index in (0, 1, 2):
-        queue = None if index == 2 else "gpu-queue"
-        store.create(
-            params_object(index), LaunchRecord(index, params, t0, "kubernetes", 2, queue=queue).to_json()
-        )
+    for index, queue in enumerate(queues):
+        launch = LaunchRecord(index, params, T0, "kubernetes", gpus, queue=queue)
+        store.create(params_object(index), launch.to_json())
+    return store
+
+
+def test_gpu_hours_start_at_admission_for_a_trial_launched_into_a_queue(tmp_path: Path) -> None:
+    store = queued_store(tmp_path, ["gpu-queue", "gpu-queue", None], gpus=2)
     # Trial 0 waited an hour, then ran half an hour so far; trial 1 is still queued;
     # trial 2 had no queue: its hours count from its launch.
-    store.create(admission_object(0, 0), AdmissionRecord(0, 0, t0, t0 + 3600).to_json())
+    store.create(admission_object(0, 0), AdmissionRecord(0, 0, T0, T0 + 3600).to_json())
     _, history = read_study(store)
-    now = t0 + 5400
+    now = T0 + 5400
     assert [history.queued(i) for i in (0, 1, 2)] == [False, True, False]
     assert gpu_hours(history, now) == pytest.approx(2 * 0.5 + 0 + 2 * 1.5)
     assert history.queue_waits() == [3600.0]
 
 
 def test_a_lost_attempt_counts_from_its_admission_and_the_next_one_waits_again(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path))
-    spec = parse_spec(SPEC % {"budget": "max_gpu_hours: 10"})
-    store.create("study.yaml", spec.to_yaml().encode())
-    t0 = 1_000_000.0
-    params: Params = {"learning_rate": 0.001}
-    store.create(params_object(0), LaunchRecord(0, params, t0, "kubernetes", 1, queue="q").to_json())
-    store.create(admission_object(0, 0), AdmissionRecord(0, 0, t0, t0 + 1800).to_json())
-    lost = AttemptRecord(0, 0, "preempted", "pod preempted", t0, t0 + 3600)
+    store = queued_store(tmp_path, ["q"], gpus=1)
+    store.create(admission_object(0, 0), AdmissionRecord(0, 0, T0, T0 + 1800).to_json())
+    lost = AttemptRecord(0, 0, "preempted", "pod preempted", T0, T0 + 3600)
     store.create(attempt_object(0, 0), lost.to_json())
     _, history = read_study(store)
     assert history.queued(0)  # attempt 1 waits for its own admission
-    assert gpu_hours(history, t0 + 7200) == pytest.approx(0.5)  # attempt 0 held its GPU half an hour
+    assert gpu_hours(history, T0 + 7200) == pytest.approx(0.5)  # attempt 0 held its GPU half an hour
 
 
 def test_a_study_through_a_queue_records_each_admission_once(tmp_path: Path) -> None:
