@@ -296,7 +296,7 @@ def _report(uri: str, output: Path | None, open_it: bool) -> int:
     results, epochs = history.ordered_results(), history.search_epochs()
     figures = report.draw_figures(spec, results, epochs)
     page = report.report_html(spec, results, figures, history.lost, confirmation.review(spec, history),
-                              status.warm_start(store), epochs)  # fmt: skip
+                              status.warm_start(store), epochs, history.trial_waits())  # fmt: skip
     path = (output or Path(f"{spec.name}-report.html")).resolve()
     try:
         path.write_text(page, encoding="utf-8")

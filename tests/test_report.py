@@ -260,6 +260,13 @@ def test_values_are_escaped() -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more [2J" in page
 
 
+def test_a_study_whose_trials_waited_in_a_queue_reports_each_wait() -> None:
+    results = [succeeded(0, X0), succeeded(1, X0)]
+    page = report.report_html(SPEC, results, report.Figures(), waits={0: 30.0, 1: 90.0})
+    assert "queue wait (s)" in page and "2 trials waited in the queue: median 60 s, longest 90 s." in page
+    assert "queue wait" not in report.report_html(SPEC, results, report.Figures())
+
+
 def test_every_value_on_the_page_goes_through_the_escape(monkeypatch: pytest.MonkeyPatch) -> None:
     # Whatever a record holds reaches the page through _e() alone: a value made to look like
     # markup shows up escaped wherever it is used, the summary's best index included.

@@ -64,15 +64,21 @@ class Publisher:
             {i: dict(e) for i, e in history.search_epochs().items()},
             {i: list(a) for i, a in history.lost.items()},
             self.confirmed(history),
+            history.trial_waits(),
         )
         self._drawing = threading.Thread(target=self._draw, args=snapshot, name="kubetune-plots", daemon=True)
         self._drawing.start()
 
     def _draw(
-        self, results: list[TrialResult], epochs: Epochs, lost: Lost, confirmed: Confirmation | None
+        self,
+        results: list[TrialResult],
+        epochs: Epochs,
+        lost: Lost,
+        confirmed: Confirmation | None,
+        waits: dict[int, float],
     ) -> None:
         t0 = time.monotonic()
-        views.redraw(self.store, self.spec, results, epochs, lost, confirmed, self.warm)
+        views.redraw(self.store, self.spec, results, epochs, lost, confirmed, self.warm, waits)
         self._draw_s = time.monotonic() - t0
 
     def final(self, history: History, ended_by: str | None) -> Confirmation | None:

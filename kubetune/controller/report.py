@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -105,8 +106,10 @@ def report_html(
     confirmed: Confirmation | None = None,
     warm: WarmStartRecord | None = None,
     epochs: Epochs | None = None,
+    waits: Mapping[int, float] | None = None,
 ) -> str:
-    """The whole report: one page, no external assets, every value escaped."""
+    """The whole report: one page, no external assets, every value escaped. ``waits``: each
+    trial's time in a queue, for a study whose trials waited in one."""
     title = f"kubetune study {spec.name}"
     confirmation = ["<h2>Confirmation</h2>", _confirmation(spec, confirmed)] if confirmed else []
     warm_start = ["<h2>Warm start</h2>", _warm_start(warm)] if spec.optimizer.warm_start else []
@@ -120,7 +123,7 @@ def report_html(
         _plots(figures),
         *warm_start,
         "<h2>Trial timings</h2>",
-        _timings(results),
+        _timings(results, waits or {}),
         "<h2>Failed and stopped trials</h2>",
         _failures(spec, results),
         "<h2>Attempts lost to the infrastructure (launched again)</h2>",
@@ -238,16 +241,24 @@ def _why(left_out: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {why}" for why, n in left_out.items()) or "none"
 
 
-def _timings(results: Sequence[TrialResult]) -> str:
+def _timings(results: Sequence[TrialResult], waits: Mapping[int, float]) -> str:
+    """Each finished trial's wall time, and its wait in the queue when the study had one."""
     if not results:
         return '<p class="note">No trial has finished yet.</p>'
     rows = [
-        f"<tr>{_td(r.index)}{_td(r.status, text=True)}{_td(r.wall_time_s)}</tr>"
+        f"<tr>{_td(r.index)}{_td(r.status, text=True)}{_td(r.wall_time_s)}"
+        + (_td(waits.get(r.index)) if waits else "")
+        + "</tr>"
         for r in sorted(results, key=lambda r: r.index)
     ]
     walls = [r.wall_time_s for r in results if r.wall_time_s is not None]
     total = f"<p>Total trial wall time: {_e(cell(sum(walls)))} s.</p>" if walls else ""
-    return _table(["trial", "status", "wall time (s)"], rows, text=["status"]) + total
+    if waits:
+        queued = sorted(waits.values())
+        n, median, longest = _e(len(queued)), _e(cell(statistics.median(queued))), _e(cell(queued[-1]))
+        total += f"<p>{n} trials waited in the queue: median {median} s, longest {longest} s.</p>"
+    head = ["trial", "status", "wall time (s)", *(["queue wait (s)"] if waits else [])]
+    return _table(head, rows, text=["status"]) + total
 
 
 def _failures(spec: Spec, results: Sequence[TrialResult]) -> str:

@@ -90,7 +90,7 @@ def publish(
     store.put(BEST_OBJECT, (json.dumps(doc, indent=2) + "\n").encode())
     store.put(HISTORY_OBJECT, history_csv(spec, results, epochs, waits).encode())
     if plots:
-        redraw(store, spec, results, epochs, lost, confirmed, warm)
+        redraw(store, spec, results, epochs, lost, confirmed, warm, waits)
 
 
 def redraw(
@@ -101,13 +101,14 @@ def redraw(
     lost: Lost | None = None,
     confirmed: Confirmation | None = None,
     warm: WarmStartRecord | None = None,
+    waits: Mapping[int, float] | None = None,
 ) -> None:
     """The plots and report.html; a failure is logged: the report is a view, a study never fails for it."""
     try:
         figures = report.draw_figures(spec, results, epochs)
         for name, png in figures.images.items():
             store.put(plot_object(name), png)
-        page = report.report_html(spec, results, figures, lost, confirmed, warm, epochs)
+        page = report.report_html(spec, results, figures, lost, confirmed, warm, epochs, waits)
         store.put(REPORT_OBJECT, page.encode())
     except Exception as exc:
         log.warning("report_failed", error=f"{type(exc).__name__}: {exc}", exc_info=True)
