@@ -57,16 +57,14 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
-# Session fixtures that start the control plane or the node: one per pytest-xdist worker that asks.
-_CLUSTER_FIXTURES = {"control_plane", "node", "kubectl", "namespace", "fake_image"}
-
-
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # `make test` runs two workers (--dist loadgroup): every test of the cluster goes to one of them,
     # which starts the one control plane and node, while the other runs the local tests beside it.
     for item in items:
-        if item.get_closest_marker("cluster") or _CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        # fixturenames is the closure: the node and every cluster fixture need the control plane,
+        # a session fixture each pytest-xdist worker that asks for it would start again.
+        if item.get_closest_marker("cluster") or "control_plane" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("cluster"))
 
 

@@ -39,7 +39,6 @@ KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 KUEUE_SETTINGS = {KUEUE_QUEUE_LABEL: "kueueQueueName", KUEUE_PRIORITY_LABEL: "kueuePriorityClass"}
 # Label and annotation keys: an optional DNS-subdomain prefix and '/', then a label name.
 _PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9._-]")
 # The restricted Pod Security Standard, as uid/gid 65532 (the image's user);
 # the chart passes its podSecurityContext/containerSecurityContext values instead.
@@ -158,7 +157,8 @@ def _key_problem(key: object) -> str | None:
 def _value_problem(value: object, label: bool) -> str | None:
     if not isinstance(value, str):
         return f"must be a string, got {type(value).__name__} (quote it in YAML)"
-    if label and (len(value) > 63 or not _VALUE.match(value)):
+    # A label value has a label name's syntax, or is empty.
+    if label and value and not names.is_label_name(value):
         return f"{value!r} is not a label value (at most 63 letters, digits, '-', '_' and '.')"
     return None
 
