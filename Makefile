@@ -51,10 +51,11 @@ $(FASHION_MNIST)/train-images-idx3-ubyte.gz:
 dataset: venv $(FASHION_MNIST)/train-images-idx3-ubyte.gz
 	$(BIN)/kubetune dataset prepare
 
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, helm
-# and fake-gcs-server, built from the Go module proxy and cached outside git.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, helm,
+# fake-gcs-server and Kueue, built from the Go module proxy and cached outside git.
 binaries:
 	bash tests/cluster/build-binaries.sh
+	bash tests/cluster/build-kueue.sh
 
 demo: dataset
 	$(BIN)/kubetune run examples/demo.yaml --store $(DEMO_STORE)

@@ -22,10 +22,12 @@ from tests.cluster.fixtures import (
     control_plane,
     fake_image,
     kubectl,
+    kueue,
     namespace,
     node,
     node_network,
     project_images,
+    queue,
 )
 from tests.cluster.nodenet import NodeNetwork
 from tests.fake_trial import cnn_request, shim_dir
@@ -37,10 +39,12 @@ __all__ = [
     "control_plane",
     "fake_image",
     "kubectl",
+    "kueue",
     "namespace",
     "node",
     "node_network",
     "project_images",
+    "queue",
 ]
 
 _bucket_names = (f"kubetune-test-{i}" for i in itertools.count())

@@ -16,6 +16,9 @@ Fixtures:
   fake_image      -> str           tests/fake_trial.py as the trial image, loaded into the node
   kubectl         -> Kubectl       kubectl("get", "pods", "-n", ns) -> CompletedProcess
   namespace       -> str           fresh namespace enforcing restricted PSS
+  kueue           -> Kueue         Kueue's manager on the control plane, its CRDs and webhooks
+  queue           -> Queue         the namespace's LocalQueue "gpu-queue", 1 GPU of quota in a
+                                   ClusterQueue of its own; Kueue's Job webhook sees the namespace
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from tests.polling import wait_for
 from .controlplane import ControlPlane
 from .images import ProjectImages, fake_trial_image, pause_image
 from .images import project_images as build_project_images
+from .kueue import NAMESPACE_LABEL, Kueue, Queue, build_kueue
 from .node import Node
 from .nodenet import NodeNetwork
 
@@ -45,10 +49,12 @@ __all__ = [
     "control_plane",
     "fake_image",
     "kubectl",
+    "kueue",
     "namespace",
     "node",
     "node_network",
     "project_images",
+    "queue",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,6 +132,24 @@ def fake_image(node: Node, project_images: ProjectImages) -> str:
     image = fake_trial_image(project_images.controller)
     node.load_images([image])
     return image
+
+
+@pytest.fixture(scope="session")
+def kueue(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kueue]:
+    """Kueue's manager as a host process (built by build-kueue.sh when missing)."""
+    with Kueue(build_kueue(), control_plane, tmp_path_factory.mktemp("kueue")) as manager:
+        yield manager
+
+
+@pytest.fixture
+def queue(kueue: Kueue, control_plane: ControlPlane, namespace: str) -> Iterator[Queue]:
+    """The test's namespace behind Kueue: a LocalQueue over a ClusterQueue of 1 GPU."""
+    core = client.CoreV1Api(control_plane.api_client)
+    core.patch_namespace(namespace, {"metadata": {"labels": {NAMESPACE_LABEL: "true"}}})
+    gpu_queue = Queue(control_plane.api_client, namespace, gpus=1)
+    gpu_queue.create()
+    yield gpu_queue
+    gpu_queue.delete()
 
 
 class Kubectl:
