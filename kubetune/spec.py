@@ -107,9 +107,11 @@ class Budget:
     # Told to the optimizer for a failed trial; None: failures are not told.
     failure_penalty: float | None = setting(None)
     max_retries: int = setting(
-        3, minimum=0, help="relaunches of a trial the infrastructure lost (spot, eviction)"
+        3, minimum=0, help="relaunches of a trial the infrastructure lost (spot, eviction, queue preemption)"
     )
-    retry_backoff_s: int = setting(30, minimum=0, help="seconds before a lost trial is launched again")
+    retry_backoff_s: int = setting(
+        30, minimum=0, help="seconds before a lost trial is launched again (none after a queue evicted it)"
+    )
     max_gpu_hours: float | None = setting(None, minimum=0.01, help="GPU hours, lost attempts too; null: none")
     max_hours: float | None = setting(None, minimum=0.01, help="hours from the first launch; null: none")
 

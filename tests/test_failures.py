@@ -20,8 +20,9 @@ TABLE: dict[str, str] = {
     "evicted": "infrastructure",  # Eviction API, node pressure
     "preempted": "infrastructure",  # spot reclaim, or a higher-priority pod
     "node_lost": "infrastructure",
+    "queue_evicted": "infrastructure",  # Kueue took its quota back (preemption, pods-ready timeout)
     "deleted": "infrastructure",  # its Job deleted from outside (a drain script, a person)
-    "unschedulable": "infrastructure",  # no node took it within pendingTimeoutSeconds
+    "unschedulable": "infrastructure",  # not scheduled within pendingTimeoutSeconds (or queueTimeoutSeconds)
     "image": "infrastructure",  # the image could not be pulled
 }
 

@@ -111,8 +111,15 @@ CASES: list[tuple[str, list[tuple[str, str, Obj]], float, tuple[int | None, str,
      100 * PENDING_S, None),
     ("admitted, then never scheduled", [queued_job(suspend=True), queued_job(suspend=False, started=T0 + 500)],
      500 + PENDING_S + 1, (None, f"not scheduled within {PENDING_S:g} s", "unschedulable")),
-    ("suspended again after running: queued, not failed",
-     [pod("Running"), pod("Running", deleted=True), queued_job(suspend=True)], 100 * PENDING_S, None),
+    # Kueue evicts an admitted Job by suspending it again: the attempt is over, the infrastructure's loss.
+    ("suspended again after it was admitted",
+     [queued_job(suspend=True), queued_job(suspend=False, started=T0 + 5), queued_job(suspend=True)], 6,
+     (None, "evicted by its queue: the Job was suspended again", "queue_evicted")),
+    ("suspended again after its pod ran, the resume unseen",
+     [pod("Running"), pod("Running", deleted=True), queued_job(suspend=True)], 6,
+     (None, "evicted by its queue: the Job was suspended again", "queue_evicted")),
+    ("finished before the suspension", [queued_job(suspend=False), pod("Succeeded"), queued_job(suspend=True)], 6,
+     (0, "succeeded", "succeeded")),
 ]  # fmt: skip
 
 
@@ -133,18 +140,36 @@ def test_every_cause_a_launcher_can_report_is_in_the_table() -> None:
     assert produced == set(typing.get_args(Cause))
 
 
-def test_only_the_never_scheduled_are_left_to_delete() -> None:
+def test_only_the_never_scheduled_and_the_evicted_are_left_to_delete() -> None:
     tracker = Tracker(PENDING_S)
-    for index in (1, 2):
+    for index in (1, 2, 4):
         tracker.track(index, T0)
     tracker.on_pod("MODIFIED", {"metadata": {"name": "p", "labels": {"kubetune.dev/trial": "2"}},
                                 "status": {"phase": "Running"}})  # fmt: skip
+    for suspend in (False, True):  # trial 4: admitted, then evicted by its queue
+        tracker.on_job(
+            "MODIFIED", {"metadata": {"labels": {"kubetune.dev/trial": "4"}}, "spec": {"suspend": suspend}}
+        )
     assert tracker.overdue(T0 + PENDING_S + 1) == {1}
     assert tracker.exit_of(1, T0 + PENDING_S + 1) is not None
     assert tracker.exit_of(2, T0 + PENDING_S + 1) is None
-    assert tracker.unscheduled == {(1, 0)}
+    assert tracker.exit_of(4, T0 + 1) is not None
+    assert tracker.abandoned == {(1, 0), (4, 0)}
     tracker.track(1, T0 + PENDING_S + 2, attempt=1)  # relaunched before the Job is deleted
-    assert tracker.unscheduled == {(1, 0)}  # still the first attempt's Job to delete, not the new one's
+    assert tracker.abandoned == {(1, 0), (4, 0)}  # still the first attempt's Job to delete, not the new one's
+
+
+def test_a_new_attempt_starts_unseen_by_its_queue() -> None:
+    tracker = Tracker(PENDING_S)
+    tracker.track(4, T0)
+    for suspend in (False, True):
+        tracker.on_job(
+            "MODIFIED", {"metadata": {"labels": {"kubetune.dev/trial": "4"}}, "spec": {"suspend": suspend}}
+        )
+    tracker.track(4, T0 + 1, attempt=1)
+    labels = {"kubetune.dev/trial": "4", "kubetune.dev/attempt": "1"}
+    tracker.on_job("ADDED", {"metadata": {"labels": labels}, "spec": {"suspend": True}})
+    assert tracker.exit_of(4, T0 + 100 * PENDING_S) is None  # the new attempt waits in the queue
 
 
 def test_untracked_and_unlabelled_objects_are_ignored() -> None:
@@ -168,3 +193,4 @@ def test_an_admission_is_known_once_the_job_is_resumed_with_its_start_time() -> 
     assert tracker.admissions() == {}  # resumed, its start time not set yet
     tracker.on_job(*queued_job(suspend=False, started=T0 + 42)[1:])
     assert tracker.admissions() == {3: (T0, T0 + 42)}
+

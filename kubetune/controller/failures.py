@@ -1,6 +1,7 @@
 """Two kinds of failure: the infrastructure's, retried; the trial's, evidence about its point.
 
-A spot GPU node taken back, an eviction, a lost node, an image that will not
+A spot GPU node taken back, an eviction, a lost node, a queue that took its
+quota back for other work (Kueue's preemption), an image that will not
 pull, a pod no node could take: none says anything about the
 hyperparameters, so the trial is launched again (same index, same
 parameters, a new attempt) and the study is not charged. A trial that
@@ -19,7 +20,7 @@ from kubetune.launcher import Cause
 Kind = Literal["infrastructure", "trial"]
 
 INFRASTRUCTURE: frozenset[Cause] = frozenset(
-    {"evicted", "preempted", "node_lost", "deleted", "unschedulable", "image"}
+    {"evicted", "preempted", "node_lost", "queue_evicted", "deleted", "unschedulable", "image"}
 )
 
 

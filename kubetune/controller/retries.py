@@ -45,10 +45,12 @@ class Retries:
         with contextlib.suppress(AlreadyExists):
             self.store.create(attempt_object(ex.index, attempt), record.to_json())
         history.lost.setdefault(ex.index, []).append(record)
-        self._due[ex.index] = time.monotonic() + self.spec.budget.retry_backoff_s
+        # A queue holds the next attempt until it has quota: a backoff would only lose it its place.
+        backoff = 0 if ex.cause == "queue_evicted" else self.spec.budget.retry_backoff_s
+        self._due[ex.index] = time.monotonic() + backoff
         self.observer.trial_retried(record)
         log.warning("trial_lost", index=ex.index, attempt=attempt, cause=ex.cause, reason=ex.reason,
-                    retry_in_s=self.spec.budget.retry_backoff_s)  # fmt: skip
+                    retry_in_s=backoff)  # fmt: skip
         return True
 
     def exhausted(self, history: History, ex: TrialExit) -> str:

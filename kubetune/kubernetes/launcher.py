@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -23,12 +24,14 @@ from kubetune.errors import KubetuneError
 from kubetune.kubernetes.api import Obj, api_reason, read_job
 from kubetune.kubernetes.informer import Informer
 from kubetune.kubernetes.job import STUDY_LABEL, JobSettings, build_job, job_name
-from kubetune.kubernetes.tracker import Tracker
+from kubetune.kubernetes.tracker import EVICTED_BY_QUEUE, Tracker
 from kubetune.launcher import TrialExit
 from kubetune.log import get_logger
 
 log = get_logger("kubetune.kubernetes.launcher")
 SYNC_TIMEOUT_S = 60
+WORKLOADS = ("kueue.x-k8s.io", "v1beta2", "workloads")  # group, version, plural
+WORKLOAD_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"  # Kueue's label on a Job's Workload
 
 
 class KubernetesLauncher:
@@ -39,6 +42,7 @@ class KubernetesLauncher:
     ) -> None:
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
+        self.objects = client.CustomObjectsApi(api)
         self.namespace = namespace
         self.settings = settings
         self.gpus = settings.gpus
@@ -87,7 +91,7 @@ class KubernetesLauncher:
             return self._tracker.admissions()
 
     def wait(self, timeout: float) -> list[TrialExit]:
-        self._delete_unschedulable()
+        self._delete_abandoned()
         deadline = time.monotonic() + timeout
         exits: dict[int, TrialExit] = {}
         while not exits:
@@ -98,8 +102,11 @@ class KubernetesLauncher:
                     ex = self._tracker.exit_of(index, now)
                     if ex is not None:
                         exits[index] = ex
+                evicted = {i: self._tracker.jobs[i] for i, ex in exits.items() if ex.cause == "queue_evicted"}
                 for index in exits:
                     self._tracker.forget(index)
+            for index, job in evicted.items():
+                exits[index] = replace(exits[index], reason=self._eviction_reason(job))
             if time.monotonic() >= deadline:
                 break
         return sorted(exits.values(), key=lambda e: e.index)
@@ -109,7 +116,7 @@ class KubernetesLauncher:
         self._delete_job(index)
 
     def close(self) -> None:
-        self._delete_unschedulable()
+        self._delete_abandoned()
         for informer in self._informers:
             informer.stop()
 
@@ -156,17 +163,37 @@ class KubernetesLauncher:
             pass
         return changed
 
+    def _eviction_reason(self, job: Obj) -> str:
+        """Why Kueue evicted the Job, from its Workload's Evicted condition (Preempted,
+        PodsReadyTimeout, Deactivated, ...); the plain fact when the Workload says nothing
+        or cannot be read (a queue other than Kueue, or no permission to read Workloads)."""
+        selector = f"{WORKLOAD_JOB_UID_LABEL}={job['metadata'].get('uid', '')}"
+        group, version, plural = WORKLOADS
+        try:
+            listed: Any = self.objects.list_namespaced_custom_object(
+                group, version, self.namespace, plural, label_selector=selector
+            )
+        except ApiException as exc:
+            log.info("workload_unreadable", job=job["metadata"]["name"], reason=api_reason(exc))
+            listed = {}
+        for workload in listed.get("items") or []:
+            for cond in (workload.get("status") or {}).get("conditions") or []:
+                if cond.get("type") == "Evicted" and cond.get("status") == "True":
+                    return f"evicted by Kueue ({cond.get('reason', 'unknown')}: {cond.get('message', '')})"
+        return EVICTED_BY_QUEUE
+
     # --- deleting --------------------------------------------------------------
 
-    def _delete_unschedulable(self) -> None:
-        """Delete the Jobs of trials that were never scheduled, after their exit was reported.
+    def _delete_abandoned(self) -> None:
+        """Delete the Jobs of trials that ended with their Job still there (never scheduled,
+        or evicted by their queue), after their exit was reported.
 
-        By the next wait() the study loop has recorded their failure; a
+        By the next wait() the study loop has recorded their failure or loss; a
         controller dying in between finds the Job and adopts it, never
         creating a second Job for the index.
         """
         with self._lock:
-            attempts, self._tracker.unscheduled = self._tracker.unscheduled, set()
+            attempts, self._tracker.abandoned = self._tracker.abandoned, set()
         for index, attempt in attempts:
             self._delete_job(index, attempt)
 

@@ -11,6 +11,9 @@ Jobs it manages until their ClusterQueue has quota): its pending clock has
 not started, however long it waits. Admission unsuspends it, and Kubernetes
 then sets the Job's ``status.startTime`` anew; the clock starts there (the
 resume may be seen first: until the start time is set, the clock waits).
+A Job suspended again after it ran was evicted by its queue (Kueue
+preempted it, or its pods were not ready in time, or its Workload was
+deactivated): its pods are deleted, and the attempt is over.
 """
 
 from __future__ import annotations
@@ -30,17 +33,21 @@ class Tracker:
     attempts: dict[int, int] = field(default_factory=dict)  # tracked index -> the attempt followed
     jobs: dict[int, Obj] = field(default_factory=dict)
     pods: dict[int, dict[str, Obj]] = field(default_factory=dict)
-    # Ended for never being scheduled: their Jobs are still there, Pending. By
-    # (index, attempt): the next attempt may be launched before they are deleted.
-    unscheduled: set[tuple[int, int]] = field(default_factory=set)
+    # Ended while their Jobs are still there: never scheduled (Pending), or evicted
+    # by their queue (suspended, and readmitted if left). By (index, attempt): the
+    # next attempt may be launched before they are deleted.
+    abandoned: set[tuple[int, int]] = field(default_factory=set)
     held: set[int] = field(default_factory=set)  # tracked trials whose Job was seen suspended
+    ran: set[int] = field(default_factory=set)  # tracked trials whose Job was seen not suspended
+    evicted: set[int] = field(default_factory=set)  # tracked trials whose Job was suspended after it ran
 
     def track(self, index: int, since: float, attempt: int = 0) -> None:
         if self.attempts.get(index, attempt) != attempt:
             # A new attempt: what the watches said of the last one is not about it.
             self.jobs.pop(index, None)
             self.pods.pop(index, None)
-            self.held.discard(index)
+            for seen in (self.held, self.ran, self.evicted):
+                seen.discard(index)
         self.since[index] = since
         self.attempts[index] = attempt
 
@@ -52,7 +59,11 @@ class Tracker:
         index = self._index(obj)
         if index is not None:
             self.jobs[index] = {**obj, "deleted": True} if kind == "DELETED" else obj
-            if self.queued(index):
+            if not self.queued(index):
+                self.ran.add(index)
+            elif index in self.ran or self.pods.get(index):  # a suspended Job runs no pod
+                self.evicted.add(index)
+            else:
                 self.held.add(index)
         return index
 
@@ -78,7 +89,7 @@ class Tracker:
         }
 
     def queued(self, index: int) -> bool:
-        """Whether the trial's Job waits, suspended, to be admitted."""
+        """Whether the trial's Job is suspended (by its queue, until admitted)."""
         return bool((self.jobs.get(index) or {}).get("spec", {}).get("suspend"))
 
     def admissions(self) -> dict[int, tuple[float, float]]:
@@ -121,8 +132,11 @@ class Tracker:
             return TrialExit(index, 0, "succeeded", "succeeded")
         if "Failed" in conditions:
             return _failure(index, conditions["Failed"], pods)
+        if index in self.evicted:
+            self.abandoned.add((index, self.attempts.get(index, 0)))
+            return TrialExit(index, None, EVICTED_BY_QUEUE, "queue_evicted")
         if index in self.overdue(now):
-            self.unscheduled.add((index, self.attempts.get(index, 0)))
+            self.abandoned.add((index, self.attempts.get(index, 0)))
             pull = _pull_error(pods)
             if pull:
                 return TrialExit(index, None, f"image could not be pulled ({pull})", "image")
@@ -165,6 +179,8 @@ def _failure(index: int, condition: Obj, pods: list[Obj]) -> TrialExit:
             return TrialExit(index, code, f"{exit_reason(code)}; {why}", "exit" if code <= 128 else "signal")
     return TrialExit(index, None, why, "unknown")
 
+
+EVICTED_BY_QUEUE = "evicted by its queue: the Job was suspended again"  # without its queue's own words
 
 # DisruptionTarget reasons (Kubernetes' pod disruption conditions) and what they mean.
 DISRUPTIONS: dict[str, Cause] = {

@@ -18,6 +18,7 @@ Cause = Literal[
     "evicted",  # the Eviction API, or the kubelet under node pressure (DisruptionTarget)
     "preempted",  # by the scheduler, for a higher-priority pod (DisruptionTarget)
     "node_lost",  # its node went away (DisruptionTarget: DeletionByTaintManager)
+    "queue_evicted",  # suspended again by its queue after it ran (Kueue: preempted, ...)
     "deleted",  # its Job was deleted from outside
     "unschedulable",  # still Pending after pendingTimeoutSeconds
     "image",  # its image could not be pulled
