@@ -40,7 +40,8 @@ Render = Callable[..., list[Obj]]
 JOB_SETTINGS_KEYS = [
     "image", "imagePullPolicy", "imagePullSecrets", "gpus", "gpuResource", "nodeSelector",
     "tolerations", "affinity", "resources", "serviceAccountName", "activeDeadlineSeconds",
-    "backoffLimit", "ttlSecondsAfterFinished", "pendingTimeoutSeconds", "env", "podSecurityContext",
+    "backoffLimit", "ttlSecondsAfterFinished", "pendingTimeoutSeconds", "queueTimeoutSeconds", "env",
+    "podSecurityContext",
     "securityContext", "jobLabels", "jobAnnotations", "podLabels", "podAnnotations", "priorityClassName",
     "kueueQueueName", "kueuePriorityClass",
 ]  # fmt: skip
@@ -451,6 +452,7 @@ def test_job_settings_default(default_objs: list[Obj]) -> None:
         "backoffLimit": 0,
         "ttlSecondsAfterFinished": 86400,
         "pendingTimeoutSeconds": 900,
+        "queueTimeoutSeconds": None,
         "env": [],
         # Trial pods get the same security contexts as the controller, from values.
         "podSecurityContext": {
@@ -479,7 +481,9 @@ def test_job_settings_custom(custom_objs: list[Obj], tmp_path: Path) -> None:
         {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"},
     ]
     assert job["serviceAccountName"] == "tuner"
-    assert (job["activeDeadlineSeconds"], job["pendingTimeoutSeconds"]) == (1800, 600)
+    assert (job["activeDeadlineSeconds"], job["pendingTimeoutSeconds"], job["queueTimeoutSeconds"]) == (
+        1800, 600, 7200,
+    )  # fmt: skip
     assert job["env"] == [{"name": "STORAGE_EMULATOR_HOST", "value": "http://127.0.0.1:4443"}]
     assert job["jobLabels"] == {"team": "vision", "example.com/cost-center": "ml-42"}
     assert job["jobAnnotations"] == {"example.com/owner": "ana@example.com"}

@@ -194,3 +194,23 @@ def test_an_admission_is_known_once_the_job_is_resumed_with_its_start_time() -> 
     tracker.on_job(*queued_job(suspend=False, started=T0 + 42)[1:])
     assert tracker.admissions() == {3: (T0, T0 + 42)}
 
+
+def test_a_queue_timeout_gives_up_a_trial_never_admitted_and_only_that() -> None:
+    tracker = Tracker(PENDING_S, queue_timeout_s=60)
+    for index in (3, 4):
+        tracker.track(index, T0)
+    tracker.on_job(*queued_job(suspend=True)[1:])  # trial 3 waits
+    labels = {"kubetune.dev/trial": "4"}
+    start = datetime.fromtimestamp(T0 + 50, UTC).isoformat()
+    tracker.on_job("MODIFIED", {"metadata": {"labels": labels}, "spec": {"suspend": True}})
+    tracker.on_job("MODIFIED", {"metadata": {"labels": labels}, "spec": {"suspend": False},
+                                "status": {"startTime": start}})  # fmt: skip
+    tracker.on_pod("MODIFIED", {"metadata": {"name": "p", "labels": labels}, "status": {"phase": "Running"}})
+    assert tracker.exit_of(3, T0 + 59) is None
+    ex = tracker.exit_of(3, T0 + 61)
+    assert ex is not None and (ex.reason, ex.cause) == (
+        "not admitted by its queue within 60 s",
+        "unschedulable",
+    )
+    assert tracker.exit_of(4, T0 + 1000) is None  # admitted in time: the timeout no longer applies
+    assert tracker.abandoned == {(3, 0)}

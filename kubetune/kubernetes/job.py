@@ -77,6 +77,7 @@ class JobSettings:
     backoffLimit: int = 0
     ttlSecondsAfterFinished: int | None = 86400
     pendingTimeoutSeconds: int = 900
+    queueTimeoutSeconds: int | None = None  # None: a trial may wait in its queue for ever
     env: list[dict[str, Any]] = field(default_factory=list)
     podSecurityContext: dict[str, Any] = field(default_factory=lambda: dict(POD_SECURITY_CONTEXT))
     securityContext: dict[str, Any] = field(default_factory=lambda: dict(CONTAINER_SECURITY_CONTEXT))

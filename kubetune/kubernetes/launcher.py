@@ -49,7 +49,7 @@ class KubernetesLauncher:
         self.queue = settings.kueueQueueName or None
         self.owner = owner
         self._lock = threading.Lock()  # the tracker is fed by the informer threads
-        self._tracker = Tracker(settings.pendingTimeoutSeconds)
+        self._tracker = Tracker(settings.pendingTimeoutSeconds, settings.queueTimeoutSeconds)
         self._changed: queue.Queue[int] = queue.Queue()
         self._informers: list[Informer] = []
         self._study: str | None = None

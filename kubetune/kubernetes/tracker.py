@@ -29,6 +29,7 @@ from kubetune.launcher import Cause, TrialExit, exit_reason
 @dataclass
 class Tracker:
     pending_timeout_s: float
+    queue_timeout_s: float | None = None  # None: a Job may wait in its queue for ever
     since: dict[int, float] = field(default_factory=dict)  # tracked index -> launched or adopted at
     attempts: dict[int, int] = field(default_factory=dict)  # tracked index -> the attempt followed
     jobs: dict[int, Obj] = field(default_factory=dict)
@@ -81,16 +82,24 @@ class Tracker:
         return index
 
     def overdue(self, now: float) -> set[int]:
-        """Tracked trials pending longer than allowed since their Job was admitted."""
-        return {
-            i
-            for i in self.since
-            if now - self.admitted_at(i) > self.pending_timeout_s and not self.started(i)
-        }
+        """Tracked trials pending longer than allowed since their Job was admitted, or waiting
+        in their queue longer than allowed since their launch."""
+        return {i for i in self.since if self._overdue(i, now)}
+
+    def _overdue(self, index: int, now: float) -> bool:
+        if self.waiting(index):
+            return self.queue_timeout_s is not None and now - self.since[index] > self.queue_timeout_s
+        return now - self.admitted_at(index) > self.pending_timeout_s and not self.started(index)
 
     def queued(self, index: int) -> bool:
         """Whether the trial's Job is suspended (by its queue, until admitted)."""
         return bool((self.jobs.get(index) or {}).get("spec", {}).get("suspend"))
+
+    def waiting(self, index: int) -> bool:
+        """Whether the trial waits in its queue: suspended, or resumed and the Job controller
+        not yet at its start time."""
+        started = _epoch((self.jobs.get(index) or {}).get("status", {}).get("startTime"))
+        return self.queued(index) or (started is None and index in self.held)
 
     def admissions(self) -> dict[int, tuple[float, float]]:
         """Tracked trials whose Job was seen admitted: index -> (launched at, admitted at).
@@ -106,9 +115,9 @@ class Tracker:
     def admitted_at(self, index: int) -> float:
         """When the trial's pending clock started: its launch, or its Job's latest admission
         if later; infinity while its Job is suspended in a queue."""
+        if self.waiting(index):
+            return float("inf")
         started = _epoch((self.jobs.get(index) or {}).get("status", {}).get("startTime"))
-        if self.queued(index) or (started is None and index in self.held):
-            return float("inf")  # waiting; or resumed, the Job controller not yet at its start time
         return max(self.since[index], started or 0.0)
 
     def started(self, index: int) -> bool:
@@ -135,8 +144,11 @@ class Tracker:
         if index in self.evicted:
             self.abandoned.add((index, self.attempts.get(index, 0)))
             return TrialExit(index, None, EVICTED_BY_QUEUE, "queue_evicted")
-        if index in self.overdue(now):
+        if self._overdue(index, now):
             self.abandoned.add((index, self.attempts.get(index, 0)))
+            if self.waiting(index):
+                return TrialExit(index, None, f"not admitted by its queue within {self.queue_timeout_s:g} s",
+                                 "unschedulable")  # fmt: skip
             pull = _pull_error(pods)
             if pull:
                 return TrialExit(index, None, f"image could not be pulled ({pull})", "image")

@@ -135,6 +135,7 @@ activeDeadlineSeconds: {{ int64 .Values.trial.activeDeadlineSeconds }}
 backoffLimit: {{ int .Values.trial.backoffLimit }}
 ttlSecondsAfterFinished: {{ int64 .Values.trial.ttlSecondsAfterFinished }}
 pendingTimeoutSeconds: {{ int64 .Values.trial.pendingTimeoutSeconds }}
+queueTimeoutSeconds: {{ if .Values.trial.queueTimeoutSeconds }}{{ int64 .Values.trial.queueTimeoutSeconds }}{{ else }}null{{ end }}
 env: {{- include "kubetune.yamlOrEmpty" (list .Values.extraEnv "[]") }}
 podSecurityContext: {{- include "kubetune.yamlOrEmpty" (list .Values.podSecurityContext "{}") }}
 securityContext: {{- include "kubetune.yamlOrEmpty" (list .Values.containerSecurityContext "{}") }}
