@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from kubetune.contract import (
 )
 from kubetune.controller.budgets import gpu_hours
 from kubetune.controller.history import read_study
+from kubetune.controller.observer import Unobserved
 from kubetune.controller.study import Study
 from kubetune.errors import SpecError
 from kubetune.spec import parse_spec
@@ -143,3 +145,25 @@ def test_a_study_through_a_queue_records_each_admission_once(tmp_path: Path) -> 
                for a in t.values())  # fmt: skip
     rows = store.get("history.csv").decode().splitlines()
     assert rows[0].split(",")[-2] == "queue_wait_s" and all(row.split(",")[-2] == "90" for row in rows[1:])
+
+
+class InFlight(Unobserved):
+    """What a controller Job's annotations would say: each (running, queued) the study told."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[int, int]] = []
+
+    def trials_in_flight(self, running: int, queued: int) -> None:
+        self.told.append((running, queued))
+
+
+def test_the_observer_hears_how_many_trials_run_and_wait_each_time_it_changes(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    spec = parse_spec(SPEC % {"budget": "max_gpu_hours: 10"})
+    spec = replace(spec, budget=replace(spec.budget, max_trials=4, parallel=2))
+    observer = InFlight()
+    launcher = InProcessLauncher(store, queue="gpu-queue", queued_s=90)
+    assert Study(spec, store, launcher, observer=observer, poll_s=0.0).run().completed
+    assert observer.told[0][0] == 2 and observer.told[0][1] > 0  # two launched, not both admitted yet
+    assert observer.told[-1] == (0, 0)
+    assert all(a != b for a, b in zip(observer.told, observer.told[1:], strict=False))  # only changes

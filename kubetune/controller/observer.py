@@ -26,6 +26,9 @@ class StudyObserver(Protocol):
     def trial_retried(self, lost: AttemptRecord) -> None:
         """The infrastructure took an attempt away; the trial is launched again."""
 
+    def trials_in_flight(self, running: int, queued: int) -> None:
+        """Trials launched and not ended, and how many of them wait in a queue; told on a change."""
+
     def trial_finished(self, result: TrialResult, summary: Summary, attempt: int) -> None:
         """A trial's result is in the store; ``summary`` is the study's state with it."""
 
@@ -47,6 +50,9 @@ class Unobserved:
 
     def trial_retried(self, lost: AttemptRecord) -> None:
         del lost
+
+    def trials_in_flight(self, running: int, queued: int) -> None:
+        del running, queued
 
     def trial_finished(self, result: TrialResult, summary: Summary, attempt: int) -> None:
         del result, summary, attempt

@@ -99,6 +99,7 @@ class Study:
         self.told: tuple[TrialResult, ...] = ()  # earlier studies' trials (optimizer.warm_start)
         self.ended_by: str | None = None  # the budget that stopped new trials, in words
         self.durations: list[float] = []
+        self.in_flight = (0, 0)  # (running, queued), as last told to the observer
 
     # --- the loop -------------------------------------------------------------
 
@@ -320,7 +321,12 @@ class Study:
     # --- publish ---------------------------------------------------------------
 
     def publish(self, finished: list[TrialResult], progressed: bool) -> None:
-        """best.json and history.csv, then each finished trial's annotations, Event and log line."""
+        """best.json and history.csv, then each finished trial's annotations, Event and log line;
+        the count of trials running and queued whenever it changed."""
+        in_flight = self._in_flight()
+        if in_flight != self.in_flight:
+            self.in_flight = in_flight
+            self.observer.trials_in_flight(*in_flight)
         if not finished and not progressed:
             return
         self.publisher.views(self.history, self.ended_by)
@@ -329,6 +335,12 @@ class Study:
             self.observer.trial_finished(result, summary, self.history.attempt(result.index))
             log.info(f"trial_{result.status}", index=result.index, value=result.objective_value,
                      reason=result.reason, params=result.params)  # fmt: skip
+
+    def _in_flight(self) -> tuple[int, int]:
+        """(running, queued): the trials launched and not ended, and of those the ones a queue
+        has not admitted yet."""
+        running = self.launcher.running()
+        return len(running), sum(self.history.queued(i) for i in running)
 
     # --- progress -------------------------------------------------------------
 

@@ -60,6 +60,12 @@ class JobObserver:
             {"metadata": {"labels": {STATUS_LABEL: "lost"}}},
         )
 
+    def trials_in_flight(self, running: int, queued: int) -> None:
+        """On the controller's Job's annotations, beside the finished trials' counts."""
+        if self.owner is not None:
+            counts = {f"{GROUP}/trials-running": str(running), f"{GROUP}/trials-queued": str(queued)}
+            self._patch(self.owner["metadata"]["name"], {"metadata": {"annotations": counts}})
+
     def trial_finished(self, result: TrialResult, summary: Summary, attempt: int) -> None:
         """The metric on the trial's Job (a `-L` leaderboard); an Event and progress on the controller's."""
         labels: dict[str, str] = {STATUS_LABEL: result.status}
