@@ -21,7 +21,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import controller, kwok, memory, resume, scaling, search, seed_study, stopping, throughput
+from bench import (
+    controller,
+    kwok,
+    late_binding,
+    memory,
+    resume,
+    scaling,
+    search,
+    seed_study,
+    stopping,
+    throughput,
+)
 from bench.common import CACHE, REPO, Context, Section, context, log, machine
 
 BENCHMARKS: dict[str, Callable[[Context], Section]] = {
@@ -34,11 +45,12 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "kwok": kwok.run,
     "resume": resume.run,
     "seed_study": seed_study.run,
+    "late_binding": late_binding.run,
 }
 # The search benchmark trains ~150 small models in this process (TensorFlow's
 # memory only grows): it runs last, after the benchmarks that fork processes.
 # kwok and seed_study are left out: each runs only when named.
-RUN_ORDER = ("throughput", "controller", "scaling", "memory", "resume", "search", "stopping")
+RUN_ORDER = ("throughput", "controller", "scaling", "memory", "resume", "search", "stopping", "late_binding")
 RESULTS = CACHE / "results"
 REPORT = REPO / "BENCHMARKS.md"
 
@@ -105,9 +117,9 @@ def write_report() -> None:
         "The machines are shared and noisy (2 cores; ±20 % from minute to minute), so every number is a "
         "median of repeated runs and every comparison a ratio measured in the same run, the compared "
         f"variants interleaved (A B A B ...). Regenerate with `make bench`; one benchmark with "
-        "`.venv/bin/python -m bench NAME` (throughput, controller, scaling, search, memory, stopping; "
-        "kwok and seed_study only on demand), then `.venv/bin/python -m bench --report-only` to reassemble "
-        "this file from the saved sections.\n\n"
+        "`.venv/bin/python -m bench NAME` (throughput, controller, scaling, search, memory, stopping, "
+        "late_binding; kwok and seed_study only on demand), then `.venv/bin/python -m bench --report-only` "
+        "to reassemble this file from the saved sections.\n\n"
         f"{machine().line()}. Total time of the runs below: {minutes:.0f} min.\n"
     )
     REPORT.write_text(head + "\n" + "\n".join(found))

@@ -8,6 +8,9 @@ Methods, with the same budgets:
 * ``kubetune pN``: ``kubetune.optimizer.suggest`` as the Study calls it, with N
   trials in flight (the oldest finishes first, then the free slot is filled;
   each trial lasts one round, so N trials in flight take budget/N rounds);
+  ``quotaQ``: launched into a queue that runs Q at once (the rest wait, their
+  points chosen at launch), ``queuedM``: at most M of them waiting
+  (``budget.max_queued``; bench/late_binding.py);
 * ``gp_minimize``: the notebook's call (EI, 10 initial points, x0 where the
   problem has one);
 * ``optuna TPE``: Optuna's default TPESampler, ask/tell, x0 enqueued first;
@@ -79,6 +82,8 @@ def kubetune_run(
     parallel: int,
     fit_max: int | None = None,
     wait: bool = False,
+    quota: int | None = None,
+    max_queued: int | None = None,
     **settings: Any,
 ) -> list[float]:
     """The Study's loop without the cluster: fill up to ``parallel``, the oldest finishes first.
@@ -86,13 +91,18 @@ def kubetune_run(
     ``fit_max`` lowers search.gp.FIT_MAX for this run: the subset fit that
     long studies use, exercised within a short budget. ``wait``: a candidate
     measured, not adopted (bench-only): random points until the initial
-    design has finished, as Optuna's n_startup_trials counts.
+    design has finished, as Optuna's n_startup_trials counts. ``quota``: the
+    trials launched go through a queue that runs this many at once, the first
+    launched first; a launch while the quota has room runs at once, others wait,
+    at most ``max_queued`` of them (None: up to ``parallel``). A point is
+    chosen at its launch, and all launched trials are pending.
     """
     if fit_max is not None:
         saved, gp.FIT_MAX = gp.FIT_MAX, fit_max
         gp.fitted_gp.cache_clear()  # its key leaves FIT_MAX out
         try:
-            return kubetune_run(problem, seed, budget, parallel, wait=wait, **settings)
+            return kubetune_run(problem, seed, budget, parallel, wait=wait, quota=quota,
+                                max_queued=max_queued, **settings)  # fmt: skip
         finally:
             gp.FIT_MAX = saved
             gp.fitted_gp.cache_clear()
@@ -103,12 +113,21 @@ def kubetune_run(
         optimizer=OptimizerSettings(random_state=seed, **settings),
         budget=Budget(max_trials=budget, parallel=parallel),
     )
+    room = quota or parallel
+    waiting_max = parallel if max_queued is None else max_queued
     finished: list[TrialResult] = []
-    running: deque[tuple[int, Params]] = deque()
+    running: deque[tuple[int, Params]] = deque()  # admitted (all of them, without a quota)
+    waiting: deque[tuple[int, Params]] = deque()  # launched into the queue, not admitted
     while len(finished) < budget:
-        while len(running) < parallel and len(finished) + len(running) < budget:
-            index = len(finished) + len(running)
-            running.append((index, ask(spec, index, finished, [p for _, p in running])))
+        while True:
+            while waiting and len(running) < room:
+                running.append(waiting.popleft())
+            launched = [*running, *waiting]
+            index = len(finished) + len(launched)
+            full = len(running) >= room and len(waiting) >= waiting_max  # the quota, and the queue
+            if len(launched) >= parallel or index >= budget or full:
+                break
+            waiting.append((index, ask(spec, index, finished, [p for _, p in launched])))
         index, params = running.popleft()
         # The spec maximizes (val_accuracy's goal): tell it the negated loss.
         finished.append(succeeded(index, params, "val_accuracy", -problem.observe(params, seed, index)))
@@ -186,9 +205,10 @@ def _distribution(d: Real | Integer | Categorical) -> Any:
 def method_run(method: str) -> tuple[Run, bool]:
     """The run for a method's name, and whether it gets the longer budget (parallel runs, random).
 
-    ``kubetune pN[ STRATEGY][ initK][ fitK][ unwarped][ wait]``: N in flight, the pending
-    strategy, K initial points, the kernel fitted on at most K trials, ``optimizer.warp: none``,
-    the ``wait`` candidate (kubetune_run).
+    ``kubetune pN[ STRATEGY][ initK][ fitK][ unwarped][ wait][ quotaQ[ queuedM]]``: N in flight,
+    the pending strategy, K initial points, the kernel fitted on at most K trials,
+    ``optimizer.warp: none``, the ``wait`` candidate, a queue's quota and ``budget.max_queued``
+    (kubetune_run).
     """
     fixed: dict[str, Run] = {
         "gp_minimize": gp_minimize_run,
@@ -213,6 +233,10 @@ def method_run(method: str) -> tuple[Run, bool]:
             settings["warp"] = "none"
         elif word == "wait":
             settings["wait"] = True
+        elif word.startswith("quota"):
+            settings["quota"] = int(word[5:])
+        elif word.startswith("queued"):
+            settings["max_queued"] = int(word[6:])
         else:
             raise SystemExit(f"--method: unknown option {word!r} in {method!r}")
     parallel = int(words[1][1:])
@@ -280,7 +304,12 @@ def _g(v: float) -> str:
 
 
 def parallel_of(method: str) -> int:
-    return int(method.split()[1][1:]) if method.startswith("kubetune") else 1
+    """Trials running at once: ``pN``, or a queue's smaller quota."""
+    if not method.startswith("kubetune"):
+        return 1
+    words = method.split()
+    quotas = [int(w[5:]) for w in words if w.startswith("quota")]
+    return min([int(words[1][1:]), *quotas])
 
 
 def problem_table(problem: Problem, runs: dict[str, list[list[float]]]) -> str:

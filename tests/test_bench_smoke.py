@@ -53,6 +53,17 @@ def test_resume_benchmark_smoke(tmp_path: Path) -> None:
     assert runs["1.0"][0]["gets"] == (2 + section.data["epochs"]) * section.data["trials"] + 1
 
 
+def test_late_binding_benchmark_smoke(tmp_path: Path) -> None:
+    from bench import late_binding
+
+    with context(True, tmp_path) as ctx:
+        section = BENCHMARKS["late_binding"](ctx)
+    assert "| " in section.markdown()
+    runs = section.data["runs"]["branin"]
+    # Launched only into a free quota slot, a point is chosen as parallel 2 chooses it.
+    assert runs[late_binding.LATE[0]] == runs[late_binding.ALONE]
+
+
 @pytest.mark.cluster
 @pytest.mark.parametrize("name", ["controller", "scaling"])
 def test_cluster_benchmark_smoke(
