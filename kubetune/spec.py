@@ -103,6 +103,10 @@ class OptimizerSettings:
 class Budget:
     max_trials: int = setting(60, minimum=1, help="trials in total")
     parallel: int = setting(1, minimum=1, help="trial Jobs at once")
+    # With a queue, a point is chosen when it is launched: one queued trial keeps the next
+    # quota slot busy, more are chosen on staler results (BENCHMARKS.md section 10). At least
+    # one: every trial waits in the queue until admitted, so 0 would never launch one.
+    max_queued: int = setting(1, minimum=1, help="with a queue: at most this many trials wait to be admitted")
     max_failed: int = setting(5, minimum=1, help="failed trials before the study fails")
     # Told to the optimizer for a failed trial; None: failures are not told.
     failure_penalty: float | None = setting(None)

@@ -19,7 +19,8 @@ from tests.fake_trial import curve, objective, seed_noise, succeeded
 
 class InProcessLauncher:
     """Runs each trial instantly in-process; ``fail`` lists indices that crash, ``hang`` those
-    that run until stopped."""
+    that run until stopped. With a ``queue``, a trial runs once admitted: at launch, or with a
+    ``quota``, when a trial launched before it has left room."""
 
     name = "synthetic"
     gpus = 1
@@ -35,6 +36,8 @@ class InProcessLauncher:
         score: Callable[[Params], float] = objective,
         queue: str | None = None,
         queued_s: float = 0.0,
+        quota: int | None = None,
+        lasts: int = 1,
     ) -> None:
         self.store = store
         self.fail = fail
@@ -46,7 +49,11 @@ class InProcessLauncher:
         self.score = score  # the objective's value at a point (the fake CNN's, by default)
         self.queue = queue  # a queue admits each trial queued_s after its launch
         self.queued_s = queued_s
+        self.quota = quota  # trials the queue admits at once, the first launched first; None: all
+        self.lasts = lasts  # the waits an admitted trial runs through: it ends in the last one
         self._launched_at: dict[int, float] = {}
+        self._admitted: dict[int, float] = {}  # running trials the queue admitted -> when
+        self._left: dict[int, int] = {}  # waits each trial has left
         self.launched: list[TrialRequest] = []
         self._running: dict[int, TrialRequest] = {}
         self._stopped: list[int] = []
@@ -55,6 +62,8 @@ class InProcessLauncher:
         self.launched.append(req)
         self._running[req.index] = req
         self._launched_at[req.index] = time.time()
+        self._left[req.index] = self.lasts
+        self._admit()
 
     def adopt(self, req: TrialRequest) -> bool:
         return False
@@ -65,19 +74,35 @@ class InProcessLauncher:
     def admitted(self) -> dict[int, tuple[float, float]]:
         if self.queue is None:
             return {}
-        return {i: (self._launched_at[i], self._launched_at[i] + self.queued_s) for i in self._running}
+        return {i: (self._launched_at[i], at) for i, at in self._admitted.items()}
+
+    def _admit(self) -> None:
+        """The queue admits waiting trials in launch order while its quota has room."""
+        for index in self._running:
+            if self.quota is not None and len(self._admitted) >= self.quota:
+                return
+            self._admitted.setdefault(index, max(time.time(), self._launched_at[index] + self.queued_s))
+
+    def _end(self, index: int) -> TrialRequest:
+        req = self._running.pop(index)
+        self._admitted.pop(index, None)
+        self._admit()
+        return req
 
     def wait(self, timeout: float) -> list[TrialExit]:
         if self._stopped:
             index = self._stopped.pop()
-            del self._running[index]
+            self._end(index)
             return [TrialExit(index, None, "stopped")]
-        # Finish the oldest running trial: deterministic order for replay tests.
-        finishing = sorted(set(self._running) - self.hang)
+        # Only the oldest admitted trial runs on: deterministic order for replay tests.
+        finishing = sorted(set(self._admitted) - self.hang)
         if not finishing:
             return []
         index = finishing[0]
-        req = self._running.pop(index)
+        self._left[index] -= 1
+        if self._left[index]:
+            return []
+        req = self._end(index)
         cause, times = self.lose.get(index, ("exit", 0))
         if times:
             self.lose[index] = (cause, times - 1)
@@ -106,3 +131,4 @@ class InProcessLauncher:
 
     def close(self) -> None:
         self._running.clear()
+        self._admitted.clear()

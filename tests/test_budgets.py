@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,17 +17,19 @@ from kubetune.contract import (
     AttemptRecord,
     LaunchRecord,
     Params,
+    TrialRequest,
     admission_object,
     attempt_object,
     params_object,
     result_object,
 )
 from kubetune.controller.budgets import gpu_hours
-from kubetune.controller.history import read_study
+from kubetune.controller.history import read_history, read_study
 from kubetune.controller.observer import Unobserved
-from kubetune.controller.study import Study
+from kubetune.controller.study import Plan, Study
 from kubetune.errors import SpecError
-from kubetune.spec import parse_spec
+from kubetune.launcher import TrialExit
+from kubetune.spec import Spec, parse_spec
 from kubetune.store import Store, open_store
 from tests.fake_trial import succeeded
 from tests.synthetic import InProcessLauncher
@@ -87,6 +91,8 @@ def test_without_budgets_every_trial_runs(tmp_path: Path) -> None:
         ("budget: {max_gpu_hours: 0}", r"budget\.max_gpu_hours: must be at least 0\.01, got 0"),
         ("budget: {max_hours: -1}", r"budget\.max_hours: must be at least 0\.01, got -1"),
         ("budget: {max_gpu_hours: lots}", r"budget\.max_gpu_hours: must be a number, got a string 'lots'"),
+        # Every trial waits in the queue first: with none allowed to, none would be launched.
+        ("budget: {max_queued: 0}", r"budget\.max_queued: must be at least 1, got 0"),
     ],
 )
 def test_bad_budgets_name_the_field(text: str, message: str) -> None:
@@ -164,6 +170,118 @@ def test_the_observer_hears_how_many_trials_run_and_wait_each_time_it_changes(tm
     observer = InFlight()
     launcher = InProcessLauncher(store, queue="gpu-queue", queued_s=90)
     assert Study(spec, store, launcher, observer=observer, poll_s=0.0).run().completed
-    assert observer.told[0][0] == 2 and observer.told[0][1] > 0  # two launched, not both admitted yet
+    assert observer.told[0] == (1, 1)  # launched into the queue (budget.max_queued: 1), not admitted yet
     assert observer.told[-1] == (0, 0)
     assert all(a != b for a, b in zip(observer.told, observer.told[1:], strict=False))  # only changes
+
+
+# --- late binding: with a queue, each point is chosen when it may soon run ----------------------------
+
+
+class Watched(InProcessLauncher):
+    """Notes, at each launch, the trials launched and not ended (waiting ones too) and those ended."""
+
+    def __init__(self, store: Store, **kw: Any) -> None:
+        super().__init__(store, **kw)
+        self.ended = 0
+        self.seen: list[tuple[int, int]] = []  # (running, ended) when each trial was launched
+
+    def launch(self, req: TrialRequest) -> None:
+        super().launch(req)
+        self.seen.append((len(self.running()), self.ended))
+
+    def wait(self, timeout: float) -> list[TrialExit]:
+        exits = super().wait(timeout)
+        self.ended += len(exits)
+        return exits
+
+
+def late_spec(max_queued: int) -> Spec:
+    spec = parse_spec(SPEC % {"budget": "max_failed: 2"})
+    return replace(spec, budget=replace(spec.budget, parallel=4, max_queued=max_queued))
+
+
+def quota_of_one(store: Store) -> Watched:
+    """A queue that admits one trial at a time; each runs through two waits of the loop."""
+    return Watched(store, queue="gpu-queue", quota=1, lasts=2)
+
+
+def test_with_a_queue_the_next_point_is_asked_once_the_waiting_trial_is_admitted(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    launcher = quota_of_one(store)
+    assert Study(late_spec(max_queued=1), store, launcher, poll_s=0.0).run().completed
+    # One admitted, one waiting: each point is asked with every trial but the running one ended.
+    assert launcher.seen == [(1, 0), *((2, k - 1) for k in range(1, 8))]
+    _, history = read_study(store)
+    assert sorted(history.admissions) == list(range(8))
+
+
+def test_max_queued_at_parallel_chooses_every_point_at_once(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    launcher = quota_of_one(store)
+    assert Study(late_spec(max_queued=4), store, launcher, poll_s=0.0).run().completed
+    assert launcher.seen[:4] == [(1, 0), (2, 0), (3, 0), (4, 0)]  # three of them chosen to wait
+
+
+def test_without_a_queue_max_queued_changes_nothing(tmp_path: Path) -> None:
+    runs = []
+    for max_queued in (1, 4):
+        store = open_store(str(tmp_path / str(max_queued)))
+        launcher = Watched(store, lasts=2)
+        assert Study(late_spec(max_queued), store, launcher, poll_s=0.0).run().completed
+        runs.append((launcher.seen, [r.params for r in launcher.launched]))
+    assert runs[0] == runs[1]
+    assert runs[0][0][:4] == [(1, 0), (2, 0), (3, 0), (4, 0)]  # parallel 4, all at once
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_after(turns: int) -> Callable[[Study], None]:
+    """An on_progress that ends the controller after its first ``turns`` turns."""
+    count = iter(range(turns, -1, -1))
+
+    def progress(_study: Study) -> None:
+        if next(count) == 0:
+            raise Crash
+
+    return progress
+
+
+@pytest.mark.parametrize("turns", [3, 6])
+def test_a_controller_resumed_mid_study_asks_what_an_uninterrupted_one_asks(
+    tmp_path: Path, turns: int
+) -> None:
+    whole = open_store(str(tmp_path / "whole"))
+    Study(late_spec(max_queued=1), whole, quota_of_one(whole), poll_s=0.0).run()
+    parts = open_store(str(tmp_path / "parts"))
+    with pytest.raises(Crash):
+        Study(late_spec(1), parts, quota_of_one(parts), on_progress=crash_after(turns), poll_s=0.0).run()
+    assert 0 < len(read_study(parts)[1].results) < 8
+    resumed = quota_of_one(parts)
+    assert Study(late_spec(max_queued=1), parts, resumed, poll_s=0.0).run().completed
+    assert max(running for running, _ in resumed.seen) == 2
+    points = [{i: launch.params for i, launch in read_study(s)[1].launched.items()} for s in (whole, parts)]
+    assert points[0] == points[1]
+
+
+def test_a_lost_trial_due_again_waits_in_the_queue_as_a_new_point_would(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    spec = late_spec(max_queued=1)
+    spec = replace(spec, budget=replace(spec.budget, retry_backoff_s=0))
+    launcher = InProcessLauncher(store, queue="gpu-queue", quota=1, lose={0: ("evicted", 1)})
+    study = Study(spec, store, launcher, poll_s=0.0)
+    study.history = read_history(store, spec)
+    assert [r.index for r in study.decide().new] == [0]  # one to wait in the queue, not four
+    study.launch(study.decide())
+    study.admit()  # trial 0 admitted: one more may wait
+    study.launch(study.decide())
+    assert launcher.running() == {0, 1} and study.decide() == Plan()
+    assert study.collect(launcher.wait(0)) == []  # trial 0 lost; the queue admits trial 1
+    assert study.decide() == Plan()  # trial 1's admission not seen yet: it still waits
+    study.admit()
+    plan = study.decide()
+    assert plan == Plan(again=(0,))
+    study.launch(plan)
+    assert study.history.queued(0) and study.decide() == Plan()  # its attempt 1 waits

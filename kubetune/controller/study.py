@@ -8,7 +8,8 @@ trials failed. Each turn of the loop is five named stages:
 * admit: trials launched into a queue that it admitted, recorded (their wait);
 * collect: the trials that ended, read back (or recorded for them);
 * decide: what to launch, a pure plan: lost trials due again, new points
-  from the optimizer, confirmation runs, within the budgets;
+  from the optimizer, confirmation runs, within the budgets (with a queue,
+  at most budget.max_queued trials wait in it: each point chosen late);
 * launch: each launch record written, then its trial started;
 * publish: best.json and history.csv, each finished trial's annotations,
   Event and log line; the plots and report.html beside the loop
@@ -234,7 +235,7 @@ class Study:
         if not searching and not self._search_over():
             return Plan()
         h = self.history
-        slots = self.spec.budget.parallel - len(self.launcher.running())
+        slots = self._free_slots()
         again = tuple(self.retries.due()[: max(slots, 0)])
         slots -= len(again)
         if slots <= 0:
@@ -254,6 +255,19 @@ class Study:
             new.append(self._record(h.next_index() + k, params))
             pending.append(params)
         return Plan(again, tuple(new))
+
+    def _free_slots(self) -> int:
+        """Trials to launch now: up to ``parallel`` running and, with a queue, up to ``max_queued``
+        of them waiting in it. A point is chosen when its trial is launched, so one waiting for a
+        quota slot was chosen on older results than one launched when the slot opened (BENCHMARKS.md
+        section 10). The loop turns every ``poll_s``, exits or not: an admission seen by the admit
+        stage frees a place in the queue within a turn."""
+        running = self.launcher.running()
+        free = self.spec.budget.parallel - len(running)
+        if self.launcher.queue is None:
+            return free
+        waiting = sum(1 for index in running if self.history.queued(index))
+        return min(free, self.spec.budget.max_queued - waiting)
 
     def _record(self, index: int, params: Params, **confirming: int | None) -> LaunchRecord:
         return LaunchRecord(index, params, time.time(), self.launcher.name, self.launcher.gpus,
