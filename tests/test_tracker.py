@@ -193,6 +193,10 @@ def test_an_admission_is_known_once_the_job_is_resumed_with_its_start_time() -> 
     assert tracker.admissions() == {}  # resumed, its start time not set yet
     tracker.on_job(*queued_job(suspend=False, started=T0 + 42)[1:])
     assert tracker.admissions() == {3: (T0, T0 + 42)}
+    tracker.on_job(*queued_job(suspend=True)[1:])  # evicted: Kubernetes clears the start time
+    assert tracker.admissions() == {3: (T0, T0 + 42)}  # still this attempt's admission, to be recorded
+    tracker.track(3, T0 + 50, attempt=1)
+    assert tracker.admissions() == {}
 
 
 def test_a_queue_timeout_gives_up_a_trial_never_admitted_and_only_that() -> None:

@@ -173,16 +173,19 @@ class Study:
         """Record, once per attempt, when a queue admitted a trial: what its queue wait was, and
         where its GPU hours start (controller.budgets)."""
         for index, (queued_at, admitted_at) in sorted(self.launcher.admitted().items()):
-            if not self.history.queued(index):
-                continue  # recorded already (by this controller, or by one before it)
-            record = AdmissionRecord(index, self.history.attempt(index), queued_at, admitted_at)
-            # AlreadyExists: another controller's record of the same admission, from the same Job.
-            with contextlib.suppress(AlreadyExists):
-                self.store.create(admission_object(index, record.attempt), record.to_json())
-            self.history.admissions.setdefault(index, {})[record.attempt] = record
-            self.observer.trial_admitted(record)
-            log.info("trial_admitted", index=index, attempt=record.attempt, queue=self.launcher.queue,
-                     wait_s=round(record.wait_s, 1))  # fmt: skip
+            self._admitted(index, queued_at, admitted_at)
+
+    def _admitted(self, index: int, queued_at: float, admitted_at: float) -> None:
+        if not self.history.queued(index):
+            return  # recorded already (by this controller, or by one before it)
+        record = AdmissionRecord(index, self.history.attempt(index), queued_at, admitted_at)
+        # AlreadyExists: another controller's record of the same admission, from the same Job.
+        with contextlib.suppress(AlreadyExists):
+            self.store.create(admission_object(index, record.attempt), record.to_json())
+        self.history.admissions.setdefault(index, {})[record.attempt] = record
+        self.observer.trial_admitted(record)
+        log.info("trial_admitted", index=index, attempt=record.attempt, queue=self.launcher.queue,
+                 wait_s=round(record.wait_s, 1))  # fmt: skip
 
     # --- collect ---------------------------------------------------------------
 
@@ -194,6 +197,8 @@ class Study:
         """Read (or, for a trial that could not write it, record) the result of a trial that ended;
         None when the infrastructure lost it and it is to be launched again."""
         launch = self.history.launched[ex.index]
+        if ex.admission is not None:
+            self._admitted(ex.index, *ex.admission)
         self.early_stopping.trial_exited(self.history, ex.index)
         result = self._read_result(ex.index)
         if result is None:

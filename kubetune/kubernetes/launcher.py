@@ -103,6 +103,9 @@ class KubernetesLauncher:
                     if ex is not None:
                         exits[index] = ex
                 evicted = {i: self._tracker.jobs[i] for i, ex in exits.items() if ex.cause == "queue_evicted"}
+                if self.queue is not None:  # an attempt admitted and ended between two admit stages
+                    admitted = self._tracker.admissions()
+                    exits = {i: replace(ex, admission=admitted.get(i)) for i, ex in exits.items()}
                 for index in exits:
                     self._tracker.forget(index)
             for index, job in evicted.items():

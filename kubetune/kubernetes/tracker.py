@@ -41,6 +41,7 @@ class Tracker:
     held: set[int] = field(default_factory=set)  # tracked trials whose Job was seen suspended
     ran: set[int] = field(default_factory=set)  # tracked trials whose Job was seen not suspended
     evicted: set[int] = field(default_factory=set)  # tracked trials whose Job was suspended after it ran
+    resumed_at: dict[int, float] = field(default_factory=dict)  # tracked index -> its Job's start time
 
     def track(self, index: int, since: float, attempt: int = 0) -> None:
         if self.attempts.get(index, attempt) != attempt:
@@ -49,6 +50,7 @@ class Tracker:
             self.pods.pop(index, None)
             for seen in (self.held, self.ran, self.evicted):
                 seen.discard(index)
+            self.resumed_at.pop(index, None)
         self.since[index] = since
         self.attempts[index] = attempt
 
@@ -62,6 +64,9 @@ class Tracker:
             self.jobs[index] = {**obj, "deleted": True} if kind == "DELETED" else obj
             if not self.queued(index):
                 self.ran.add(index)
+                started = _epoch(obj.get("status", {}).get("startTime"))
+                if started is not None and kind != "DELETED":
+                    self.resumed_at[index] = started
             elif index in self.ran or self.pods.get(index):  # a suspended Job runs no pod
                 self.evicted.add(index)
             else:
@@ -103,14 +108,10 @@ class Tracker:
 
     def admissions(self) -> dict[int, tuple[float, float]]:
         """Tracked trials whose Job was seen admitted: index -> (launched at, admitted at).
-        Known once the Job is resumed and Kubernetes has set its ``status.startTime``."""
-        out = {}
-        for index, since in self.since.items():
-            job = self.jobs.get(index)
-            started = _epoch((job or {}).get("status", {}).get("startTime"))
-            if job is not None and not job.get("deleted") and not self.queued(index) and started is not None:
-                out[index] = (since, max(since, started))
-        return out
+        Known once the Job is resumed and Kubernetes has set its ``status.startTime``; kept
+        when the queue evicts it again, which clears that time."""
+        resumed = self.resumed_at
+        return {i: (since, max(since, resumed[i])) for i, since in self.since.items() if i in resumed}
 
     def admitted_at(self, index: int) -> float:
         """When the trial's pending clock started: its launch, or its Job's latest admission

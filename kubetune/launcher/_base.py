@@ -35,6 +35,9 @@ class TrialExit:
     exit_code: int | None
     reason: str
     cause: Cause = "exit"
+    # (queued at, admitted at) of the attempt that ended, when a queue admitted it: it may have
+    # run and ended before Launcher.admitted() was next asked.
+    admission: tuple[float, float] | None = None
 
     @property
     def ok(self) -> bool:
