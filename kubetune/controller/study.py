@@ -267,11 +267,10 @@ class Study:
         quota slot was chosen on older results than one launched when the slot opened (BENCHMARKS.md
         section 10). The loop turns every ``poll_s``, exits or not: an admission seen by the admit
         stage frees a place in the queue within a turn."""
-        running = self.launcher.running()
-        free = self.spec.budget.parallel - len(running)
+        running, waiting = self._in_flight()
+        free = self.spec.budget.parallel - running
         if self.launcher.queue is None:
             return free
-        waiting = sum(1 for index in running if self.history.queued(index))
         return min(free, self.spec.budget.max_queued - waiting)
 
     def _record(self, index: int, params: Params, **confirming: int | None) -> LaunchRecord:
