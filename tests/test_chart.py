@@ -787,3 +787,21 @@ def test_the_spot_example_puts_trials_on_spot_and_keeps_the_controller_off(rende
     assert "tolerations" not in controller or spot not in controller["tolerations"]
     budget = parse_spec(study).budget
     assert (budget.max_retries, budget.retry_backoff_s) == (5, 60)
+
+
+def test_the_dws_example_queues_each_trial_for_a_provisioned_node(render: Render) -> None:
+    objs = render("--set", f"store={STORE}", "-f", str(REPO / "examples" / "gke-dws-values.yaml"))
+    study, job = config_files(objs)
+    settings = JobSettings(**job)
+    trial = build_job(TrialRequest(STORE, "s", 0, {}, CnnSettings(), "val_accuracy"), settings, namespace="n")
+    assert trial["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "dws-local-queue"
+    assert trial["spec"]["suspend"] is True  # Kueue admits it once DWS has provisioned its node
+    # DWS holds the node longer than the trial may run.
+    held = int(trial["metadata"]["annotations"]["provreq.kueue.x-k8s.io/maxRunDurationSeconds"])
+    assert held > trial["spec"]["activeDeadlineSeconds"]
+    pool = {"cloud.google.com/gke-nodepool": "dws-l4-pool"}
+    assert trial["spec"]["template"]["spec"]["nodeSelector"] == pool
+    assert settings.queueTimeoutSeconds == 86400
+    rules = one(objs, "Role")["rules"]
+    assert any("workloads" in rule["resources"] for rule in rules)  # to record why Kueue evicted a trial
+    assert parse_spec(study).budget.parallel == 4
