@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bench import (
     controller,
+    kueue,
     kwok,
     late_binding,
     memory,
@@ -43,6 +44,7 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "memory": memory.run,
     "stopping": stopping.run,
     "kwok": kwok.run,
+    "kueue": kueue.run,
     "resume": resume.run,
     "seed_study": seed_study.run,
     "late_binding": late_binding.run,
@@ -50,7 +52,9 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
 # The search benchmark trains ~150 small models in this process (TensorFlow's
 # memory only grows): it runs last, after the benchmarks that fork processes.
 # kwok and seed_study are left out: each runs only when named.
-RUN_ORDER = ("throughput", "controller", "scaling", "memory", "resume", "search", "stopping", "late_binding")
+RUN_ORDER = (
+    "throughput", "controller", "scaling", "kueue", "memory", "resume", "search", "stopping", "late_binding",
+)  # fmt: skip
 RESULTS = CACHE / "results"
 REPORT = REPO / "BENCHMARKS.md"
 
@@ -117,8 +121,8 @@ def write_report() -> None:
         "The machines are shared and noisy (2 cores; ±20 % from minute to minute), so every number is a "
         "median of repeated runs and every comparison a ratio measured in the same run, the compared "
         f"variants interleaved (A B A B ...). Regenerate with `make bench`; one benchmark with "
-        "`.venv/bin/python -m bench NAME` (throughput, controller, scaling, search, memory, stopping, "
-        "late_binding; kwok and seed_study only on demand), then `.venv/bin/python -m bench --report-only` "
+        f"`.venv/bin/python -m bench NAME` ({', '.join(RUN_ORDER)}; kwok and seed_study only on demand), "
+        "then `.venv/bin/python -m bench --report-only` "
         "to reassemble this file from the saved sections.\n\n"
         f"{machine().line()}. Total time of the runs below: {minutes:.0f} min.\n"
     )

@@ -65,7 +65,7 @@ def bench_cluster(work: Path) -> Iterator[BenchCluster]:
         node.load_images([image])
         gcs = stack.enter_context(FakeGCS(assets / "fake-gcs-server", work / "gcs", address=net.gateway))
         stack.enter_context(_emulator_env(gcs.host))
-        yield BenchCluster(cp.kubeconfig, node.name, image, gcs.host)
+        yield BenchCluster(cp.kubeconfig, node.name, image, gcs.host, control_plane=cp)
 
 
 @contextmanager

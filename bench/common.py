@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import statistics
@@ -45,6 +46,14 @@ def machine() -> Machine:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank quantile."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def paired_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float:

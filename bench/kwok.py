@@ -39,7 +39,7 @@ import yaml
 from kubernetes import client
 
 from bench.cluster import JobClock
-from bench.common import PYTHON, REPO, Context, Section, log, machine, table
+from bench.common import PYTHON, REPO, Context, Section, log, machine, quantile, table
 from kubetune.contract import parse_trial_args, result_object
 from kubetune.kinds import CNN
 from kubetune.kubernetes.job import TRIAL_LABEL
@@ -384,14 +384,6 @@ def replacement_gaps(landed: dict[int, float], job_added: dict[int, float], para
     results = sorted(landed.values())
     later = sorted(t for i, t in job_added.items() if i >= parallel)
     return [job - result for result, job in zip(results, later, strict=False)]
-
-
-def quantile(values: list[float], q: float) -> float:
-    """The nearest-rank quantile."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _section(scale: Scale, m: dict[str, Any]) -> Section:

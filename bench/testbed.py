@@ -15,6 +15,7 @@ from kubernetes import client
 from kubetune.kubernetes import KubernetesLauncher
 from kubetune.kubernetes.job import JobSettings
 from kubetune.store import Store, open_store
+from tests.cluster.controlplane import ControlPlane
 from tests.fake_trial import ENV as FAKE_ENV
 
 BUCKET = "kubetune-bench"
@@ -30,6 +31,7 @@ class BenchCluster:
     image: str
     gcs_host: str
     gpus: int = 1
+    control_plane: ControlPlane | None = None  # for what runs beside the cluster (Kueue)
     settings: JobSettings = field(init=False)
 
     def __post_init__(self) -> None:
@@ -62,7 +64,9 @@ class BenchCluster:
         """A fresh store in the emulator's bucket: trial containers write there."""
         return open_store(f"gs://{BUCKET}/{name}-{uuid.uuid4().hex[:8]}")
 
-    def launcher(self, namespace: str, fake: str) -> KubernetesLauncher:
-        """A launcher whose trials behave as ``fake`` (KUBETUNE_FAKE_TRIAL JSON) says."""
+    def launcher(self, namespace: str, fake: str, queue: str | None = None) -> KubernetesLauncher:
+        """A launcher whose trials behave as ``fake`` (KUBETUNE_FAKE_TRIAL JSON) says, launched
+        into the Kueue LocalQueue ``queue`` if given."""
         env = [{"name": "STORAGE_EMULATOR_HOST", "value": self.gcs_host}, {"name": FAKE_ENV, "value": fake}]
-        return KubernetesLauncher(self.api(), namespace, replace(self.settings, env=env))
+        settings = replace(self.settings, env=env, kueueQueueName=queue)
+        return KubernetesLauncher(self.api(), namespace, settings)

@@ -19,6 +19,7 @@ from bench.__main__ import BENCHMARKS
 from bench.common import CACHE, Context, context
 from bench.testbed import BenchCluster
 from tests.cluster.controlplane import ControlPlane
+from tests.cluster.kueue import Kueue
 from tests.cluster.node import Node
 from tests.gcs_emulator import FakeGCS
 
@@ -65,12 +66,21 @@ def test_late_binding_benchmark_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("name", ["controller", "scaling"])
+@pytest.mark.parametrize("name", ["controller", "scaling", "kueue"])
 def test_cluster_benchmark_smoke(
-    bench_context: Context, control_plane: ControlPlane, node: Node, fake_image: str, gcs: FakeGCS, name: str
+    bench_context: Context,
+    control_plane: ControlPlane,
+    node: Node,
+    fake_image: str,
+    gcs: FakeGCS,
+    kueue: Kueue,
+    name: str,
 ) -> None:
     # The node's one GPU is the session's: bench trials ask for none.
-    bench_context.cluster = BenchCluster(control_plane.kubeconfig, node.name, fake_image, gcs.host, gpus=0)
+    bench_context.cluster = BenchCluster(
+        control_plane.kubeconfig, node.name, fake_image, gcs.host, gpus=0, control_plane=control_plane
+    )
+    bench_context.once("kueue", lambda: kueue)  # the session's manager: one per control plane
     check(bench_context, name)
 
 
