@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bench import (
     controller,
+    gpu_sharing,
     kueue,
     kwok,
     late_binding,
@@ -45,6 +46,7 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "stopping": stopping.run,
     "kwok": kwok.run,
     "kueue": kueue.run,
+    "gpu_sharing": gpu_sharing.run,
     "resume": resume.run,
     "seed_study": seed_study.run,
     "late_binding": late_binding.run,
@@ -53,7 +55,8 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
 # memory only grows): it runs last, after the benchmarks that fork processes.
 # kwok and seed_study are left out: each runs only when named.
 RUN_ORDER = (
-    "throughput", "controller", "scaling", "kueue", "memory", "resume", "search", "stopping", "late_binding",
+    "throughput", "controller", "scaling", "kueue", "gpu_sharing", "memory", "resume", "search", "stopping",
+    "late_binding",
 )  # fmt: skip
 RESULTS = CACHE / "results"
 REPORT = REPO / "BENCHMARKS.md"

@@ -163,6 +163,7 @@ def kubetune_trial(
     work: Path,
     split: float,
     precision: str,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """``kubetune trial`` as a Job runs it, with an empty data dir: fetches the dataset from the store."""
     settings = CnnSettings(epochs=epochs, batch_size=BATCH, train_subset=subset, validation_split=split,
@@ -175,6 +176,7 @@ def kubetune_trial(
             "KUBETUNE_DATA_DIR": fresh,
             "KUBETUNE_LOG_FORMAT": "json",
             "KUBETUNE_FASHION_MNIST_SOURCE": str(Path(fresh) / "none"),
+            **(extra_env or {}),
         }
         t0 = time.time()
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)

@@ -40,7 +40,7 @@ def check(ctx: Context, name: str) -> None:
 
 
 @pytest.mark.slow  # trains the CNN, on a few hundred images
-@pytest.mark.parametrize("name", ["throughput", "search", "memory", "stopping", "seed_study"])
+@pytest.mark.parametrize("name", ["throughput", "search", "memory", "stopping", "seed_study", "gpu_sharing"])
 def test_benchmark_smoke(bench_context: Context, name: str) -> None:
     check(bench_context, name)
 
