@@ -8,6 +8,7 @@ neither kubernetes nor scikit-optimize, the controller image no TensorFlow.
 from __future__ import annotations
 
 import ast
+import os
 from functools import cache
 from pathlib import Path
 
@@ -29,7 +30,17 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+def sources(folder: Path) -> list[Path]:
+    """The Python files of a source folder, not those in its caches and scratch folders
+    (bench/.cache holds a benchmark's node, and the containers' own Python, while it runs)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # never walked into
+        found += [Path(root, f) for f in files if f.endswith(".py")]
+    return sorted(found)
+
+
+MODULES = {module_name(p): p for p in sources(PACKAGE)}
 
 
 @cache
@@ -92,8 +103,10 @@ def test_shared_modules_reach_neither_side() -> None:
     assert {m: found for m, found in reached.items() if found} == {}
 
 
-@pytest.mark.parametrize("path", sorted([*PACKAGE.rglob("*.py"), *(REPO / "bench").rglob("*.py"),
-                                         *(REPO / "tests").rglob("*.py")]), ids=str)  # fmt: skip
+ALL_SOURCES = [*sources(PACKAGE), *sources(REPO / "bench"), *sources(REPO / "tests")]
+
+
+@pytest.mark.parametrize("path", ALL_SOURCES, ids=str)
 def test_no_module_imports_another_packages_private_module(path: Path) -> None:
     importer = module_name(path)
     own_package = importer if path.name == "__init__.py" else importer.rpartition(".")[0]
@@ -116,7 +129,7 @@ def test_no_import_circles_in_the_package_or_the_benchmarks() -> None:
     assert _circles(graph) == []
 
 
-BENCH = {module_name(p): p for p in sorted((REPO / "bench").rglob("*.py"))}
+BENCH = {module_name(p): p for p in sources(REPO / "bench")}
 
 
 def _first_party_imports(module: str, path: Path) -> set[str]:
