@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from bench.common import Context, Section, machine, table
-from bench.search import BUDGET, SEEDS, _iqr, problem_table, regret, run_cells
+from bench.search import BUDGET, SEEDS, median_iqr, problem_table, regret, run_cells
 from bench.search_problems import SYNTHETIC, Problem
 
 QUOTA = 2
@@ -86,4 +86,4 @@ def _goal(problem: Problem, runs: dict[str, list[list[float]]], k: int) -> list[
     within = ["yes" if q1 <= np.median(at[m]) <= q3 else "no" for m in METHODS[1:]]
     same = [f"{sum(a == b for a, b in zip(runs[m], runs[ALONE], strict=True))}/{len(runs[m])}"
             for m in METHODS[1:]]  # fmt: skip
-    return [problem.name, str(k), *(_iqr(at[m]) for m in METHODS), ", ".join(within), ", ".join(same)]
+    return [problem.name, str(k), *(median_iqr(at[m]) for m in METHODS), ", ".join(within), ", ".join(same)]

@@ -294,7 +294,8 @@ def trials_to(losses: Sequence[float], optimum: float, target: float) -> int | N
     return int(hit[0]) + 1 if len(hit) else None
 
 
-def _iqr(values: Sequence[float]) -> str:
+def median_iqr(values: Sequence[float]) -> str:
+    """The median and interquartile range, as the tables print them: MEDIAN [Q1, Q3]."""
     q1, q2, q3 = np.percentile(values, [25, 50, 75])
     return f"{_g(q2)} [{_g(q1)}, {_g(q3)}]"
 
@@ -317,7 +318,7 @@ def problem_table(problem: Problem, runs: dict[str, list[list[float]]]) -> str:
     for method, curves in runs.items():
         budget = min(len(c) for c in curves)
         cells = [
-            _iqr([regret(c, problem.optimum)[k - 1] for c in curves]) if k <= budget else ""
+            median_iqr([regret(c, problem.optimum)[k - 1] for c in curves]) if k <= budget else ""
             for k in CHECKPOINTS
         ]
         reached = [trials_to(c, problem.optimum, problem.target) for c in curves]
@@ -339,7 +340,7 @@ def versus(problem: Problem, runs: dict[str, list[list[float]]]) -> list[str]:
     at = {m: [regret(c, problem.optimum)[BUDGET - 1] for c in runs[m]] for m in ("kubetune p1", *RIVALS)}
     p1 = float(np.median(at["kubetune p1"]))
     verdicts = ["yes" if p1 <= np.percentile(at[m], 75) else "no" for m in RIVALS]
-    return [problem.name, *(_iqr(at[m]) for m in ("kubetune p1", *RIVALS)), *verdicts]
+    return [problem.name, *(median_iqr(at[m]) for m in ("kubetune p1", *RIVALS)), *verdicts]
 
 
 def goals(problem: Problem, runs: dict[str, list[list[float]]]) -> list[str]:
