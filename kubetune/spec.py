@@ -42,6 +42,10 @@ _S = TypeVar("_S")
 # space; cl_min and cl_max never did).
 PENDING_STRATEGIES = ("kriging_believer", "cl_mean")
 WARPS = ("auto", "none")
+# Fields a resumed study may change: raising max_trials extends a study; a
+# confirmation phase may be asked for (or widened) after the search. The
+# Study resource holds its other fields immutable (kubetune.crd).
+RESUMABLE_CHANGES = ("budget", "confirm")
 
 
 @dataclass(frozen=True)

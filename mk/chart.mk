@@ -1,6 +1,7 @@
 # The Helm chart's plain-YAML twin, manifests/kubetune.yaml, for `kubectl apply`
-# users. Included from the top-level Makefile; runs alone too:
-#   make -f mk/chart.mk manifests | check-manifests
+# users, and the Study CRD the chart installs. Included from the top-level
+# Makefile; runs alone too:
+#   make -f mk/chart.mk manifests | check-manifests | crd | check-crd
 
 # helm built from source with the test control plane (build-binaries.sh prints
 # its assets folder last); override with HELM=helm to use your own.
@@ -54,3 +55,18 @@ check-manifests:
 	&& if ! diff -u --label $(MANIFESTS) --label 'fresh render' $(MANIFESTS) $$tmp/kubetune.yaml; then \
 		echo "$(MANIFESTS) is out of date with $(CHART): run 'make manifests'" >&2; exit 1; \
 	fi
+
+# The Study CustomResourceDefinition, generated from the spec's declarations
+# (kubetune/crd.py); Helm installs charts/ crds/ before the templates.
+CRD := $(CHART)/crds/study.yaml
+CRD_PYTHON ?= .venv/bin/python
+
+.PHONY: crd check-crd
+
+crd:
+	@$(CRD_PYTHON) -m kubetune.crd > $(CRD).tmp && mv -f $(CRD).tmp $(CRD) || { rm -f $(CRD).tmp; exit 1; }
+	@echo "wrote $(CRD)"
+
+check-crd:
+	@$(CRD_PYTHON) -m kubetune.crd | diff -u --label $(CRD) --label 'fresh generation' $(CRD) - \
+		|| { echo "$(CRD) is out of date with kubetune/crd.py: run 'make crd'" >&2; exit 1; }

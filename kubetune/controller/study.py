@@ -49,14 +49,10 @@ from kubetune.controller.retries import Retries
 from kubetune.errors import UsageError
 from kubetune.launcher import Launcher, TrialExit
 from kubetune.log import get_logger
-from kubetune.spec import Spec
+from kubetune.spec import RESUMABLE_CHANGES, Spec
 from kubetune.store import AlreadyExists, Store
 
 log = get_logger("kubetune.study")
-
-# Fields a resumed study may change: raising max_trials extends a study; a
-# confirmation phase may be asked for (or widened) after the search.
-RESUMABLE_CHANGES = ("budget", "confirm")
 
 
 @dataclass(frozen=True)
