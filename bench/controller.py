@@ -273,5 +273,11 @@ def _verdict(gaps_by_n: dict[int, list[dict[str, float]]]) -> str:
     if at100:
         m = median([g["total"] for g in at100])
         met = "met" if m < TARGET_S else "missed"
-        verdict = f"Target median < {TARGET_S} s at 100 finished trials: **{met}** ({m:.2f} s). "
+        ours = median([g["ours"] for g in at100])
+        verdict = (
+            f"Target median < {TARGET_S} s at 100 finished trials: **{met}** ({m:.2f} s); the controller's "
+            f"own part, pod Succeeded → Job created, {ours:.2f} s, the rest the node's: a real kubelet "
+            "notices a container's exit on its pod lifecycle relist (every second) and then writes the "
+            "pod's status. "
+        )
     return verdict + "; ".join(lines) + "."

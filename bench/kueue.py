@@ -98,11 +98,13 @@ def _section(runs: dict[str, list[dict[str, list[float]]]], trials: int, sleep: 
         for k, name in STAGES.items()
     ]
     s.add(table(["stage", *runs], rows))
-    added = median(pooled["kueue"]["job_to_running"]) - median(pooled["direct"]["job_to_running"])
+    kueue, direct = pooled["kueue"]["job_to_pod"], pooled["direct"]["job_to_pod"]
     s.add(
-        f"Kueue adds {added:.2f} s (median) between a trial's Job and its pod running: its webhook at "
-        "creation, then its admission loop unsuspending the Job, after which the Job controller makes the "
-        "pod as before."
+        f"Kueue's admission adds {median(kueue) - median(direct):.2f} s at the median "
+        f"({quantile(kueue, 0.9) - quantile(direct, 0.9):.2f} s at the 90th "
+        "percentile) before a trial's pod exists: its webhook at creation, then its scheduler admitting the "
+        "Workload and unsuspending the Job. From the pod on, nothing differs: pod created → Running is the "
+        "node's, and its difference between the variants is this machine's noise."
     )
     s.data = {"runs": runs}
     return s
