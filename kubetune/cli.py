@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
@@ -199,17 +199,29 @@ def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: J
 
     launcher: Launcher
     observer: StudyObserver
+    progress = Progress()
+    hooks: list[Callable[[Study], None]] = [progress]  # each turn of the loop
+    resource = None
     if ns.launcher == "kubernetes":
-        from kubetune.kubernetes import JobSettings, connect
+        from kubetune.kubernetes import JobSettings, connect, study_resource
 
         params = {*spec.full_params({}), *(d.name for d in spec.space)}
         launcher, observer = connect(spec.name, job_settings or JobSettings(), params)
+        resource = study_resource(store.uri)
+        hooks += [resource] if resource is not None else []
     else:
         log_dir = ns.log_dir or (Path(store.uri) / "logs" if "://" not in store.uri else Path("logs"))
         launcher, observer = LocalLauncher(log_dir), Unobserved()
-    progress = Progress()
+
+    def on_progress(study: Study) -> None:
+        for hook in hooks:
+            hook(study)
+
+    study = Study(spec, store, launcher, observer=observer, on_progress=on_progress)
     try:
-        outcome = Study(spec, store, launcher, observer=observer, on_progress=progress).run()
+        outcome = study.run()
+        if resource is not None:
+            resource.ended(study)
     finally:
         progress.close()
         launcher.close()

@@ -700,6 +700,8 @@ def test_a_program_study_keeps_only_its_own_trial_settings(render: Render) -> No
 
 # --- NOTES.txt and the helm test hook --------------------------------------------------
 
+STUDY_API = ("--api-versions", "kubetune.dev/v1alpha1/Study")  # the chart's CRD, installed
+
 
 def test_notes_show_how_to_watch_and_pull_results(helm: Path, tmp_path: Path) -> None:
     # `helm template` skips NOTES.txt: render it through `tpl` into a ConfigMap in a copy of the chart.
@@ -711,11 +713,13 @@ def test_notes_show_how_to_watch_and_pull_results(helm: Path, tmp_path: Path) ->
     )
     proc = run_helm(
         helm, "template", RELEASE, chart, "--namespace", NAMESPACE, "-f", CUSTOM,
-        "--show-only", "templates/notes.yaml",
+        "--show-only", "templates/notes.yaml", *STUDY_API,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     notes = yaml.safe_load(proc.stdout)["data"]["notes"]
     ns = f"-n {NAMESPACE}"
+    assert f"kubectl get studies {ns} -w" in notes
+    assert f"kubectl get study fmnist-small {ns} -o jsonpath='{{.status.best.params}}'" in notes
     assert f"kubectl get jobs,pods {ns} -l kubetune.dev/study=fmnist-small -w" in notes
     assert (
         f"kubectl get jobs {ns} -l kubetune.dev/study=fmnist-small "
@@ -805,3 +809,33 @@ def test_the_dws_example_queues_each_trial_for_a_provisioned_node(render: Render
     rules = one(objs, "Role")["rules"]
     assert any("workloads" in rule["resources"] for rule in rules)  # to record why Kueue evicted a trial
     assert parse_spec(study).budget.parallel == 4
+
+
+# --- the Study resource (kubetune.dev/v1alpha1) ----------------------------------------------
+
+
+def test_the_study_object_carries_the_study_where_its_crd_is_installed(render: Render) -> None:
+    objs = render("--set", f"store={STORE}", *STUDY_API)
+    study = one(objs, "Study")
+    text, _ = config_files(objs)
+    assert study["metadata"]["name"] == parse_spec(text).name
+    assert {**study["spec"], "name": study["metadata"]["name"]} == yaml.safe_load(text)  # the ConfigMap's
+    [controller] = one(objs, "Job")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in controller["env"]}
+    assert env["KUBETUNE_STUDY_RESOURCE"] == study["metadata"]["name"]
+    # The controller may read its own Study and write its status, and no other's.
+    rules = [r for r in one(objs, "Role")["rules"] if r["apiGroups"] == ["kubetune.dev"]]
+    assert {(r["resources"][0], tuple(r["verbs"])) for r in rules} == {
+        ("studies", ("get",)), ("studies/status", ("get", "patch")),
+    }  # fmt: skip
+    assert all(r["resourceNames"] == [study["metadata"]["name"]] for r in rules)
+
+
+@pytest.mark.parametrize("args", [(), ("--set", "studyResource.enabled=false", *STUDY_API)],
+                         ids=["no CRD (--skip-crds)", "turned off"])  # fmt: skip
+def test_without_the_study_object_nothing_asks_for_it(render: Render, args: tuple[str, ...]) -> None:
+    objs = render("--set", f"store={STORE}", *args)
+    assert not [o for o in objs if o["kind"] == "Study"]
+    env = {e["name"] for e in one(objs, "Job")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "KUBETUNE_STUDY_RESOURCE" not in env
+    assert not [r for r in one(objs, "Role")["rules"] if r["apiGroups"] == ["kubetune.dev"]]

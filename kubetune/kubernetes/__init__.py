@@ -15,6 +15,7 @@ from kubetune.kubernetes.job import JobSettings, build_job, job_name
 from kubetune.kubernetes.launcher import KubernetesLauncher
 from kubetune.kubernetes.lease import Lease
 from kubetune.kubernetes.observer import JobObserver
+from kubetune.kubernetes.study_resource import StudyResource, attach
 from kubetune.kubernetes.tracker import Tracker
 
 
@@ -29,15 +30,23 @@ def connect(
     return KubernetesLauncher(api, namespace, settings, owner), observer
 
 
+def study_resource(store: str) -> StudyResource | None:
+    """The Study object the chart made for this study (``KUBETUNE_STUDY_RESOURCE``), if any."""
+    name = os.environ.get("KUBETUNE_STUDY_RESOURCE")
+    return attach(api_client(), own_namespace(), name, store) if name else None
+
+
 __all__ = [
     "JobObserver",
     "JobSettings",
     "KubernetesLauncher",
     "Lease",
+    "StudyResource",
     "Tracker",
     "api_client",
     "build_job",
     "connect",
     "job_name",
     "own_namespace",
+    "study_resource",
 ]

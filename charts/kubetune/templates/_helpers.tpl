@@ -185,3 +185,14 @@ The volume and mount that give the read-only root filesystem a writable /tmp.
   emptyDir:
     sizeLimit: 256Mi
 {{- end }}
+
+{{/*
+"true" where the chart makes the Study object: asked for, and its CRD (crds/)
+installed, which Helm does before rendering the templates of an install
+(`helm template` sees it with --api-versions kubetune.dev/v1alpha1/Study).
+*/}}
+{{- define "kubetune.studyResource" -}}
+{{- if and .Values.studyResource.enabled (.Capabilities.APIVersions.Has "kubetune.dev/v1alpha1/Study") -}}
+true
+{{- end }}
+{{- end }}
