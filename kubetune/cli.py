@@ -208,7 +208,9 @@ def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: J
         params = {*spec.full_params({}), *(d.name for d in spec.space)}
         launcher, observer = connect(spec.name, job_settings or JobSettings(), params)
         resource = study_resource(store.uri)
-        hooks += [resource] if resource is not None else []
+        if resource is not None:  # its budget and confirm are the user's latest word (kubectl patch)
+            spec = resource.amended(spec)
+            hooks.append(resource)
     else:
         log_dir = ns.log_dir or (Path(store.uri) / "logs" if "://" not in store.uri else Path("logs"))
         launcher, observer = LocalLauncher(log_dir), Unobserved()

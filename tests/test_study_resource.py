@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from kubetune.controller.history import read_spec
 from kubetune.controller.study import Study
 from kubetune.kubernetes.status_writer import Status, StatusWriter
 from kubetune.kubernetes.study_resource import StudyResource
@@ -29,7 +33,7 @@ def test_each_trials_end_and_the_studys_are_written_and_the_rest_held(tmp_path: 
     clock = [0.0]  # frozen: nothing is due by the rate alone
     writer = StatusWriter(sent.append, lambda: clock[0], every_s=5.0)
     shown = {"metadata": {"generation": 4}, "spec": {}, "status": {"conditions": [PREVIOUS]}}
-    resource = StudyResource(writer, store.uri, shown)
+    resource = StudyResource(writer, store.uri, shown, lambda: shown, lambda: clock[0])
     study = Study(parse_spec(SPEC), store, InProcessLauncher(store), on_progress=resource, poll_s=0.0)
     study.run()
     resource.ended(study)
@@ -45,3 +49,51 @@ def test_each_trials_end_and_the_studys_are_written_and_the_rest_held(tmp_path: 
     [complete] = sent[-1]["conditions"]
     assert (complete["type"], complete["status"], complete["observedGeneration"]) == ("Complete", "True", 4)
     assert complete["lastTransitionTime"] != PREVIOUS["lastTransitionTime"]
+
+
+def test_a_patched_budget_reaches_the_running_study_and_its_store(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    spec = parse_spec(SPEC)
+    clock = [0.0]
+    shown: dict[str, Any] = {"metadata": {"generation": 1}, "spec": yaml.safe_load(spec.to_yaml())}
+    shown["spec"].pop("name")
+    writer = StatusWriter(lambda status: None, lambda: clock[0])
+    resource = StudyResource(writer, store.uri, shown, lambda: shown, lambda: clock[0])
+
+    def patch_after_the_first_trial(study: Study) -> None:
+        if len(study.history.results) == 1 and shown["metadata"]["generation"] == 1:
+            # kubectl patch study live --type merge -p '{"spec": {"budget": {"max_trials": 5}}}'
+            shown["spec"]["budget"]["max_trials"] = 5
+            shown["metadata"]["generation"] = 2
+        clock[0] += 10.0  # a turn of the loop, past the next read of the object
+        resource(study)
+
+    study = Study(spec, store, InProcessLauncher(store), on_progress=patch_after_the_first_trial, poll_s=0.0)
+    outcome = study.run()
+    assert outcome.summary.total == 5  # extended while it ran, no restart
+    assert read_spec(store).budget.max_trials == 5  # a controller restarted now resumes the same study
+    assert resource.amended(spec).budget.max_trials == 5  # and so does one started from the old ConfigMap
+
+
+def test_only_budget_and_confirm_are_taken_and_a_spec_the_parser_refuses_is_not(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    spec = parse_spec(SPEC)
+    clock = [0.0]
+    shown: dict[str, Any] = {"metadata": {"generation": 1}, "spec": yaml.safe_load(spec.to_yaml())}
+    shown["spec"].pop("name")
+    resource = StudyResource(StatusWriter(lambda status: None, lambda: clock[0]), store.uri, shown,
+                             lambda: shown, lambda: clock[0])  # fmt: skip
+    study = Study(spec, store, InProcessLauncher(store), poll_s=0.0)
+    study.run()
+
+    def patched(generation: int, budget: dict[str, Any]) -> None:
+        shown["spec"]["budget"].update(budget)
+        shown["spec"]["optimizer"]["random_state"] = 99  # the CRD refuses this: never taken here either
+        shown["metadata"]["generation"] = generation
+        clock[0] += 10.0
+        resource(study)
+
+    patched(2, {"max_trials": 2, "parallel": 3})  # the parser refuses parallel above max_trials
+    assert study.spec == spec and read_spec(store) == spec
+    patched(3, {"max_trials": 4, "parallel": 1})
+    assert study.spec.budget.max_trials == 4 and study.spec.optimizer == spec.optimizer

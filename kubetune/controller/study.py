@@ -114,6 +114,15 @@ class Study:
             self.on_progress(self)
         return self._end()
 
+    def amend(self, spec: Spec) -> None:
+        """Take a changed budget or confirmation phase while running (a patched Study object):
+        only what a resume may change, recorded in the store as a resume records it."""
+        claim_store(self.store, spec)  # UsageError for any other change
+        self.spec = spec
+        for part in (self.early_stopping, self.retries, self.publisher):
+            part.spec = spec
+        log.info("study_amended", budget=spec.to_dict()["budget"], confirm=spec.to_dict()["confirm"])
+
     def _start(self) -> None:
         """Claim the store, replay it, take over the trials left running, launch the first ones."""
         self.told, warm = warmstart.load(self.spec)  # before the claim: a refused store leaves nothing behind
