@@ -54,7 +54,7 @@ def run(ctx: Context) -> Section:
     store = store_with_dataset(ctx, data_dir)
     subset, split, epochs = (512, 0.01, 1) if ctx.smoke else (None, 0.1, EPOCHS)
     shares = SHARES[:2] if ctx.smoke else SHARES
-    indices = count()
+    indices = count(100_000)  # trial indices of its own: the store with the dataset is shared with throughput
 
     def together(variant: str) -> list[dict[str, Any]]:
         k = int(variant)
