@@ -12,8 +12,8 @@ from kubetune.controller.history import read_spec
 from kubetune.controller.study import Study
 from kubetune.kubernetes.status_writer import Status, StatusWriter
 from kubetune.kubernetes.study_resource import StudyResource
-from kubetune.spec import parse_spec
-from kubetune.store import open_store
+from kubetune.spec import Spec, parse_spec
+from kubetune.store import Store, open_store
 from tests.synthetic import InProcessLauncher
 
 SPEC = """
@@ -51,21 +51,31 @@ def test_each_trials_end_and_the_studys_are_written_and_the_rest_held(tmp_path: 
     assert complete["lastTransitionTime"] != PREVIOUS["lastTransitionTime"]
 
 
+class Object:
+    """A Study object as the API holds it, made from ``spec``, and the clock its reader goes by."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.now = 0.0
+        self.shown: dict[str, Any] = {"metadata": {"generation": 1}, "spec": yaml.safe_load(spec.to_yaml())}
+        self.shown["spec"].pop("name")
+
+    def followed(self, store: Store) -> StudyResource:
+        writer = StatusWriter(lambda status: None, lambda: self.now)
+        return StudyResource(writer, store.uri, self.shown, lambda: self.shown, lambda: self.now)
+
+
 def test_a_patched_budget_reaches_the_running_study_and_its_store(tmp_path: Path) -> None:
     store = open_store(str(tmp_path))
     spec = parse_spec(SPEC)
-    clock = [0.0]
-    shown: dict[str, Any] = {"metadata": {"generation": 1}, "spec": yaml.safe_load(spec.to_yaml())}
-    shown["spec"].pop("name")
-    writer = StatusWriter(lambda status: None, lambda: clock[0])
-    resource = StudyResource(writer, store.uri, shown, lambda: shown, lambda: clock[0])
+    obj = Object(spec)
+    shown, resource = obj.shown, obj.followed(store)
 
     def patch_after_the_first_trial(study: Study) -> None:
         if len(study.history.results) == 1 and shown["metadata"]["generation"] == 1:
             # kubectl patch study live --type merge -p '{"spec": {"budget": {"max_trials": 5}}}'
             shown["spec"]["budget"]["max_trials"] = 5
             shown["metadata"]["generation"] = 2
-        clock[0] += 10.0  # a turn of the loop, past the next read of the object
+        obj.now += 10.0  # a turn of the loop, past the next read of the object
         resource(study)
 
     study = Study(spec, store, InProcessLauncher(store), on_progress=patch_after_the_first_trial, poll_s=0.0)
@@ -78,11 +88,8 @@ def test_a_patched_budget_reaches_the_running_study_and_its_store(tmp_path: Path
 def test_only_budget_and_confirm_are_taken_and_a_spec_the_parser_refuses_is_not(tmp_path: Path) -> None:
     store = open_store(str(tmp_path))
     spec = parse_spec(SPEC)
-    clock = [0.0]
-    shown: dict[str, Any] = {"metadata": {"generation": 1}, "spec": yaml.safe_load(spec.to_yaml())}
-    shown["spec"].pop("name")
-    resource = StudyResource(StatusWriter(lambda status: None, lambda: clock[0]), store.uri, shown,
-                             lambda: shown, lambda: clock[0])  # fmt: skip
+    obj = Object(spec)
+    shown, resource = obj.shown, obj.followed(store)
     study = Study(spec, store, InProcessLauncher(store), poll_s=0.0)
     study.run()
 
@@ -90,7 +97,7 @@ def test_only_budget_and_confirm_are_taken_and_a_spec_the_parser_refuses_is_not(
         shown["spec"]["budget"].update(budget)
         shown["spec"]["optimizer"]["random_state"] = 99  # the CRD refuses this: never taken here either
         shown["metadata"]["generation"] = generation
-        clock[0] += 10.0
+        obj.now += 10.0
         resource(study)
 
     patched(2, {"max_trials": 2, "parallel": 3})  # the parser refuses parallel above max_trials
