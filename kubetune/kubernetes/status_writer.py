@@ -54,9 +54,13 @@ class StatusWriter:
         else:
             self.flush()
 
+    def due(self) -> bool:
+        """Whether a status offered now would be written: none tried yet, or the interval is over."""
+        return self.at is None or self.clock() - self.at >= self.every_s
+
     def flush(self) -> None:
         """Write the held status once due: call it every turn of the loop."""
-        if self.at is None or self.clock() - self.at >= self.every_s:
+        if self.due():
             self._write()
 
     def _write(self) -> None:

@@ -98,6 +98,8 @@ class StudyResource:
         self._offer(study, now=True)
 
     def _offer(self, study: Study, *, now: bool) -> None:
+        if not now and not self.writer.due():
+            return  # derived from every record: not each turn of the loop, only when it would be written
         status = study_status(study.spec, study.history, now=time.time(), store=self.store,
                               generation=self.generation, previous=self.conditions)  # fmt: skip
         self.conditions = status["conditions"]

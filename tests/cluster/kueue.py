@@ -113,15 +113,15 @@ class Kueue(Service):
     # --- pieces ---------------------------------------------------------------
 
     def _install_crds(self) -> None:
-        crds = sorted((self.assets / "kueue-config" / "crd").glob("*.yaml"))
-        argv = ["kubectl", f"--kubeconfig={self.control_plane.kubeconfig}", "apply", "--server-side"]
-        argv += [f"--filename={path}" for path in crds]
-        subprocess.run(argv, check=True, capture_output=True, timeout=120)
         ext = client.ApiextensionsV1Api(self.control_plane.api_client)
+        names = []
+        for path in sorted((self.assets / "kueue-config" / "crd").glob("*.yaml")):
+            crd = yaml.safe_load(path.read_text())
+            ext.create_custom_resource_definition(crd)  # a fresh control plane each session: none exist
+            names.append(crd["metadata"]["name"])
 
         def established() -> bool:
-            for path in crds:
-                name = yaml.safe_load(path.read_text())["metadata"]["name"]
+            for name in names:
                 status = ext.read_custom_resource_definition(name).status
                 conditions = (status.conditions if status else None) or []
                 if not any(c.type == "Established" and c.status == "True" for c in conditions):
