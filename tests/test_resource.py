@@ -52,7 +52,10 @@ def status(s: Spec, h: History, now: float = T0 + HOUR, **kw: object) -> dict[st
 def test_a_new_study_is_pending_with_every_field_present() -> None:
     got = status(spec(), History())
     assert got == {
-        "phase": "Pending", "observedGeneration": 3, "conditions": [], "progress": "0/4",
+        "phase": "Pending", "observedGeneration": 3, "progress": "0/4",
+        "conditions": [{"type": "Running", "status": "False", "reason": "NoTrialLaunched",
+                        "message": "0 search trials finished", "observedGeneration": 3,
+                        "lastTransitionTime": "2027-01-15T09:00:00Z"}],
         "trials": {"total": 4, "finished": 0, "succeeded": 0, "failed": 0, "pruned": 0, "running": 0,
                    "queued": 0, "lostAttempts": 0},
         "confirmation": None, "best": None, "winner": None, "gpuHours": 0.0, "maxGpuHours": None,
@@ -94,9 +97,12 @@ def test_a_study_completes_when_every_trial_of_the_budget_finished() -> None:
         done(h, i, 0.5 + i / 10)
     first = status(spec(), h, now=T0 + 5 * HOUR)
     assert (first["phase"], first["endedBy"]) == ("Completed", "budget.max_trials")
-    assert first["conditions"] == [{"type": "Complete", "status": "True", "reason": "MaxTrials",
-                                    "message": "4 search trials finished", "observedGeneration": 3,
-                                    "lastTransitionTime": "2027-01-15T13:00:00Z"}]  # fmt: skip
+    shared = {"message": "4 search trials finished", "observedGeneration": 3,
+              "lastTransitionTime": "2027-01-15T13:00:00Z"}  # fmt: skip
+    assert first["conditions"] == [
+        {"type": "Running", "status": "False", "reason": "StudyCompleted", **shared},
+        {"type": "Complete", "status": "True", "reason": "MaxTrials", **shared},
+    ]
     # Later, from the conditions it showed: the transition time stays.
     again = status(spec(), h, now=T0 + 9 * HOUR, previous=first["conditions"])
     assert again["conditions"] == first["conditions"]
@@ -119,7 +125,10 @@ def test_too_many_failures_fail_the_study() -> None:
     fail(h, 1)
     got = status(spec(), h)
     assert (got["phase"], got["endedBy"]) == ("Failed", "budget.max_failed")
-    assert [(c["type"], c["reason"]) for c in got["conditions"]] == [("Failed", "MaxFailed")]  # type: ignore[attr-defined]
+    assert [(c["type"], c["status"], c["reason"]) for c in got["conditions"]] == [  # type: ignore[attr-defined]
+        ("Running", "False", "StudyFailed"),
+        ("Failed", "True", "MaxFailed"),
+    ]
 
 
 def test_a_spent_gpu_budget_ends_the_search_and_says_which_budget_without_the_clocks_numbers() -> None:
@@ -130,7 +139,7 @@ def test_a_spent_gpu_budget_ends_the_search_and_says_which_budget_without_the_cl
         done(h, i, 0.8)
     got = status(s, h, now=T0 + 3 * HOUR)
     assert (got["phase"], got["endedBy"], got["maxGpuHours"]) == ("Completed", "budget.max_gpu_hours", 1.5)
-    assert got["conditions"][0]["reason"] == "MaxGpuHours"  # type: ignore[index]
+    assert got["conditions"][1]["reason"] == "MaxGpuHours"  # type: ignore[index]
     # Raised on resume: the study runs again, and the merge patch's nulls clear what it said.
     assert status(spec("max_gpu_hours: 9"), h)["endedBy"] is None
 

@@ -45,8 +45,10 @@ def test_each_trials_end_and_the_studys_are_written_and_the_rest_held(tmp_path: 
     assert {s["progress"] for s in sent} >= {"1/3", "2/3", "3/3"}
     assert all(a != b for a, b in pairwise(sent))
     # The Complete the object showed before is gone while the study runs, then set anew.
-    assert all(s["conditions"] == [] for s in sent[:-1])
-    [complete] = sent[-1]["conditions"]
+    shown_running = [[(c["type"], c["status"]) for c in s["conditions"]] for s in sent[:-1]]
+    assert shown_running == [[("Running", "False")]] + [[("Running", "True")]] * (len(sent) - 2)
+    running, complete = sent[-1]["conditions"]
+    assert (running["type"], running["status"], running["reason"]) == ("Running", "False", "StudyCompleted")
     assert (complete["type"], complete["status"], complete["observedGeneration"]) == ("Complete", "True", 4)
     assert complete["lastTransitionTime"] != PREVIOUS["lastTransitionTime"]
 

@@ -127,14 +127,16 @@ def conditions(
     now: float,
     previous: Sequence[Condition],
 ) -> list[Condition]:
-    """``Complete`` or ``Failed`` once the study ended, as a Job says it; a condition whose status
-    is unchanged keeps its transition time."""
+    """``Running`` while trials may run, then ``Complete`` or ``Failed`` as a Job says it ended
+    (``kubectl wait --for=condition=Complete study/NAME``); a condition whose status is unchanged
+    keeps its transition time."""
+    done = f"{finished} search trials finished"
+    running = current in ("Running", "Confirming")
+    made = [_condition("Running", running, RUNNING_REASONS[current], done, generation)]
     if current == "Completed":
-        made = [_condition("Complete", _reason(ended), f"{finished} search trials finished", generation)]
+        made.append(_condition("Complete", True, _reason(ended), done, generation))
     elif current == "Failed":
-        made = [_condition("Failed", _reason(ended), f"{failed} trials failed", generation)]
-    else:
-        made = []
+        made.append(_condition("Failed", True, _reason(ended), f"{failed} trials failed", generation))
     before = {c["type"]: c for c in previous}
     at = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for c in made:
@@ -143,8 +145,18 @@ def conditions(
     return made
 
 
-def _condition(kind: str, reason: str, message: str, generation: int) -> Condition:
-    return {"type": kind, "status": "True", "reason": reason, "message": message,
+# Why the study is, or is not, running trials: the Running condition's reason in each phase.
+RUNNING_REASONS = {
+    "Pending": "NoTrialLaunched",
+    "Running": "TrialsRunning",
+    "Confirming": "ConfirmationRuns",
+    "Completed": "StudyCompleted",
+    "Failed": "StudyFailed",
+}
+
+
+def _condition(kind: str, status: bool, reason: str, message: str, generation: int) -> Condition:
+    return {"type": kind, "status": str(status), "reason": reason, "message": message,
             "observedGeneration": generation}  # fmt: skip
 
 
