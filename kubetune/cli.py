@@ -207,7 +207,7 @@ def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: J
 
         params = {*spec.full_params({}), *(d.name for d in spec.space)}
         launcher, observer = connect(spec.name, job_settings or JobSettings(), params)
-        resource = study_resource(store.uri)
+        resource = study_resource(store.uri, observer)
         if resource is not None:  # its budget and confirm are the user's latest word (kubectl patch)
             spec = resource.amended(spec)
             hooks.append(resource)

@@ -30,10 +30,16 @@ def connect(
     return KubernetesLauncher(api, namespace, settings, owner), observer
 
 
-def study_resource(store: str) -> StudyResource | None:
-    """The Study object the chart made for this study (``KUBETUNE_STUDY_RESOURCE``), if any."""
+def study_resource(store: str, observer: JobObserver) -> StudyResource | None:
+    """The Study object the chart made for this study (``KUBETUNE_STUDY_RESOURCE``), if any: the
+    observer's Events are about it too."""
     name = os.environ.get("KUBETUNE_STUDY_RESOURCE")
-    return attach(api_client(), own_namespace(), name, store) if name else None
+    if not name:
+        return None
+    resource = attach(api_client(), own_namespace(), name, store)
+    if resource is not None:
+        observer.describe_too(resource.object)
+    return resource
 
 
 __all__ = [

@@ -58,6 +58,12 @@ def owner_job(api: client.ApiClient, namespace: str, name: str | None) -> Obj | 
     return job
 
 
+def reference(obj: Obj) -> Obj:
+    """Who ``obj`` is, as an owner reference (and, with its namespace, an Event's object) names it."""
+    meta = obj["metadata"]
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"], "uid": meta["uid"]}
+
+
 def api_reason(exc: ApiException) -> str:
     try:
         return str(json.loads(exc.body or "")["message"])

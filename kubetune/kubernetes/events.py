@@ -1,4 +1,4 @@
-"""Events on the controller's Job: what `kubectl describe job` shows of a study."""
+"""Events on the controller's Job and the Study: what `kubectl describe` shows of a study."""
 
 from __future__ import annotations
 
@@ -8,26 +8,23 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kubetune.kubernetes.api import Obj, api_reason
+from kubetune.kubernetes.api import Obj, api_reason, reference
 from kubetune.log import get_logger
 
 log = get_logger("kubetune.kubernetes.events")
 COMPONENT = "kubetune-controller"
 
 
-def post_event(core: client.CoreV1Api, job: Obj, reason: str, message: str, *, warning: bool = False) -> None:
-    """One core/v1 Event about ``job``. Decoration: a refused Event is logged, never raised."""
-    meta = job["metadata"]
+def post_event(
+    core: client.CoreV1Api, about: Obj, reason: str, message: str, *, warning: bool = False
+) -> None:
+    """One core/v1 Event about the object ``about`` (as the API returned it, with its apiVersion and kind).
+    Decoration: a refused Event is logged, never raised."""
+    meta = about["metadata"]
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     body: Any = {
         "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-        "involvedObject": {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "uid": meta["uid"],
-        },
+        "involvedObject": {**reference(about), "namespace": meta["namespace"]},
         "reason": reason,
         "message": message[:1024],
         "type": "Warning" if warning else "Normal",

@@ -32,7 +32,12 @@ class JobObserver:
         self.namespace = namespace
         self.study = study
         self.owner = owner  # the controller's Job; None when run from a laptop
+        self.described = [owner] if owner is not None else []  # what its Events are about
         self.params = frozenset(params)  # labelled on every trial Job: a metric never takes their labels
+
+    def describe_too(self, obj: Obj) -> None:
+        """Post every Event about ``obj`` as well: the Study, for `kubectl describe study`."""
+        self.described.append(obj)
 
     def trial_started(self, req: TrialRequest) -> None:
         self._event("TrialStarted", f"trial {req.index} started: {json.dumps(req.params, sort_keys=True)}")
@@ -104,8 +109,8 @@ class JobObserver:
             self._patch(self.owner["metadata"]["name"], {"metadata": {"annotations": status}})
 
     def _event(self, reason: str, message: str, *, warning: bool = False) -> None:
-        if self.owner is not None:
-            post_event(self.core, self.owner, reason, message, warning=warning)
+        for about in self.described:
+            post_event(self.core, about, reason, message, warning=warning)
 
     def _patch(self, name: str, patch: Obj) -> None:
         try:
