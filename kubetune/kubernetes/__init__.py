@@ -15,7 +15,7 @@ from kubetune.kubernetes.job import JobSettings, build_job, job_name
 from kubetune.kubernetes.launcher import KubernetesLauncher
 from kubetune.kubernetes.lease import Lease
 from kubetune.kubernetes.observer import JobObserver
-from kubetune.kubernetes.study_resource import StudyResource, attach
+from kubetune.kubernetes.study_resource import StudyResource, attach, own
 from kubetune.kubernetes.tracker import Tracker
 
 
@@ -31,14 +31,17 @@ def connect(
 
 
 def study_resource(store: str, observer: JobObserver) -> StudyResource | None:
-    """The Study object the chart made for this study (``KUBETUNE_STUDY_RESOURCE``), if any: the
-    observer's Events are about it too."""
+    """The Study object the chart made for this study (``KUBETUNE_STUDY_RESOURCE``), if any: it owns
+    the controller's Job, and the observer's Events are about it too."""
     name = os.environ.get("KUBETUNE_STUDY_RESOURCE")
     if not name:
         return None
-    resource = attach(api_client(), own_namespace(), name, store)
+    api = api_client()
+    resource = attach(api, own_namespace(), name, store)
     if resource is not None:
         observer.describe_too(resource.object)
+        if observer.owner is not None:
+            own(api, observer.owner, resource.object)
     return resource
 
 

@@ -8,6 +8,11 @@ it at once when a trial has ended and otherwise at a bounded rate.
 Decoration, as the Job observer is: a study whose Study object is missing or
 unreadable (no CRD, no permission) runs as before, watched through its Jobs.
 
+The Study owns the controller's Job, which owns the trial Jobs: ``kubectl
+delete study`` removes them all, and the store keeps every record. Helm
+cannot say so, as it renders the Job before the Study has a uid; the
+controller adds the reference when it starts.
+
 The object is also read back every few seconds: a new generation means a user
 patched it (``kubectl patch study``), and its budget and confirmation phase,
 the only fields its CRD lets change, are handed to the running study.
@@ -28,7 +33,7 @@ from kubetune.controller.resource import study_status
 from kubetune.controller.study import Study
 from kubetune.crd import GROUP, PLURAL, VERSION
 from kubetune.errors import KubetuneError
-from kubetune.kubernetes.api import api_reason
+from kubetune.kubernetes.api import api_reason, reference
 from kubetune.kubernetes.status_writer import StatusWriter, study_patch
 from kubetune.log import get_logger
 from kubetune.spec import Spec, parse_spec
@@ -121,3 +126,17 @@ def attach(api: client.ApiClient, namespace: str, name: str, store: str) -> Stud
         return None
     writer = StatusWriter(study_patch(api, namespace, name), time.monotonic)
     return StudyResource(writer, store, found, read, time.monotonic)
+
+
+def own(api: client.ApiClient, job: Obj, study: Obj) -> None:
+    """Make ``study`` an owner of the controller's ``job`` (once: a restarted controller finds it so)."""
+    meta = job["metadata"]
+    refs = list(meta.get("ownerReferences") or [])
+    if any(r.get("uid") == study["metadata"]["uid"] for r in refs):
+        return
+    # No blockOwnerDeletion: setting it takes update on studies/finalizers, which the Role does not grant.
+    patch = {"metadata": {"ownerReferences": [*refs, reference(study)]}}
+    try:
+        client.BatchV1Api(api).patch_namespaced_job(meta["name"], meta["namespace"], patch)
+    except ApiException as exc:
+        log.warning("study_owner_refused", job=meta["name"], reason=api_reason(exc))
