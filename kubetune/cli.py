@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ from kubetune import __version__
 from kubetune.errors import KubetuneError, StudyFailed, UsageError
 
 if TYPE_CHECKING:
+    from kubetune.controller.status import StudyObject
     from kubetune.kubernetes import JobSettings
     from kubetune.spec import Spec
     from kubetune.store import Store
@@ -36,6 +38,7 @@ DESCRIPTION = (
 # The shell's convention for "killed by SIGTERM"; the chart's podFailurePolicy
 # ignores it, so a deleted or drained controller pod is replaced, not counted.
 EXIT_TERMINATED = 128 + signal.SIGTERM
+STUDY_PREFIX = "study/"  # kubetune status study/NAME: as kubectl names an object
 
 
 class Terminated(BaseException):
@@ -79,7 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser(
         "status", help="a summary and leaderboard: trials done, running, failed; the best"
     )
-    status.add_argument("store")
+    status.add_argument(
+        "store", help="a folder or gs://bucket/prefix; or study/NAME, the Study object in the cluster"
+    )
+    status.add_argument("-n", "--namespace", help="study/NAME's namespace (default: the kubeconfig's)")
     status.add_argument(
         "-o", "--output", choices=["table", "json"],
         help="default: a table on a terminal, JSON otherwise",
@@ -277,14 +283,28 @@ def _status(ns: argparse.Namespace) -> int:
     from kubetune.controller import status
 
     output = ns.output or ("table" if sys.stdout.isatty() else "json")
+    read: Callable[[], status.View]
+    if ns.store.startswith(STUDY_PREFIX):
+        read = _study_object(ns.store.removeprefix(STUDY_PREFIX), ns.namespace)
+    elif ns.namespace is not None:
+        raise UsageError("status: --namespace is for a Study object (study/NAME), not a store")
+    else:
+        read = functools.partial(status.read, ns.store)
     if not ns.watch:
-        print(status.render(status.read(ns.store), output))
+        print(status.render(read(), output))
         return 0
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends watching, as with kubectl -w
-        status.watch(
-            ns.store, output, ns.interval, sys.stdout, clear=output == "table" and sys.stdout.isatty()
-        )
+        status.watch(read, output, ns.interval, sys.stdout, clear=output == "table" and sys.stdout.isatty())
     return 0
+
+
+def _study_object(name: str, namespace: str | None) -> Callable[[], StudyObject]:
+    """A reader of the Study ``name``'s object, through the kubeconfig (or a pod's credentials)."""
+    from kubetune.controller.status import StudyObject
+    from kubetune.kubernetes import api_client, read_study
+
+    api = api_client()
+    return lambda: StudyObject(read_study(api, name, namespace))
 
 
 def _positive(text: str) -> float:

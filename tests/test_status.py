@@ -199,3 +199,47 @@ def test_trials_waiting_in_a_queue_are_queued_and_the_waits_summarised(
     assert (
         "QUEUE" in out and "1 waiting to be admitted; 2 admitted after a median 3m30s (longest 5m00s)" in out
     )
+
+
+# --- study/NAME: the Study object's status ----------------------------------------------------
+
+
+def test_a_study_object_shows_its_status_without_the_store(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kubetune.controller.history import read_study
+    from kubetune.controller.resource import study_status
+    from kubetune.controller.status import StudyObject, render
+
+    spec, history = read_study(store)
+    status = study_status(spec, history, now=time.time(), store="gs://b/table", generation=2)
+    view = StudyObject({"metadata": {"name": "table", "namespace": "ml"},
+                        "spec": {"objective": {"metric": "val_loss"}}, "status": status})  # fmt: skip
+
+    lines = render(view, "table").splitlines()
+    assert lines[0].split() == ["STUDY", "table", "(Running)"] and not view.ended
+    assert "4/5 finished: 2 succeeded, 1 failed, 1 pruned, 1 running, 0 queued" in lines[1]
+    assert "trial 2: val_loss=0.25" in lines[2] and "optimizer=adam" in lines[2]
+    assert any(line.split()[:3] == ["RUNNING", "True", "(TrialsRunning):"] for line in lines)
+    assert lines[-1].split()[:2] == ["STORE", "gs://b/table"]
+    assert json.loads(render(view, "json"))["best"]["index"] == 2
+    # What a user may have written to it by hand is shown, never a traceback.
+    hand_made = {"phase": "Completed", "conditions": [{}], "best": {"index": 1, "value": None}}
+    odd = StudyObject({"metadata": {"name": "x"}, "status": hand_made})
+    assert odd.ended and "BEST" in render(odd, "table")
+
+
+def test_study_name_reads_the_cluster_and_a_namespace_needs_one(
+    store: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert cli.main(["status", store.uri, "-n", "ml"]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("--namespace is for a Study object (study/NAME), not a store")
+    )
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    assert cli.main(["status", "study/table"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kubetune: kubernetes: no usable credentials") and "\n" not in err

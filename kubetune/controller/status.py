@@ -1,6 +1,9 @@
-"""``kubetune status``: where a study stands, read from its store alone.
+"""``kubetune status``: where a study stands, read from its store, or from its Study object.
 
-For people, a summary and a leaderboard with aligned columns, the best trial
+The store holds every record; the Study object (``kubetune status
+study/NAME``) holds the status the controller derived from them, for a user
+who can reach the cluster but not the bucket: a summary, without the
+leaderboard. For people, a summary and a leaderboard with aligned columns, the best trial
 first, like ``kubectl get``; for programs, the JSON document (``-o json``,
 or whenever the output is not a terminal). ``--watch`` redraws it until the
 study ends. The leaderboard's metric columns are the kind's (a program's:
@@ -14,10 +17,10 @@ import json
 import statistics
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from kubetune.contract import WARM_START_OBJECT, Params, ParamValue, RecordError, WarmStartRecord
 from kubetune.controller import budgets, confirmation, report
@@ -30,6 +33,7 @@ from kubetune.store import Store, StoreError, open_store
 
 REASON_WIDTH = 60  # a long failure reason is cut here; `kubetune report` has it whole
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen: what `watch` does between redraws
+COUNTED = ("succeeded", "failed", "pruned", "running", "queued")  # a Study's trial counts, in its summary
 _ORDER = {"succeeded": 0, "pruned": 1, "failed": 2, "running": 3, "confirming": 4, "queued": 5}
 
 
@@ -47,8 +51,22 @@ class Row:
     reason: str | None = None
 
 
+class View(Protocol):
+    """What ``render`` and ``watch`` show: a study as a JSON document and as lines for people."""
+
+    @property
+    def document(self) -> dict[str, Any]: ...
+
+    @property
+    def ended(self) -> bool: ...
+
+    def lines(self) -> list[str]: ...
+
+
 @dataclass(frozen=True)
 class Snapshot:
+    """A study as its store holds it."""
+
     spec: Spec
     history: History
     warm: WarmStartRecord | None = None
@@ -135,6 +153,48 @@ class Snapshot:
         searched = len(self.history.ordered_results()) >= budget.max_trials
         return searched and (confirmed is None or confirmed.complete or not confirmed.candidates)
 
+    def lines(self) -> list[str]:
+        return [*_summary(self), "", *_leaderboard(self)]
+
+
+@dataclass(frozen=True)
+class StudyObject:
+    """A study as its Study object's status says (kubetune.controller.resource)."""
+
+    obj: dict[str, Any]
+
+    @property
+    def document(self) -> dict[str, Any]:
+        meta = self.obj["metadata"]
+        return {"study": meta["name"], "namespace": meta.get("namespace"), **(self.obj.get("status") or {})}
+
+    @property
+    def ended(self) -> bool:
+        return self.document.get("phase") in ("Completed", "Failed")
+
+    def lines(self) -> list[str]:
+        doc = self.document
+        trials, best = doc.get("trials") or {}, doc.get("best")
+        objective = (self.obj.get("spec") or {}).get("objective") or {}
+        metric = objective.get("metric", "objective")
+        counts = ", ".join(f"{trials.get(k, 0)} {k}" for k in COUNTED)
+        lost, limit = trials.get("lostAttempts", 0), doc.get("maxGpuHours")
+        lines = [
+            ("STUDY", f"{doc['study']} ({doc.get('phase') or 'no status yet'})"),
+            ("TRIALS", f"{doc.get('progress', '')} finished: {counts}; {lost} attempts lost"),
+            ("BEST", "none yet" if not best else f"trial {best['index']}: {metric}={_number(best['value'])}  "
+                     + " ".join(f"{k}={_value(v)}" for k, v in sorted((best.get("params") or {}).items()))),
+            ("GPU HOURS", f"{doc.get('gpuHours', 0):.2f}" + (f" of {limit:g}" if limit else "")),
+        ]  # fmt: skip
+        if doc.get("endedBy"):
+            lines.append(("ENDED BY", doc["endedBy"]))
+        for c in doc.get("conditions") or []:
+            lines.append(
+                (str(c.get("type")).upper(), f"{c.get('status')} ({c.get('reason')}): {c.get('message')}")
+            )
+        lines.append(("STORE", f"{doc.get('store', '')} (the leaderboard: kubetune status STORE)"))
+        return table(("", ""), lines)[1:]
+
 
 def read(uri: str) -> Snapshot:
     store = open_store(uri, create=False)
@@ -150,16 +210,16 @@ def warm_start(store: Store) -> WarmStartRecord | None:
         return None
 
 
-def render(snap: Snapshot, output: str) -> str:
+def render(view: View, output: str) -> str:
     if output == "json":
-        return json.dumps(snap.document, indent=2)
-    return "\n".join([*_summary(snap), "", *_leaderboard(snap)])
+        return json.dumps(view.document, indent=2)
+    return "\n".join(view.lines())
 
 
-def watch(uri: str, output: str, interval_s: float, out: TextIO, clear: bool) -> None:
+def watch(read: Callable[[], View], output: str, interval_s: float, out: TextIO, clear: bool) -> None:
     """Redraw every ``interval_s`` until the study ends; the last view stays on screen."""
     while True:
-        snap = read(uri)
+        snap = read()
         # JSON: one document per line and refresh, for a program reading the stream.
         text = json.dumps(snap.document) if output == "json" else render(snap, output)
         out.write((CLEAR if clear else "") + text + "\n")

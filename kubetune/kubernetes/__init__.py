@@ -15,7 +15,7 @@ from kubetune.kubernetes.job import JobSettings, build_job, job_name
 from kubetune.kubernetes.launcher import KubernetesLauncher
 from kubetune.kubernetes.lease import Lease
 from kubetune.kubernetes.observer import JobObserver
-from kubetune.kubernetes.study_resource import StudyResource, attach, own
+from kubetune.kubernetes.study_resource import StudyResource, attach, own, read_study
 from kubetune.kubernetes.tracker import Tracker
 
 
@@ -57,5 +57,6 @@ __all__ = [
     "connect",
     "job_name",
     "own_namespace",
+    "read_study",
     "study_resource",
 ]

@@ -36,6 +36,15 @@ def own_namespace() -> str:
     return path.read_text().strip() if path.exists() else "default"
 
 
+def context_namespace() -> str:
+    """The namespace a kubectl user works in: their kubeconfig context's, else the pod's, else default."""
+    try:
+        _, active = config.list_kube_config_contexts()
+    except config.ConfigException:
+        return own_namespace()
+    return str(active.get("context", {}).get("namespace") or own_namespace())
+
+
 def read_job(batch: client.BatchV1Api, namespace: str, name: str) -> Obj | None:
     """The Job as plain JSON, None if it does not exist."""
     try:

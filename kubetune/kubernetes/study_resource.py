@@ -33,7 +33,7 @@ from kubetune.controller.resource import study_status
 from kubetune.controller.study import Study
 from kubetune.crd import GROUP, PLURAL, VERSION
 from kubetune.errors import KubetuneError
-from kubetune.kubernetes.api import api_reason, reference
+from kubetune.kubernetes.api import api_reason, context_namespace, reference
 from kubetune.kubernetes.status_writer import StatusWriter, study_patch
 from kubetune.log import get_logger
 from kubetune.spec import Spec, parse_spec
@@ -113,11 +113,9 @@ class StudyResource:
 
 def attach(api: client.ApiClient, namespace: str, name: str, store: str) -> StudyResource | None:
     """The Study ``namespace/name`` to follow and write status to; None, logged, where it cannot be read."""
-    custom = client.CustomObjectsApi(api)
 
     def read() -> Obj:
-        found: Any = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        return dict(found)
+        return _get(api, namespace, name)
 
     try:
         found = read()
@@ -140,3 +138,19 @@ def own(api: client.ApiClient, job: Obj, study: Obj) -> None:
         client.BatchV1Api(api).patch_namespaced_job(meta["name"], meta["namespace"], patch)
     except ApiException as exc:
         log.warning("study_owner_refused", job=meta["name"], reason=api_reason(exc))
+
+
+def read_study(api: client.ApiClient, name: str, namespace: str | None) -> Obj:
+    """The Study ``namespace/name`` (the kubeconfig's namespace by default), for ``kubetune status``."""
+    namespace = namespace or context_namespace()
+    try:
+        return _get(api, namespace, name)
+    except ApiException as exc:
+        raise KubetuneError(f"study/{name} in namespace {namespace}: {api_reason(exc)}") from None
+
+
+def _get(api: client.ApiClient, namespace: str, name: str) -> Obj:
+    found: Any = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    return dict(found)
