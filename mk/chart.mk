@@ -49,7 +49,8 @@ manifests:
 	@$(call render-manifests,$(MANIFESTS))
 	@echo "wrote $(MANIFESTS)"
 
-check-manifests:
+# The CRD too: the chart installs it from crds/, outside the render.
+check-manifests: check-crd
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT \
 	&& $(call render-manifests,$$tmp/kubetune.yaml) \
 	&& if ! diff -u --label $(MANIFESTS) --label 'fresh render' $(MANIFESTS) $$tmp/kubetune.yaml; then \
