@@ -720,6 +720,9 @@ def test_notes_show_how_to_watch_and_pull_results(helm: Path, tmp_path: Path) ->
     ns = f"-n {NAMESPACE}"
     assert f"kubectl get studies {ns} -w" in notes
     assert f"kubectl get study fmnist-small {ns} -o jsonpath='{{.status.best.params}}'" in notes
+    assert f"kubectl describe study fmnist-small {ns}" in notes
+    assert f"kubetune status study/fmnist-small {ns}" in notes
+    assert f"kubectl delete study fmnist-small {ns}" in notes
     assert f"kubectl get jobs,pods {ns} -l kubetune.dev/study=fmnist-small -w" in notes
     assert (
         f"kubectl get jobs {ns} -l kubetune.dev/study=fmnist-small "
