@@ -9,6 +9,7 @@ Job created twice for one index, and best.json equal to the best record.
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -207,6 +208,13 @@ def test_controller_pod_deleted_five_times_the_study_completes_each_trial_once(
     assert cl.finished(job) == "Complete", "\n".join(text[-2000:] for text in logs.values())
     [last] = left  # one new pod per kill, no more
     assert_consistent(open_store(store), TRIALS)
+    # Six controllers in turn wrote the Study's status: it says what the records say, and each
+    # one found the Study already owning their Job.
+    shown = rest.get(f"/apis/kubetune.dev/v1alpha1/namespaces/{namespace}/studies/{STUDY}")["status"]
+    best = json.loads(open_store(store).get("best.json"))["best"]
+    assert (shown["phase"], shown["progress"]) == ("Completed", f"{TRIALS}/{TRIALS}"), shown
+    assert (shown["best"]["index"], shown["best"]["value"]) == (best["index"], best["value"]), shown
+    assert [r["kind"] for r in job["metadata"]["ownerReferences"]] == ["Study"]
     trial_jobs = {name: ids for name, ids in uids.items() if name.startswith(f"{STUDY}-")}
     assert sorted(trial_jobs) == [f"{STUDY}-{i:06d}" for i in range(TRIALS)]
     assert all(len(ids) == 1 for ids in trial_jobs.values()), trial_jobs

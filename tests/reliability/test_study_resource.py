@@ -2,12 +2,14 @@
 
 Helm installs the chart's CRD (crds/) before the templates, so the chart makes
 the Study and the controller, in its pod, writes its status from the store's
-records. A user reads it with kubectl as below.
+records. A user reads it with kubectl as below, and deletes the study's Jobs
+with it. Without it, the chart makes none and the study runs as before.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -15,6 +17,7 @@ from kubetune.store import open_store
 from tests.cluster.fixtures import Kubectl
 from tests.polling import wait_for
 from tests.reliability import rig as cl
+from tests.reliability.checks import KUBETUNE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -61,3 +64,45 @@ def test_kubectl_get_studies_shows_a_study_extended_live_by_a_patch(
     refused = kubectl("patch", "study", study, "-n", rig.namespace, "--type", "merge",
                       "-p", '{"spec": {"objective": {"metric": "loss"}}}', check=False)  # fmt: skip
     assert refused.returncode != 0 and "spec.objective is immutable" in refused.stderr, refused.stderr
+
+    # The conditions and the study's Events, on the Study as on its controller Job.
+    waited = kubectl(
+        "wait", "--for=condition=Complete", f"study/{study}", "-n", rig.namespace, "--timeout=5s"
+    )
+    assert "condition met" in waited.stdout
+    described = kubectl("describe", "study", study, "-n", rig.namespace).stdout
+    assert "TrialSucceeded" in described and "StudyCompleted" in described, described
+    # kubetune status from the cluster alone: the user's kubeconfig, no bucket.
+    env = {"KUBECONFIG": str(kubectl.kubeconfig), "PATH": "/usr/bin:/bin"}
+    shown = subprocess.run([KUBETUNE, "status", f"study/{study}", "-n", rig.namespace, "-o", "table"],
+                           env=env, capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert f"{study} (Completed)" in shown.stdout and "5/5 finished: 5 succeeded" in shown.stdout
+
+    # The Study owns the controller Job, which owns the trials': deleting it deletes them all.
+    controller = cl.controller_job(rig.rest, rig.namespace)
+    uid = kubectl("get", "study", study, "-n", rig.namespace, "-o", "jsonpath={.metadata.uid}").stdout
+    assert [(r["kind"], r["uid"]) for r in controller["metadata"]["ownerReferences"]] == [("Study", uid)]
+    kubectl("delete", "study", study, "-n", rig.namespace)
+    jobs = f"/apis/batch/v1/namespaces/{rig.namespace}/jobs"
+    wait_for("the Study's Jobs to be deleted", lambda: not cl.items(rig.rest, jobs), 60)
+    # The store keeps every record.
+    assert len(open_store(store).list("trials/")) >= 5 * 2 and open_store(store).get("best.json")
+
+
+def test_without_the_study_resource_the_chart_makes_none_and_the_study_runs(
+    rig: cl.Rig, kubectl: Kubectl, bucket: str
+) -> None:
+    study = "unwatched"
+    store = f"gs://{bucket}/{study}"
+    spec = {"name": study, "optimizer": {"n_initial_points": 2, "random_state": 2},
+            "budget": {"max_trials": 2, "parallel": 1, "max_failed": 1}}  # fmt: skip
+    rig.install(store, spec, {"default": {"sleep": 1}}, studyResource={"enabled": False})
+
+    job = rig.wait_controller_finished(240)
+    assert cl.finished(job) == "Complete"
+    assert job["metadata"]["annotations"]["kubetune.dev/trials-succeeded"] == "2"
+    assert not job["metadata"].get("ownerReferences")
+    assert kubectl("get", "studies", "-n", rig.namespace, "-o", "name").stdout.strip() == ""
+    role = kubectl("get", "role", "-n", rig.namespace, "-o", "json").stdout
+    assert "studies" not in role
