@@ -335,8 +335,12 @@ def test_a_node_selector_no_node_has_fails_the_trial_then_the_study(rig: cl.Rig,
     unmatched = "1 node(s) didn't match Pod's node affinity/selector"
     assert (result.reason or "").startswith(f"not scheduled within 3 s: 0/1 nodes are available: {unmatched}")
     events = cl.items(rest, f"/api/v1/namespaces/{namespace}/events")
-    [study_failed] = [e for e in events if e["reason"] == "StudyFailed"]
-    assert study_failed["message"] == "study failed: 0 trials succeeded, 1 failed; no trial succeeded"
+    study_failed = [e for e in events if e["reason"] == "StudyFailed"]
+    # On the controller Job and on the Study the chart made, for `kubectl describe` of either.
+    assert sorted(e["involvedObject"]["kind"] for e in study_failed) == ["Job", "Study"]
+    assert {e["message"] for e in study_failed} == {
+        "study failed: 0 trials succeeded, 1 failed; no trial succeeded"
+    }
     assert json.loads(open_store(store).get("best.json"))["best"] is None
     assert cl.items(rest, f"/apis/batch/v1/namespaces/{namespace}/jobs", cl.TRIAL) == []  # deleted
 
