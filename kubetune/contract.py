@@ -27,6 +27,9 @@ Params = dict[str, ParamValue]
 Goal = Literal["maximize", "minimize"]
 Status = Literal["succeeded", "failed", "pruned"]
 STATUSES: tuple[Status, ...] = ("succeeded", "failed", "pruned")
+# Metrics the controller measures for every trial, whatever its kind (an objective or constraint
+# may name them): its wall time, and that times the GPUs it held (its launch record's).
+MEASURED_METRICS: dict[str, Goal] = {"wall_time_s": "minimize", "gpu_seconds": "minimize"}
 
 # Exit codes of `kubetune trial`.
 EXIT_OK = 0

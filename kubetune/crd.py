@@ -16,7 +16,6 @@ default written into the stored object would outlive a change of it.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -32,10 +31,10 @@ from kubetune.spec import (
     NAME_RE,
     PRIORS,
     RESUMABLE_CHANGES,
+    TOP_FIELDS,
     Budget,
     Confirm,
     OptimizerSettings,
-    Spec,
     Stopping,
 )
 
@@ -49,7 +48,7 @@ PHASES = ("Pending", "Running", "Confirming", "Completed", "Failed")
 # Why no more search trials start: the budget that ended the search.
 ENDED_BY = ("budget.max_trials", "budget.max_failed", "budget.max_gpu_hours", "budget.max_hours")
 # The spec's fields but its name: a Study's name is its metadata.name.
-SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(Spec) if f.name != "name")
+SPEC_FIELDS = tuple(f for f in TOP_FIELDS if f != "name")
 IMMUTABLE = tuple(f for f in SPEC_FIELDS if f not in RESUMABLE_CHANGES)
 SECTIONS: dict[str, type] = {
     "optimizer": OptimizerSettings,
@@ -156,6 +155,26 @@ def objective_schema() -> Schema:
     }  # fmt: skip
 
 
+def objectives_schema() -> Schema:
+    item = {**objective_schema(), "required": ["metric"]}
+    why = "several objectives (instead of objective): the search looks for their Pareto front"
+    return {"type": "array", "minItems": 1, "items": item, "description": why}
+
+
+def constraints_schema() -> Schema:
+    bound = {"type": "number"}
+    constraint = {
+        "type": "object",
+        "required": ["metric"],
+        "properties": {"metric": {"type": "string", "minLength": 1}, "max": bound, "min": bound},
+        "x-kubernetes-validations": [
+            {"rule": "has(self.max) || has(self.min)", "message": "give max or min"}
+        ],
+    }
+    return {"type": "array", "items": constraint,
+            "description": "metrics a feasible trial keeps within max and/or min"}  # fmt: skip
+
+
 def immutable_rules() -> list[Schema]:
     """One transition rule per field a resume may not change: whole sub-objects compared, so the
     cost stays one comparison of what was stored (set or left out alike)."""
@@ -172,6 +191,8 @@ def immutable_rules() -> list[Schema]:
 def spec_schema(kinds: Sequence[TrialKind] = BUILT_IN) -> Schema:
     props: Schema = {
         "objective": objective_schema(),
+        "objectives": objectives_schema(),
+        "constraints": constraints_schema(),
         "space": space_schema(),
         **{name: section_schema([cls]) for name, cls in SECTIONS.items()},
         "x0": x0_schema(),

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from kubetune import kinds, names
-from kubetune.contract import Goal, Params, ParamValue
+from kubetune.contract import MEASURED_METRICS, Goal, Params, ParamValue
 from kubetune.errors import SpecError as SpecError  # raised here, so also named here
 from kubetune.kinds import Settings, TrialKind
 from kubetune.settings import check, setting, settings_of
@@ -76,6 +76,18 @@ Dimension = Real | Integer | Categorical
 class Objective:
     metric: str = "val_accuracy"
     goal: Goal = "maximize"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A metric a feasible trial keeps within its bounds (at least one of them given)."""
+
+    metric: str
+    max: float | None = None
+    min: float | None = None
+
+    def holds(self, value: float) -> bool:
+        return (self.max is None or value <= self.max) and (self.min is None or value >= self.min)
 
 
 DESIGN_MAX = 10_000
@@ -154,10 +166,20 @@ def _default_space() -> tuple[Dimension, ...]:
     return _space(None, kinds.DEFAULT)
 
 
+# The spec's top-level fields as YAML gives them, in the order the snapshot writes them: one
+# objective is written as ``objective``, several as ``objectives`` (the Study CRD and the chart's
+# schema accept both).
+TOP_FIELDS = ("name", "objective", "objectives", "constraints", "space", "optimizer", "budget",
+              "stopping", "confirm", "x0", "trial")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Spec:
     name: str = "fashion-mnist"
-    objective: Objective = field(default_factory=Objective)
+    # The first objective is the one a trial reports as its objective_value, the views rank by
+    # and stopping rules follow; with several, the search looks for their Pareto front.
+    objectives: tuple[Objective, ...] = (Objective(),)
+    constraints: tuple[Constraint, ...] = ()
     space: tuple[Dimension, ...] = field(default_factory=_default_space)
     optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
     budget: Budget = field(default_factory=Budget)
@@ -166,6 +188,22 @@ class Spec:
     x0: tuple[Params, ...] = kinds.DEFAULT.default_x0
     # An instance of a registered kind's settings_type (``kubetune.kinds``): trial.kind picks it.
     trial: Settings = field(default_factory=kinds.DEFAULT.settings_type)
+
+    @property
+    def objective(self) -> Objective:
+        """The first objective: the trials' objective_value, and the one a single-objective view ranks by."""
+        return self.objectives[0]
+
+    @property
+    def multi(self) -> bool:
+        """Whether the search weighs more than one number: several objectives, or constraints."""
+        return len(self.objectives) > 1 or bool(self.constraints)
+
+    @property
+    def measured(self) -> frozenset[str]:
+        """The controller-measured metrics (contract.MEASURED_METRICS) an objective or constraint names."""
+        named = {o.metric for o in self.objectives} | {c.metric for c in self.constraints}
+        return frozenset(named & MEASURED_METRICS.keys())
 
     @property
     def kind(self) -> TrialKind:
@@ -183,9 +221,14 @@ class Spec:
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical form: what is stored as the study snapshot."""
+        objectives = [vars_of(o) for o in self.objectives]
+        # One objective reads as it always has; constraints only where there are some.
+        head = {"objective": objectives[0]} if len(objectives) == 1 else {"objectives": objectives}
+        bounds = [{k: v for k, v in vars(c).items() if v is not None} for c in self.constraints]
         return {
             "name": self.name,
-            "objective": vars_of(self.objective),
+            **head,
+            **({"constraints": bounds} if bounds else {}),
             "space": [_dim_dict(d) for d in self.space],
             "optimizer": vars_of(self.optimizer),
             "budget": vars_of(self.budget),
@@ -266,7 +309,7 @@ def spec_from_dict(doc: Any, strict: bool = True) -> Spec:
     ]
     spec = Spec(
         name=_name(top.get("name", str, Spec.name)),
-        objective=_objective(top.section("objective"), kind),
+        objectives=_objectives(top, kind),
         space=_space(top.get("space", list, None), kind),
         optimizer=_section(top.section("optimizer"), OptimizerSettings),
         budget=_section(top.section("budget"), Budget),
@@ -274,6 +317,7 @@ def spec_from_dict(doc: Any, strict: bool = True) -> Spec:
         confirm=_section(top.section("confirm"), Confirm),
         trial=_section(trial, kind.settings_type),
     )
+    spec = replace(spec, constraints=_constraints(top.get("constraints", list, []), kind, spec.objectives))
     problem = kind.check(spec.trial, [d.name for d in spec.space])
     if problem:
         raise SpecError(problem)
@@ -286,6 +330,7 @@ def spec_from_dict(doc: Any, strict: bool = True) -> Spec:
         spec = replace(spec, x0=tuple(_point(p, "x0", spec.space) for p in kind.default_x0))
     top.done()
     _check_stopping(spec)
+    _check_multi(spec)
     if spec.budget.parallel > spec.budget.max_trials:
         raise SpecError(
             f"budget.parallel: {spec.budget.parallel} is more than budget.max_trials "
@@ -306,14 +351,41 @@ def _check_new(spec: Spec) -> None:
         problem = names.label_name_problem(dim.name)
         if problem:
             raise SpecError(f"space[{i}].name: {dim.name!r} {problem}")
-    metric = spec.objective.metric
-    if metric in names.RESERVED:
-        raise SpecError(f"objective.metric: {metric!r} is reserved "
-                        f"(kubetune labels its trial Jobs {names.key(metric)})")  # fmt: skip
+    for where, metric in _metric_fields(spec):
+        if metric in names.RESERVED:
+            raise SpecError(f"{where}: {metric!r} is reserved "
+                            f"(kubetune labels its trial Jobs {names.key(metric)})")  # fmt: skip
     seed = spec.kind.setting(spec.trial, spec.kind.seed)
     if isinstance(seed, int) and spec.confirm.top_k and seed + spec.confirm.seeds > SEED_MAX:
         raise SpecError(f"trial.seed: {seed} + confirm.seeds ({spec.confirm.seeds}) is past the largest "
                         f"seed, {SEED_MAX}")  # fmt: skip
+
+
+def _metric_fields(spec: Spec) -> list[tuple[str, str]]:
+    """(field, metric) of every objective and constraint, as the spec's YAML names them."""
+    several = len(spec.objectives) > 1
+    objectives = [(f"objectives[{i}].metric" if several else "objective.metric", o.metric)
+                  for i, o in enumerate(spec.objectives)]  # fmt: skip
+    return [*objectives, *((f"constraints[{i}].metric", c.metric) for i, c in enumerate(spec.constraints))]
+
+
+def _check_multi(spec: Spec) -> None:
+    """What several objectives or constraints need of the other sections: the search weighs them
+    on Gaussian processes (kubetune/controller/search/multi.py), and a failure penalty or a
+    stopping rule speaks of one metric."""
+    if not spec.multi:
+        return
+    what = "several objectives" if len(spec.objectives) > 1 else "constraints"
+    if spec.optimizer.base_estimator != "GP":
+        raise SpecError(f"optimizer.base_estimator: {what} need GP, got {spec.optimizer.base_estimator}")
+    if spec.constraints and spec.optimizer.acq_func != "EI":
+        raise SpecError(f"optimizer.acq_func: constraints need EI (weighed by the probability of "
+                        f"feasibility), got {spec.optimizer.acq_func}")  # fmt: skip
+    if spec.budget.failure_penalty is not None:
+        raise SpecError(f"budget.failure_penalty: a value of one metric; not told with {what}")
+    if len(spec.objectives) > 1 and spec.stopping.rule != "none":
+        raise SpecError(f"stopping.rule: {spec.stopping.rule} follows one metric; with several "
+                        "objectives trials cannot be stopped early (use none)")  # fmt: skip
 
 
 def _check_stopping(spec: Spec) -> None:
@@ -412,9 +484,61 @@ def _name(name: str) -> str:
     return name
 
 
-def _objective(f: _Fields, kind: TrialKind) -> Objective:
-    default = Objective.metric if kind.metric_problem(Objective.metric) is None and kind.metrics else None
-    metric = f.get("metric", str, default)
+def _objectives(top: _Fields, kind: TrialKind) -> tuple[Objective, ...]:
+    """``objective`` (one), or ``objectives`` (a list of them); the first is what trials report as
+    their objective_value, so not a metric the controller measures."""
+    items = top.get("objectives", list, None)
+    single = top.section("objective")
+    if items is None:
+        objectives: tuple[Objective, ...] = (_objective(single, kind),)
+    elif single.obj:
+        raise SpecError("objectives: give objective or objectives, not both")
+    elif not items:
+        raise SpecError("objectives: must list at least one objective")
+    else:
+        objectives = tuple(
+            _objective(_Fields(item, f"objectives[{i}]"), kind, default=False) for i, item in enumerate(items)
+        )
+    where = "objective" if items is None else "objectives[0]"
+    if objectives[0].metric in MEASURED_METRICS:
+        raise SpecError(f"{where}.metric: {objectives[0].metric!r} is measured by kubetune, not reported "
+                        "by the trials; list it after an objective they report")  # fmt: skip
+    for i, o in enumerate(objectives):
+        if any(earlier.metric == o.metric for earlier in objectives[:i]):
+            raise SpecError(f"objectives[{i}].metric: {o.metric!r} appears twice")
+    return objectives
+
+
+def _constraints(
+    items: list[Any], kind: TrialKind, objectives: tuple[Objective, ...]
+) -> tuple[Constraint, ...]:
+    out: list[Constraint] = []
+    for i, item in enumerate(items):
+        f = _Fields(item, f"constraints[{i}]")
+        metric = f.get("metric", str, None)
+        if metric is None:
+            raise SpecError(f"{f.where('metric')}: required (the metric the trials report)")
+        problem = kind.metric_problem(metric)
+        if problem:
+            raise SpecError(f"{f.where('metric')}: {problem}")
+        if any(o.metric == metric for o in objectives):
+            raise SpecError(f"{f.where('metric')}: {metric!r} is also an objective; a metric is "
+                            "optimised or constrained, not both")  # fmt: skip
+        if any(c.metric == metric for c in out):
+            raise SpecError(f"{f.where('metric')}: {metric!r} is constrained twice; give max and min in one")
+        high, low = f.get("max", float, None), f.get("min", float, None)
+        f.done()
+        if high is None and low is None:
+            raise SpecError(f"constraints[{i}]: give max or min (a constraint without a bound holds always)")
+        if high is not None and low is not None and low > high:
+            raise SpecError(f"constraints[{i}].min: must be at most max ({low} > {high})")
+        out.append(Constraint(metric, high, low))
+    return tuple(out)
+
+
+def _objective(f: _Fields, kind: TrialKind, default: bool = True) -> Objective:
+    known = default and kind.metric_problem(Objective.metric) is None and kind.metrics
+    metric = f.get("metric", str, Objective.metric if known else None)
     if metric is None:
         raise SpecError(f"{f.where('metric')}: required (the metric the trials report)")
     problem = kind.metric_problem(metric)

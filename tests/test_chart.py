@@ -18,7 +18,7 @@ import yaml
 
 from kubetune import cli
 from kubetune import spec as specmod
-from kubetune.contract import TrialRequest
+from kubetune.contract import MEASURED_METRICS, TrialRequest
 from kubetune.errors import StudyFailed, UsageError
 from kubetune.kinds import CNN, CnnSettings
 from kubetune.kinds.program import ProgramSettings
@@ -559,6 +559,11 @@ BAD_VALUES = [
     ("max-trials-string", ["--set", "study.budget.max_trials=ten"], "/study/budget/max_trials"),
     ("max-trials-zero", ["--set", "study.budget.max_trials=0"], "/study/budget/max_trials"),
     ("metric-unknown", ["--set", "study.objective.metric=f1"], "/study/objective/metric"),
+    ("constraint-unbounded", ["--set-json", 'study.constraints=[{"metric": "param_count"}]'],
+     "/study/constraints/0"),
+    ("objectives-metric-unknown",
+     ["--set-json", 'study.objectives=[{"metric": "val_accuracy"}, {"metric": "f1"}]'],
+     "/study/objectives/1/metric"),
     ("goal-unknown", ["--set", "study.objective.goal=max"], "/study/objective/goal"),
     ("acq-unknown", ["--set", "study.optimizer.acq_func=UCB"], "/study/optimizer/acq_func"),
     ("space-empty", ["--set-json", "study.space=[]"], "/study/space"),
@@ -634,7 +639,11 @@ def test_schema_enums_mirror_the_spec() -> None:
     assert opt["initial_point_generator"]["enum"] == list(specmod.INITIAL_POINT_GENERATORS)
     assert set(cnn["x0"]["items"]["properties"]) == set(CNN.hyperparameters)
     assert set(opt) == set(Spec().to_dict()["optimizer"])
-    assert set(study) == set(Spec().to_dict())
+    assert list(study) == list(specmod.TOP_FIELDS)
+    # Several objectives and constraints: the CNN's metrics, and those kubetune measures.
+    measured = list(MEASURED_METRICS)
+    assert cnn["objectives"]["items"]["properties"]["metric"]["enum"] == [*CNN.metrics, *measured]
+    assert cnn["constraints"]["items"]["properties"]["metric"]["enum"] == [*CNN.metrics, *measured]
 
 
 # A number may come as a string: --set keeps floats as strings, and the spec reads them.
@@ -701,6 +710,24 @@ def test_a_program_study_keeps_only_its_own_trial_settings(render: Render) -> No
 # --- NOTES.txt and the helm test hook --------------------------------------------------
 
 STUDY_API = ("--api-versions", "kubetune.dev/v1alpha1/Study")  # the chart's CRD, installed
+
+
+def test_a_multi_objective_study_renders_its_objectives_and_constraints(render: Render) -> None:
+    objectives = [
+        {"metric": "val_accuracy", "goal": "maximize"},
+        {"metric": "param_count", "goal": "minimize"},
+    ]
+    constraints = [{"metric": "gpu_seconds", "max": 600}]
+    objs = render("--set", f"store={STORE}", "--set-json", f"study.objectives={json.dumps(objectives)}",
+                  "--set-json", f"study.constraints={json.dumps(constraints)}")  # fmt: skip
+    text, _ = config_files(objs)
+    assert "objective" not in yaml.safe_load(text)  # values.yaml's single objective gives way
+    spec = parse_spec(text)
+    assert spec.objectives == (
+        specmod.Objective("val_accuracy", "maximize"),
+        specmod.Objective("param_count", "minimize"),
+    )
+    assert spec.constraints == (specmod.Constraint("gpu_seconds", max=600.0),)
 
 
 def test_notes_show_how_to_watch_and_pull_results(helm: Path, tmp_path: Path) -> None:

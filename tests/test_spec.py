@@ -298,6 +298,94 @@ BAD += [
 ]
 
 
+# Several objectives and constraints (issue 25): each bad combination named by its field.
+TWO = "objectives: [{metric: val_accuracy}, {metric: param_count}]\n"
+BAD += [
+    (
+        "objectives: [{metric: val_accuracy}, {metric: f1}]",
+        r"objectives\[1\]\.metric: must be one of val_accuracy, .*, wall_time_s, gpu_seconds; got 'f1'",
+    ),
+    (
+        "objectives: [{metric: val_accuracy}, {metric: val_accuracy, goal: minimize}]",
+        r"objectives\[1\]\.metric: 'val_accuracy' appears twice",
+    ),
+    ("objectives: [{goal: maximize}]", r"objectives\[0\]\.metric: required"),
+    ("objectives: []", r"objectives: must list at least one objective"),
+    ("objective: {metric: val_loss}\n" + TWO, r"objectives: give objective or objectives, not both"),
+    ("objective: {metric: gpu_seconds}", r"objective\.metric: 'gpu_seconds' is measured by kubetune"),
+    (
+        "objectives: [{metric: wall_time_s}, {metric: val_loss}]",
+        r"objectives\[0\]\.metric: 'wall_time_s' is measured by kubetune",
+    ),
+    (
+        TWO + "constraints: [{metric: param_count, max: 10000}]",
+        r"constraints\[0\]\.metric: 'param_count' is also an objective",
+    ),
+    ("constraints: [{metric: param_count}]", r"constraints\[0\]: give max or min"),
+    (
+        "constraints: [{metric: param_count, max: 1, min: 2}]",
+        r"constraints\[0\]\.min: must be at most max \(2\.0 > 1\.0\)",
+    ),
+    (
+        "constraints: [{metric: param_count, max: 9}, {metric: param_count, min: 1}]",
+        r"constraints\[1\]\.metric: 'param_count' is constrained twice",
+    ),
+    ("constraints: [{metric: f1, max: 1}]", r"constraints\[0\]\.metric: must be one of"),
+    ("constraints: [{metric: param_count, max: ten}]", r"constraints\[0\]\.max: must be a number"),
+    (
+        "constraints: [{metric: param_count, maximum: 1}]",
+        r"constraints\[0\]\.maximum: unknown field \(did you mean 'max'\?\)",
+    ),
+    (TWO + "stopping: {rule: median}", r"stopping\.rule: median follows one metric; with several objectives"),
+    (
+        TWO + "optimizer: {base_estimator: RF}",
+        r"optimizer\.base_estimator: several objectives need GP, got RF",
+    ),
+    (
+        "constraints: [{metric: param_count, max: 9}]\noptimizer: {acq_func: LCB}",
+        r"optimizer\.acq_func: constraints need EI",
+    ),
+    (TWO + "budget: {failure_penalty: 0}", r"budget\.failure_penalty: a value of one metric"),
+    (
+        PROGRAM + X + "objectives: [{metric: score, goal: minimize}, {metric: status, goal: maximize}]",
+        r"objectives\[1\]\.metric: 'status' is reserved",
+    ),
+]
+
+
+def test_several_objectives_and_constraints_round_trip() -> None:
+    spec = parse_spec(
+        TWO + "constraints: [{metric: gpu_seconds, max: 600}, {metric: val_loss, min: 0.1, max: 2}]"
+    )
+    assert [(o.metric, o.goal) for o in spec.objectives] == [
+        ("val_accuracy", "maximize"),
+        ("param_count", "minimize"),
+    ]
+    assert spec.objective == spec.objectives[0] and spec.multi
+    assert spec.constraints[1].holds(1.0) and not spec.constraints[1].holds(0.05)
+    assert spec.measured == {"gpu_seconds"}
+    assert parse_spec(spec.to_yaml()) == spec
+    assert "objective" not in spec.to_dict() and spec.to_dict()["constraints"][0] == {
+        "metric": "gpu_seconds",
+        "max": 600.0,
+    }
+
+
+def test_one_objective_writes_the_snapshot_it_always_wrote() -> None:
+    spec = parse_spec("objectives: [{metric: val_loss}]")
+    assert spec == parse_spec("objective: {metric: val_loss}") and not spec.multi
+    assert list(spec.to_dict())[:3] == ["name", "objective", "space"]
+
+
+def test_a_program_may_optimise_two_of_its_own_metrics_and_a_measured_one() -> None:
+    spec = parse_spec(
+        PROGRAM
+        + X
+        + "objectives: [{metric: score, goal: minimize}, {metric: size, goal: minimize}, {metric: wall_time_s}]"
+    )
+    assert [o.goal for o in spec.objectives] == ["minimize", "minimize", "minimize"]
+
+
 def test_a_stored_snapshot_is_read_with_the_rules_it_was_written_under() -> None:
     # A study started before a rule existed must stay readable (status, best, report).
     old = PROGRAM.replace("{x}", "{study}") + GOAL + "space: [{name: study, type: real, low: 0, high: 1}]"

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any, ClassVar, Protocol
 
-from kubetune.contract import Goal, MetricBounds, Params, ParamValue
+from kubetune.contract import MEASURED_METRICS, Goal, MetricBounds, Params, ParamValue
 
 
 class Settings(Protocol):
@@ -81,14 +81,15 @@ class TrialKind:
         return None
 
     def metric_problem(self, name: str) -> str | None:
-        """Why an objective cannot be the metric ``name``; None when it can."""
-        if self.metrics and name not in self.metrics:
-            return f"must be one of {', '.join(self.metrics)}; got {name!r}"
+        """Why an objective or constraint cannot be the metric ``name``; None when it can."""
+        known = [*self.metrics, *MEASURED_METRICS]
+        if self.metrics and name not in known:
+            return f"must be one of {', '.join(known)}; got {name!r}"
         return None
 
     def goal_of(self, metric: str) -> Goal | None:
         """Which way ``metric`` is better, when the kind knows."""
-        return {**self.known_goals, **self.metrics}.get(metric)
+        return {**MEASURED_METRICS, **self.known_goals, **self.metrics}.get(metric)
 
     def check(self, settings: Settings, space: Sequence[str]) -> str | None:
         """What the settings and the space's parameter names cannot be together: ``"field: problem"``."""

@@ -75,13 +75,17 @@ other templates.
 {{- end }}
 {{- /* A program study's trial section is its own: the CNN's defaults that Helm
 merged from values.yaml are not its settings (kubetune/kinds/program.py). */}}
+{{- /* Several objectives replace the one values.yaml gives by default. */}}
+{{- if $study.objectives }}
+{{- $_ := unset $study "objective" }}
+{{- end }}
 {{- $trial := $study.trial | default dict }}
 {{- if eq (toString ($trial.kind | default "cnn")) "program" }}
 {{- $_ := set $study "trial" (pick $trial "kind" "command" "image") }}
 {{- end }}
 {{- /* toYaml sorts keys: emit the top level in the spec's own order, for
 people reading the ConfigMap (the schema allows no other keys). */}}
-{{- range $key := list "name" "objective" "space" "optimizer" "budget" "stopping" "confirm" "x0" "trial" }}
+{{- range $key := list "name" "objective" "objectives" "constraints" "space" "optimizer" "budget" "stopping" "confirm" "x0" "trial" }}
 {{- if hasKey $study $key }}
 {{ toYaml (dict $key (get $study $key)) }}
 {{- end }}
