@@ -38,6 +38,7 @@ class InProcessLauncher:
         queued_s: float = 0.0,
         quota: int | None = None,
         lasts: int = 1,
+        metrics: Callable[[Params], Mapping[str, float]] | None = None,
     ) -> None:
         self.store = store
         self.fail = fail
@@ -51,6 +52,7 @@ class InProcessLauncher:
         self.queued_s = queued_s
         self.quota = quota  # trials the queue admits at once, the first launched first; None: all
         self.lasts = lasts  # the waits an admitted trial runs through: it ends in the last one
+        self.metrics = metrics  # more metrics each trial reports at a point (several objectives)
         self._launched_at: dict[int, float] = {}
         self._admitted: dict[int, float] = {}  # running trials the queue admitted -> when
         self._left: dict[int, int] = {}  # waits each trial has left
@@ -112,6 +114,8 @@ class InProcessLauncher:
         seed = getattr(req.settings, "seed", 0)
         value = self.score(req.params) + seed_noise(seed)
         result = succeeded(index, req.params, req.objective, value, wall_time_s=self.wall_s)
+        if self.metrics is not None:
+            result = replace(result, metrics={**result.metrics, **self.metrics(req.params)})
         if seed:  # another seed than the search's (a confirmation run): a test accuracy too
             result = replace(result, metrics={**result.metrics, "test_accuracy": value - 0.01})
         if req.save_model:

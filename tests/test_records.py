@@ -196,3 +196,60 @@ def test_a_store_written_before_kinds_owned_their_fields_reads_and_resumes(tmp_p
     assert json.loads((root / "trials/000007/result.json").read_text())["schema"] == SCHEMA_VERSION
     history_csv = (root / "history.csv").read_text().splitlines()
     assert "metric.images_per_s" in history_csv[0] and "5400.5" in history_csv[4]
+
+
+MULTI = parse_spec(
+    "objectives: [{metric: val_accuracy}, {metric: param_count}]\n"
+    "constraints: [{metric: gpu_seconds, max: 100}]"
+)
+LAUNCH_2_GPUS = {**LAUNCH_1_0, "gpus": 2, "schema": "1.2"}
+RESULT_1_2 = {**{k: v for k, v in RESULT_1_0.items() if k not in ("images_per_s", "param_count")},
+              "metrics": {"val_accuracy": 0.88, "val_loss": 0.31, "param_count": 56590.0}, "schema": "1.2"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("result", "reason"),
+    [
+        (
+            {**RESULT_1_2, "metrics": {"val_accuracy": 0.88}},
+            "metrics.param_count: not reported, and the study weighs it",
+        ),
+        (
+            {**RESULT_1_2, "wall_time_s": None},
+            "wall_time_s: must be a finite number of seconds, at least 0, got None",
+        ),
+        (
+            {**RESULT_1_2, "wall_time_s": -3.0},
+            "wall_time_s: must be a finite number of seconds, at least 0, got -3.0",
+        ),
+        (
+            {**RESULT_1_2, "wall_time_s": "40"},
+            "malformed result record: wall_time_s: must be a number, got a string",
+        ),
+        (
+            {**RESULT_1_2, "metrics": {"val_accuracy": 0.88, "param_count": 1e999}},
+            None,
+        ),  # inf: JSON dumps it as Infinity
+    ],
+)
+def test_a_result_without_what_the_study_weighs_is_that_trials_failure(
+    tmp_path: Path, result: dict[str, Any], reason: str | None
+) -> None:
+    store = open_store(str(tmp_path))
+    store.create(params_object(3), raw(LAUNCH_2_GPUS))
+    store.create(result_object(3), raw(result))
+    [read] = read_history(store, MULTI).ordered_results()
+    assert read.failed
+    if reason is not None:
+        assert read.reason == reason
+
+
+def test_the_controller_measures_wall_time_and_gpu_seconds_where_the_study_names_them(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    store.create(params_object(3), raw(LAUNCH_2_GPUS))
+    store.create(result_object(3), raw(RESULT_1_2))
+    [read] = read_history(store, MULTI).ordered_results()
+    assert read.succeeded and read.metrics["gpu_seconds"] == 81.0  # 40.5 s on 2 GPUs
+    assert "wall_time_s" not in read.metrics  # named by no objective or constraint
+    [plain] = read_history(store, parse_spec("")).ordered_results()
+    assert "gpu_seconds" not in plain.metrics  # a study that names none reads its records as ever

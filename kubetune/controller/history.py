@@ -6,8 +6,9 @@ This is the whole state of a study. The controller replays it on start; the
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kubetune.contract import (
     MAX_RECORD_BYTES,
@@ -204,8 +205,31 @@ def read_result(
         result = TrialResult.from_json(data, spec.kind.bounds)
     except RecordError as exc:
         return _failed(index, launch, spec, f"malformed result record: {exc}")
-    problem = mismatch(result, index, launch, spec.objective.metric, attempt)
-    return _failed(index, launch, spec, problem) if problem else result
+    problem = mismatch(result, index, launch, spec.objective.metric, attempt) or unmeasured(result, spec)
+    return _failed(index, launch, spec, problem) if problem else measure(result, launch, spec)
+
+
+def unmeasured(result: TrialResult, spec: Spec) -> str | None:
+    """Why a succeeded ``result`` lacks a number the study weighs (an objective past the first, a
+    constrained metric, the wall time a measured one is made of); None when it has them all."""
+    if not result.succeeded:
+        return None
+    wall = result.wall_time_s
+    if spec.measured and not (isinstance(wall, int | float) and math.isfinite(wall) and wall >= 0):
+        return f"wall_time_s: must be a finite number of seconds, at least 0, got {short(repr(wall))}"
+    needed = [*(o.metric for o in spec.objectives[1:]), *(c.metric for c in spec.constraints)]
+    missing = [m for m in needed if m not in result.metrics and m not in spec.measured]
+    return f"metrics.{missing[0]}: not reported, and the study weighs it" if missing else None
+
+
+def measure(result: TrialResult, launch: LaunchRecord, spec: Spec) -> TrialResult:
+    """``result`` with the metrics the controller measures (contract.MEASURED_METRICS) that the
+    spec names: its wall time, and that times the GPUs its launch record says each attempt held.
+    Only those named, so a study that names none reads its records as it always has."""
+    if not spec.measured or result.wall_time_s is None:
+        return result
+    measured = {"wall_time_s": result.wall_time_s, "gpu_seconds": result.wall_time_s * launch.gpus}
+    return replace(result, metrics={**result.metrics, **{m: measured[m] for m in sorted(spec.measured)}})
 
 
 def mismatch(

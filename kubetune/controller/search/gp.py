@@ -52,16 +52,21 @@ class GPSuggester(Suggester):
         fitted, ys = model(spec, xs, [loss for _, loss in self.observed])
         px = [row(spec, p) for p in pending]
         believed = beliefs(spec, ys, len(px), lambda: fitted.predict(normalized(spec.space).transform(px)))
+        return self.choose(fitted, xs + px, ys + believed)
+
+    def choose(self, fitted: GaussianProcessRegressor, xs: list[list[Any]], ys: list[float]) -> Params:
+        """The acquisition's best point, the GP conditioned on ``xs`` (finished trials, then running
+        ones) and ``ys`` (their fitted losses, then beliefs)."""
         opt = Optimizer(
-            skopt_dimensions(spec),
-            base_estimator=_frozen(fitted),
-            acq_func=spec.optimizer.acq_func,
+            skopt_dimensions(self.spec),
+            base_estimator=frozen(fitted),
+            acq_func=self.spec.optimizer.acq_func,
             n_initial_points=0,
             random_state=self.seed,
-            acq_optimizer_kwargs={"n_points": _candidates(len(xs) + len(px))},
+            acq_optimizer_kwargs={"n_points": candidates(len(xs))},
         )
-        opt.tell(xs + px, ys + believed)
-        return point(spec, opt.ask())
+        opt.tell(xs, ys)
+        return point(self.spec, opt.ask())
 
 
 def model(spec: Spec, xs: list[list[Any]], ys: list[float]) -> tuple[GaussianProcessRegressor, list[float]]:
@@ -119,7 +124,7 @@ def fit_rows(ys: list[float]) -> list[int]:
     return sorted(best | spread)
 
 
-def _frozen(fitted: GaussianProcessRegressor) -> GaussianProcessRegressor:
+def frozen(fitted: GaussianProcessRegressor) -> GaussianProcessRegressor:
     """A GP with ``fitted``'s kernel and noise, that conditions on data without refitting them."""
     kernel = clone(fitted.kernel_)
     noise = fitted.noise_ or 1e-10
@@ -128,7 +133,7 @@ def _frozen(fitted: GaussianProcessRegressor) -> GaussianProcessRegressor:
     return FastGP(kernel=kernel, normalize_y=True, noise=noise, optimizer=None)
 
 
-def _candidates(n: int) -> int:
+def candidates(n: int) -> int:
     """Random points the acquisition is scored at before L-BFGS polishes the best.
 
     skopt's 10,000 cost a (10,000 x n) @ (n x n) product per ask: fewer once

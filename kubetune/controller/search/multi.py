@@ -1,0 +1,107 @@
+"""Several objectives, constraints or both, on the GP path: ParEGO, weighed by the probability of feasibility.
+
+Each ask scalarises the finished trials' losses afresh (search/parego.py:
+normalised over what was observed, a weight vector drawn from this ask's
+seed, the augmented Chebyshev function) and hands that one number to the
+single-objective path (search/gp.py): the same GP, warping and running
+trials' beliefs (by default the scalarised GP's own mean there, as for one
+objective; a belief per objective would have to be warped as the losses
+were, and the warp has no inverse for new values). One objective with
+constraints skips the scalarisation: its losses are told as they are.
+
+With constraints, each constrained metric gets a GP of its own, fitted to the
+values the trials reported, and the point asked is the candidate where EI
+times the probability that every constraint holds is highest (Gardner et al.,
+2014; search/feasibility.py). EI is measured from the best feasible trial; with
+none feasible yet, the probability of feasibility alone is maximised, to find
+the feasible region first. Infeasible trials are told to the objective's GP
+as they are (their values still say where the objective is good); they never
+become the incumbent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from skopt.acquisition import gaussian_ei
+from skopt.learning import GaussianProcessRegressor
+
+from kubetune.contract import Params, TrialResult
+from kubetune.controller import objectives
+from kubetune.controller.search.feasibility import probability
+from kubetune.controller.search.gp import GPSuggester, candidates, fitted_gp, frozen
+from kubetune.controller.search.parego import chebyshev, weights
+from kubetune.controller.search.space import normalized, point, row
+from kubetune.spec import Spec
+
+# skopt's default exploration for EI (its Optimizer's acq_func_kwargs), the unconstrained path's.
+XI = 0.01
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished trial as the multi-objective search sees it."""
+
+    params: Params
+    losses: tuple[float, ...]  # each objective's, lower is better
+    constrained: tuple[float, ...]  # each constrained metric's value
+    feasible: bool
+
+
+def outcomes(spec: Spec, results: Sequence[TrialResult]) -> list[Outcome]:
+    """The trials with every objective and constrained metric, in trial order; the rest (failed,
+    pruned before reporting them all) are not told."""
+    found = []
+    for r in sorted(results, key=lambda r: r.index):
+        losses, constrained = objectives.losses(spec, r), objectives.constrained(spec, r)
+        if losses is not None and constrained is not None:
+            found.append(Outcome(r.params, losses, constrained, objectives.feasible(spec, r)))
+    return found
+
+
+class MultiSuggester(GPSuggester):
+    """ParEGO on the GP path, the acquisition weighed by the probability of feasibility."""
+
+    def __init__(self, spec: Spec, seed: int) -> None:
+        super().__init__(spec, seed)
+        self.outcomes: list[Outcome] = []
+
+    def tell(self, finished: Sequence[TrialResult]) -> None:
+        self.outcomes += outcomes(self.spec, finished)
+
+    def ask(self, pending: Sequence[Params]) -> Params:
+        losses = np.array([o.losses for o in self.outcomes])
+        if len(self.outcomes) and losses.shape[1] > 1:
+            scalar = chebyshev(losses, weights(losses.shape[1], self.seed))
+        else:
+            scalar = losses[:, 0] if len(self.outcomes) else np.zeros(0)
+        self.observed = [(o.params, float(v)) for o, v in zip(self.outcomes, scalar, strict=True)]
+        return super().ask(pending)
+
+    def choose(self, fitted: GaussianProcessRegressor, xs: list[list[Any]], ys: list[float]) -> Params:
+        if not self.spec.constraints:
+            return super().choose(fitted, xs, ys)
+        space = normalized(self.spec.space)
+        gp = frozen(fitted).fit(space.transform(xs), ys)
+        rows = space.rvs(candidates(len(xs)), random_state=self.seed)
+        at = space.transform(rows)
+        feasible = [y for y, o in zip(ys, self.outcomes, strict=False) if o.feasible]
+        weight = self.feasibility(at)
+        acquisition = weight if not feasible else gaussian_ei(at, gp, y_opt=min(feasible), xi=XI) * weight
+        return point(self.spec, rows[int(np.argmax(acquisition))])
+
+    def feasibility(self, at: np.ndarray) -> np.ndarray:
+        """The probability that every constraint holds at each of ``at`` (normalised rows)."""
+        spec = self.spec
+        xs = tuple(tuple(row(spec, o.params)) for o in self.outcomes)
+        chance = np.ones(len(at))
+        for j, c in enumerate(spec.constraints):
+            gp = fitted_gp(
+                spec.space, spec.optimizer.random_state, xs, tuple(o.constrained[j] for o in self.outcomes)
+            )
+            mean, std = gp.predict(at, return_std=True)
+            chance *= probability(mean, std, c.min, c.max)
+        return chance
