@@ -72,8 +72,13 @@ def _parser() -> argparse.ArgumentParser:
         "trial", help="run one trial (what each Job runs): kubetune trial [KIND-SUBCOMMAND] OPTIONS"
     )
 
-    best = sub.add_parser("best", help="print the best trial's parameters and metrics as JSON")
+    best = sub.add_parser(
+        "best",
+        help="print the best trial's parameters and metrics as JSON (several objectives: the Pareto front)",
+    )
     best.add_argument("store")
+    best.add_argument("--pick", metavar="METRIC",
+                      help="the Pareto front's member best on METRIC, one of the objectives")  # fmt: skip
     best.add_argument(
         "--model", type=Path, metavar="DIR",
         help="also fetch the chosen configuration's trained model into DIR (see confirm.top_k)",
@@ -137,7 +142,7 @@ def _dispatch(ns: argparse.Namespace, argv: list[str]) -> int:
     if ns.command == "run":
         return _run(ns)
     if ns.command == "best":
-        return _best(ns.store, ns.model)
+        return _best(ns.store, ns.model, ns.pick)
     if ns.command == "status":
         return _status(ns)
     if ns.command == "report":
@@ -259,9 +264,9 @@ def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: J
     return 0
 
 
-def _best(uri: str, model_dir: Path | None) -> int:
+def _best(uri: str, model_dir: Path | None, metric: str | None) -> int:
     from kubetune.controller import confirmation
-    from kubetune.controller.best import best_document
+    from kubetune.controller.best import best_document, pick
     from kubetune.controller.history import read_study
     from kubetune.store import open_store
 
@@ -270,7 +275,14 @@ def _best(uri: str, model_dir: Path | None) -> int:
     confirmed = confirmation.review(spec, history)
     doc = best_document(spec, history.ordered_results(), confirmed=confirmed)
     if doc["best"] is None:
-        raise KubetuneError(f"{uri}: no trial has finished successfully yet")
+        feasible = " feasible" if spec.constraints else ""
+        raise KubetuneError(f"{uri}: no{feasible} trial has finished successfully yet")
+    if metric is not None:
+        print(json.dumps(pick(spec, history.ordered_results(), metric), indent=2))
+        return 0
+    if "front" in doc and model_dir is None:
+        print(json.dumps(doc["front"], indent=2))
+        return 0
     if model_dir is not None:
         # Before printing: a failed fetch prints nothing but its one line.
         path = confirmation.fetch_model(store, confirmed, model_dir)

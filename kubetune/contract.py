@@ -210,9 +210,13 @@ def _is_param(v: object) -> bool:
 #        ``images_per_s`` and ``param_count`` at the top level: read into metrics)
 #   1.2  launch records carry ``queue`` (the Kueue queue trial Jobs wait in); admission
 #        records (``admissions/AA.json``) say when each queued attempt was admitted
+#   1.3  best.json carries ``schema``, ``objectives``, ``constraints`` and ``front`` (the Pareto
+#        front of the feasible trials, each with its params and metrics); ``objective`` and
+#        ``best`` stay, the first objective's. A study that names measured metrics
+#        (MEASURED_METRICS) finds them in its results' ``metrics``, put there by the controller
 
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 2
+SCHEMA_MINOR = 3
 SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 # Bigger than any record kubetune writes (a failure reason is capped at
 # REASON_MAX): parsing what a trial left costs bounded time and memory.

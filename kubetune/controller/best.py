@@ -1,5 +1,10 @@
 """``best.json``: the best trial, and once a confirmation phase is over, its winner with its spread.
 
+With several objectives or constraints it also holds the Pareto front of the
+feasible trials (``front``, best first by the first objective), each member
+with its objectives' values, params and metrics; ``best`` stays the first
+objective's best feasible trial (schema 1.3, kubetune/contract.py).
+
 A view of the records (rewritten after every trial, never read back as
 truth), for a program or a person pulling the best parameters from the store.
 """
@@ -9,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kubetune.contract import MODEL_OBJECT, TrialResult
+from kubetune.contract import MODEL_OBJECT, SCHEMA_VERSION, TrialResult
+from kubetune.controller import objectives
 from kubetune.controller.confirmation import Candidate, Confirmation
-from kubetune.controller.leaderboard import summarize
+from kubetune.controller.leaderboard import front, summarize
+from kubetune.errors import UsageError
 from kubetune.spec import Spec
 
 
@@ -25,11 +32,18 @@ def best_document(
     then under ``search_best``), and while one runs, its progress (``confirmation``)."""
     s = summarize(spec, results)
     doc: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
         "study": spec.name,
         "objective": {"metric": spec.objective.metric, "goal": spec.objective.goal},
         "trials": {"finished": s.total, "succeeded": s.succeeded, "failed": s.failed, "pruned": s.pruned},
         "best": None,
     }
+    if spec.multi:
+        doc |= {
+            "objectives": [{"metric": o.metric, "goal": o.goal} for o in spec.objectives],
+            "constraints": [{k: v for k, v in vars(c).items() if v is not None} for c in spec.constraints],
+            "front": [front_member(spec, r) for r in front(spec, results)],
+        }
     if ended_by is not None:
         doc["ended_by"] = ended_by
     if s.best is not None:
@@ -47,6 +61,33 @@ def best_document(
         if winner is not None:
             doc["search_best"], doc["best"] = doc["best"], winner
     return doc
+
+
+def front_member(spec: Spec, r: TrialResult) -> dict[str, Any]:
+    """One trial of the Pareto front: its objectives' values by metric, params and metrics."""
+    values = objectives.values(spec, r) or ()
+    return {
+        "index": r.index,
+        "values": {o.metric: v for o, v in zip(spec.objectives, values, strict=True)},
+        "params": spec.full_params(r.params),
+        "metrics": r.metrics,
+        "wall_time_s": r.wall_time_s,
+    }
+
+
+def pick(spec: Spec, results: Sequence[TrialResult], metric: str) -> dict[str, Any] | None:
+    """The front member best on the objective ``metric`` (ties: the better on the first objective);
+    None before any feasible trial succeeded. UsageError when ``metric`` is no objective."""
+    names = [o.metric for o in spec.objectives]
+    if metric not in names:
+        raise UsageError(
+            f"--pick: {metric!r} is not an objective of the study; pick one of {', '.join(names)}"
+        )
+    j = names.index(metric)
+    members = front(spec, results)
+    losses = [objectives.losses(spec, r) or () for r in members]
+    best = min(range(len(members)), key=lambda i: losses[i][j], default=None)
+    return None if best is None else front_member(spec, members[best])
 
 
 def _confirmation_document(spec: Spec, confirmed: Confirmation) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from kubetune.contract import EpochRecord, TrialResult
+from kubetune.controller import objectives, pareto
 from kubetune.controller.history import Epochs
 from kubetune.spec import Spec
 
@@ -33,9 +34,19 @@ def sign(spec: Spec) -> float:
 
 
 def ranked(spec: Spec, results: Sequence[TrialResult]) -> list[TrialResult]:
-    """The succeeded trials, best first; ties go to the earliest index."""
-    done = [r for r in results if r.succeeded and r.objective_value is not None]
+    """The succeeded feasible trials, best first by the first objective; ties go to the earliest index."""
+    done = [
+        r for r in results if r.succeeded and r.objective_value is not None and objectives.feasible(spec, r)
+    ]
     return sorted(done, key=lambda r: (-sign(spec) * (r.objective_value or 0.0), r.index))
+
+
+def front(spec: Spec, results: Sequence[TrialResult]) -> list[TrialResult]:
+    """The Pareto front of the succeeded feasible trials, best first by the first objective; ties
+    (equal values on every objective) all stay."""
+    done = [r for r in ranked(spec, results) if objectives.losses(spec, r) is not None]
+    losses = [objectives.losses(spec, r) or () for r in done]
+    return [done[i] for i in pareto.front(losses)]
 
 
 def best_of(spec: Spec, results: Sequence[TrialResult]) -> TrialResult | None:

@@ -1,4 +1,4 @@
-"""skopt's three notebook plots, and the trials' learning curves, rendered headless from the records.
+"""skopt's three notebook plots, the trials' learning curves and a Pareto front, rendered headless.
 
 The plots see what the optimizer saw: ``search.observations`` as an skopt
 ``OptimizeResult`` (points and minimised losses), and for the partial
@@ -28,6 +28,8 @@ from skopt import plots as skplots
 from skopt.space import Space
 
 from kubetune.contract import TrialResult
+from kubetune.controller import objectives
+from kubetune.controller.leaderboard import front
 from kubetune.controller.optimizer import silence_routine_warnings
 from kubetune.controller.search import observations
 from kubetune.controller.search.gp import fit_subset
@@ -164,6 +166,40 @@ def learning_curves_png(
     ax.set_title(f"Learning curves: {metric} after each epoch")
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
+    return _png(fig)
+
+
+def pareto_png(spec: Spec, results: Sequence[TrialResult]) -> bytes:
+    """The first two objectives of every trial that has them: the Pareto front joined in its
+    order, the other feasible trials as dots, the infeasible apart (crosses)."""
+    if len(spec.objectives) < 2:
+        raise NotYet("one objective: its front is the best trial (the leaderboard's first)")
+    x, y = (o.metric for o in spec.objectives[:2])
+    done = [(r, objectives.values(spec, r)) for r in results if r.succeeded]
+    points = [(r, v) for r, v in done if v is not None]
+    if not points:
+        raise NotYet("no successful trial yet")
+    members = {r.index for r in front(spec, results)}
+    fig = Figure(figsize=(8, 5), dpi=_DPI)
+    ax = fig.add_subplot()
+    groups = {
+        "infeasible": [v for r, v in points if not objectives.feasible(spec, r)],
+        "feasible": [v for r, v in points if objectives.feasible(spec, r) and r.index not in members],
+        "Pareto front": sorted(v for r, v in points if r.index in members),
+    }
+    styles = {"infeasible": ("x", "0.6"), "feasible": ("o", "tab:blue"), "Pareto front": ("o", "tab:red")}
+    for label, values in groups.items():
+        if values:
+            marker, color = styles[label]
+            ax.scatter(
+                [v[0] for v in values], [v[1] for v in values], marker=marker, color=color, label=label
+            )
+    front_values = groups["Pareto front"]
+    ax.plot([v[0] for v in front_values], [v[1] for v in front_values], color="tab:red", lw=1, alpha=0.7)
+    ax.legend(loc="best")
+    ax.set_title(f"Pareto front: {x} ({spec.objectives[0].goal}) against {y} ({spec.objectives[1].goal})")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
     return _png(fig)
 
 

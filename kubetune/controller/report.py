@@ -17,10 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from kubetune.contract import EpochRecord, TrialResult, WarmStartRecord, plot_object
+from kubetune.controller import objectives
 from kubetune.controller.best import spread
 from kubetune.controller.confirmation import Confirmation
 from kubetune.controller.history import Epochs, Lost
-from kubetune.controller.leaderboard import metric_columns, ranked, reported, summarize
+from kubetune.controller.leaderboard import front, metric_columns, ranked, reported, summarize
 from kubetune.log import get_logger
 from kubetune.spec import Spec
 
@@ -29,6 +30,12 @@ log = get_logger("kubetune.report")
 # Drawing the plots takes about a second (0.8 s at 8 trials, 0.9 s at 60): the
 # study loop decides when to redraw (controller.study.redraw_due).
 PLOTS = ("convergence", "objective", "evaluations", "learning_curves")
+# Drawn for a study with several objectives or constraints, after the others.
+PARETO = "pareto"
+
+
+def plot_names(spec: Spec) -> tuple[str, ...]:
+    return (*PLOTS, PARETO) if spec.multi else PLOTS
 
 
 # --- plots ----------------------------------------------------------------------
@@ -56,15 +63,16 @@ def draw_figures(spec: Spec, results: Sequence[TrialResult], epochs: Epochs | No
     try:
         result = plots.optimize_result(spec, results)
     except plots.NotYet as exc:
-        figures.notes = dict.fromkeys(PLOTS, str(exc))
+        figures.notes = dict.fromkeys(plot_names(spec), str(exc))
         return figures
     draw = {
         "convergence": lambda: plots.convergence_png(spec, result),
         "objective": lambda: plots.objective_png(spec, result, plots.fit_model(spec, result)),
         "evaluations": lambda: plots.evaluations_png(result),
         "learning_curves": lambda: plots.learning_curves_png(metric, results, curves),
+        PARETO: lambda: plots.pareto_png(spec, results),
     }
-    for name in PLOTS:
+    for name in plot_names(spec):
         try:
             figures.images[name] = draw[name]()
         except plots.NotYet as exc:
@@ -119,8 +127,9 @@ def report_html(
         *confirmation,
         "<h2>Leaderboard</h2>",
         _leaderboard(spec, results, epochs),
+        *(["<h2>Pareto front</h2>", _front(spec, results)] if spec.multi else []),
         "<h2>Plots</h2>",
-        _plots(figures),
+        _plots(figures, plot_names(spec)),
         *warm_start,
         "<h2>Trial timings</h2>",
         _timings(results, waits or {}),
@@ -208,9 +217,29 @@ def _leaderboard(spec: Spec, results: Sequence[TrialResult], epochs: Epochs | No
     return f'<div class="scroll">{_table(head, rows, groups=groups)}</div>'
 
 
-def _plots(figures: Figures) -> str:
+def _front(spec: Spec, results: Sequence[TrialResult]) -> str:
+    """The Pareto front of the feasible trials, best first by the first objective."""
+    members = front(spec, results)
+    if not members:
+        return '<p class="note">No feasible trial has succeeded yet.</p>'
+    head = ["trial", *(f"{o.metric} ({o.goal})" for o in spec.objectives), *(d.name for d in spec.space)]
+    rows = [
+        "<tr>" + _td(r.index) + "".join(_td(v) for v in objectives.values(spec, r) or ())
+        + "".join(_td(r.params.get(d.name)) for d in spec.space) + "</tr>"
+        for r in members
+    ]  # fmt: skip
+    infeasible = sum(r.succeeded and not objectives.feasible(spec, r) for r in results)
+    note = (
+        f'<p class="note">{_e(infeasible)} succeeded trials broke a constraint.</p>'
+        if spec.constraints
+        else ""
+    )
+    return f"<p>{_e(len(members))} trials on the front.</p>" + _table(head, rows) + note
+
+
+def _plots(figures: Figures, names: Sequence[str] = PLOTS) -> str:
     parts = []
-    for name in PLOTS:
+    for name in names:
         png = figures.images.get(name)
         if png is None:
             note = figures.notes.get(name, "not drawn")

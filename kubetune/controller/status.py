@@ -8,7 +8,9 @@ first, like ``kubectl get``; for programs, the JSON document (``-o json``,
 or whenever the output is not a terminal). ``--watch`` redraws it until the
 study ends. The leaderboard's metric columns are the kind's (a program's:
 every metric it reports), under a heading of their own, apart from the
-parameters': the two may share a name.
+parameters': the two may share a name. With several objectives or
+constraints, the other objectives and the constrained metrics come first,
+and each succeeded trial is marked as on the Pareto front or infeasible.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol, TextIO
 
-from kubetune.contract import WARM_START_OBJECT, Params, ParamValue, RecordError, WarmStartRecord
-from kubetune.controller import budgets, confirmation, report
+from kubetune.contract import WARM_START_OBJECT, Params, ParamValue, RecordError, TrialResult, WarmStartRecord
+from kubetune.controller import budgets, confirmation, objectives, report
 from kubetune.controller.best import best_document
 from kubetune.controller.confirmation import Confirmation
 from kubetune.controller.history import History, read_study
-from kubetune.controller.leaderboard import metric_columns, running_epochs, sign
+from kubetune.controller.leaderboard import front, metric_columns, running_epochs, sign
 from kubetune.spec import Spec
 from kubetune.store import Store, StoreError, open_store
 
@@ -49,6 +51,7 @@ class Row:
     epoch: int | None = None
     wall_time_s: float | None = None
     reason: str | None = None
+    mark: str = ""  # several objectives: "front" or "infeasible"
 
 
 class View(Protocol):
@@ -81,7 +84,21 @@ class Snapshot:
         """The leaderboard's metric columns (the objective has its own)."""
         epochs = self.history.search_epochs()
         columns = metric_columns(self.spec, self.history.ordered_results(), epochs)
-        return [m for m in columns if m != self.spec.objective.metric]
+        spec = self.spec
+        weighed = [*(o.metric for o in spec.objectives[1:]), *(c.metric for c in spec.constraints)]
+        return [m for m in dict.fromkeys([*weighed, *columns]) if m != spec.objective.metric]
+
+    @cached_property
+    def on_front(self) -> set[int]:
+        return {r.index for r in front(self.spec, self.history.ordered_results())}
+
+    def _mark(self, r: TrialResult) -> str:
+        """A succeeded trial's place in a multi-objective study: on the front, or infeasible."""
+        if not self.spec.multi or not r.succeeded:
+            return ""
+        if r.index in self.on_front:
+            return "front"
+        return "" if objectives.feasible(self.spec, r) else "infeasible"
 
     @cached_property
     def rows(self) -> list[Row]:
@@ -89,7 +106,7 @@ class Snapshot:
         history, spec = self.history, self.spec
         finished = [
             Row(r.index, r.status, None if r.failed else r.objective_value, r.params, r.metrics, r.last_epoch,
-                r.wall_time_s, r.reason)
+                r.wall_time_s, r.reason, self._mark(r))
             for r in history.ordered_results()
         ]  # fmt: skip
         latest = running_epochs(history.ordered_results(), history.search_epochs())
@@ -246,12 +263,15 @@ def _summary(snap: Snapshot) -> list[str]:
         trials += f"; {len(lost)} attempts lost to the infrastructure and relaunched"
     lines = [
         ("STUDY", doc["study"] + (" (ended)" if snap.ended else "")),
-        ("OBJECTIVE", f"{objective['metric']} ({objective['goal']})"),
+        ("OBJECTIVE", _objectives(doc) if "front" in doc else f"{objective['metric']} ({objective['goal']})"),
         ("TRIALS", trials),
         ("BEST", "none yet" if best is None else f"trial {best['index']}: {objective['metric']}="
                  f"{_number(best['value'])}  {_params(snap.spec, best['params'])}"),
         ("GPU HOURS", f"{doc['gpu_hours']:.2f}" + (f" of {limit:g}" if limit else "")),
     ]  # fmt: skip
+    if "front" in doc:
+        on = [str(m["index"]) for m in doc["front"]]
+        lines.insert(4, ("PARETO FRONT", f"{len(on)} trials: {', '.join(on)}" if on else "none yet"))
     if "confirmation" in doc:
         lines.insert(4, ("CONFIRMATION", _confirmation(doc["confirmation"], objective["metric"])))
     if "queue" in doc:
@@ -259,6 +279,18 @@ def _summary(snap: Snapshot) -> list[str]:
     if snap.spec.optimizer.warm_start:
         lines.append(("WARM START", _warm(snap.warm)))
     return table(("", ""), lines)[1:]
+
+
+def _objectives(doc: dict[str, Any]) -> str:
+    """Several objectives and the constraints, as the best document lists them."""
+    goals = ", ".join(f"{o['metric']} ({o['goal']})" for o in doc["objectives"])
+    bounds = [
+        " and ".join(
+            f"{c['metric']} {op} {_number(c[k])}" for k, op in (("min", ">="), ("max", "<=")) if k in c
+        )
+        for c in doc["constraints"]
+    ]
+    return goals + (f"; subject to {', '.join(bounds)}" if bounds else "")
 
 
 def _queue(q: dict[str, Any]) -> str:
@@ -310,7 +342,8 @@ def _cells(r: Row, names: list[str], metrics: list[str]) -> tuple[str, ...]:
     reason = r.reason or ""
     if len(reason) > REASON_WIDTH:
         reason = reason[: REASON_WIDTH - 3] + "..."
-    return (str(r.index), r.status, _number(r.value), *(_value(r.params.get(n)) for n in names),
+    status = f"{r.status} ({r.mark})" if r.mark else r.status
+    return (str(r.index), status, _number(r.value), *(_value(r.params.get(n)) for n in names),
             *(_number(r.metrics.get(m)) for m in metrics), "" if r.epoch is None else str(r.epoch),
             "" if r.wall_time_s is None else _duration(r.wall_time_s), reason)  # fmt: skip
 

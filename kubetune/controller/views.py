@@ -19,11 +19,11 @@ from kubetune.contract import (
     WarmStartRecord,
     plot_object,
 )
-from kubetune.controller import report
+from kubetune.controller import objectives, report
 from kubetune.controller.best import best_document
 from kubetune.controller.confirmation import Confirmation
 from kubetune.controller.history import Epochs, Lost
-from kubetune.controller.leaderboard import metric_columns, running_epochs
+from kubetune.controller.leaderboard import front, metric_columns, running_epochs
 from kubetune.controller.report import cell
 from kubetune.log import get_logger
 from kubetune.spec import Spec
@@ -47,29 +47,43 @@ def history_csv(
     Parameters and metrics are columns of their own, prefixed ``param.`` and
     ``metric.``; the metrics are every one reported (the kind's first). A
     study whose trials waited in a queue has their waits (``queue_wait_s``).
+    One with several objectives or constraints says, after ``objective``,
+    whether each finished trial is on the Pareto front (``pareto``) and keeps
+    the constraints (``feasible``).
     """
     names = [d.name for d in spec.space]
     metrics = metric_columns(spec, results, epochs, every=True)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     queue = ["queue_wait_s"] if waits else []
-    w.writerow(["index", "status", "epoch", "objective", *(PARAM + n for n in names),
+    marks = ["pareto", "feasible"] if spec.multi else []
+    on_front = {r.index for r in front(spec, results)}
+    w.writerow(["index", "status", "epoch", "objective", *marks, *(PARAM + n for n in names),
                 *(METRIC + m for m in metrics), "wall_time_s", *queue, "reason"])  # fmt: skip
     rows = {
-        r.index: [r.index, r.status, cell(r.last_epoch), cell(r.objective_value),
+        r.index: [r.index, r.status, cell(r.last_epoch), cell(r.objective_value), *_marks(spec, r, on_front),
                   *(cell(r.params.get(n)) for n in names), *(cell(r.metrics.get(m)) for m in metrics),
                   cell(r.wall_time_s), r.reason or ""]
         for r in results
     }  # fmt: skip
     for index, latest in running_epochs(results, epochs).items():
         objective = cell(latest.metrics.get(spec.objective.metric))
-        rows[index] = [index, "running", latest.epoch, objective, *([""] * len(names)),
+        rows[index] = [index, "running", latest.epoch, objective, *([""] * (len(marks) + len(names))),
                        *(cell(latest.metrics.get(m)) for m in metrics), "", ""]  # fmt: skip
     if waits:
         for index, row in rows.items():
             row.insert(-1, cell(waits.get(index)))
     w.writerows(rows[i] for i in sorted(rows))
     return buf.getvalue()
+
+
+def _marks(spec: Spec, r: TrialResult, on_front: set[int]) -> list[str]:
+    """A multi-objective study's ``pareto`` and ``feasible`` cells; none for one objective alone."""
+    if not spec.multi:
+        return []
+    if r.failed:
+        return ["", ""]
+    return [str(r.index in on_front).lower(), str(objectives.feasible(spec, r)).lower()]
 
 
 def publish(
