@@ -12,16 +12,18 @@ import io
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kubetune import cli
-from kubetune.contract import BEST_OBJECT, HISTORY_OBJECT, SCHEMA_VERSION, Params
+from kubetune.contract import BEST_OBJECT, HISTORY_OBJECT, SCHEMA_VERSION, Params, TrialResult
 from kubetune.controller import objectives, report
 from kubetune.controller.history import read_history
-from kubetune.controller.leaderboard import front
+from kubetune.controller.leaderboard import Summary, front
 from kubetune.controller.study import Study
-from kubetune.spec import Spec, parse_spec
+from kubetune.kubernetes.observer import JobObserver
+from kubetune.spec import Confirm, Spec, parse_spec
 from kubetune.store import Store, open_store
 from tests.synthetic import InProcessLauncher
 
@@ -160,3 +162,33 @@ def test_a_one_objective_study_writes_no_front(tmp_path: Path) -> None:
     doc = json.loads(s.get(BEST_OBJECT))
     assert "front" not in doc and "objectives" not in doc
     assert s.get(HISTORY_OBJECT).decode().startswith("index,status,epoch,objective,param.")
+
+
+def test_confirmation_reruns_the_front_capped_by_top_k(tmp_path: Path) -> None:
+    s = open_store(str(tmp_path))
+    spec = replace(SPEC, confirm=Confirm(top_k=2, seeds=1))
+    study = run(spec, s)
+    searched = study.history.ordered_results()
+    confirmed = {launch.confirms for launch in study.history.confirmations().values()}
+    assert confirmed == {r.index for r in front(spec, searched)[:2]}
+    doc = json.loads(s.get(BEST_OBJECT))
+    assert [c["index"] for c in doc["confirmation"]["configs"]] == [m["index"] for m in doc["front"][:2]]
+
+
+def test_a_finished_trials_job_is_labelled_with_every_weighed_metric() -> None:
+    observer = JobObserver.__new__(JobObserver)
+    observer.study, observer.owner, observer.params = "two", None, frozenset()
+    observer.weighed = ("param_count", "val_loss")
+    patched: list[dict[str, Any]] = []
+    observer._patch = lambda name, patch: patched.append(patch)  # type: ignore[method-assign]
+    observer._event = lambda *args, **kw: None  # type: ignore[method-assign]
+    metrics = {"val_accuracy": 0.9, "param_count": 1200.0, "val_loss": 0.1, "loss": 0.2}
+    result = TrialResult(index=3, status="succeeded", params={}, objective="val_accuracy",
+                         objective_value=0.9, metrics=metrics)  # fmt: skip
+    observer.trial_finished(result, Summary(1, 1, 0, result), 0)
+    labels = patched[0]["metadata"]["labels"]
+    assert {k: v for k, v in labels.items() if k != "kubetune.dev/status"} == {
+        "kubetune.dev/val_accuracy": "0.9",
+        "kubetune.dev/param_count": "1200",
+        "kubetune.dev/val_loss": "0.1",
+    }

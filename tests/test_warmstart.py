@@ -60,6 +60,11 @@ def test_a_warm_started_study_reaches_the_first_ones_best_in_fewer_trials(tmp_pa
         ("objective: {metric: val_loss}", r"objective minimize val_loss there, maximize val_accuracy here"),
         ("trial: {epochs: 3}", r"trial\.epochs differs \(3 there\)"),
         (
+            "objectives: [{metric: val_accuracy}, {metric: param_count}]",
+            r"objective maximize val_accuracy, minimize param_count there, maximize val_accuracy here",
+        ),
+        ("constraints: [{metric: param_count, max: 1000}]", r"constraints differ: a trial feasible there"),
+        (
             "space: [{name: learning_rate, type: real, low: 0.0001, high: 0.1}]",
             r"parameters \['learning_rate'\] there",
         ),

@@ -31,7 +31,7 @@ from typing import Any
 
 from kubetune.contract import MODEL_OBJECT, LaunchRecord, TrialResult, model_object
 from kubetune.controller.history import History
-from kubetune.controller.leaderboard import ranked, sign
+from kubetune.controller.leaderboard import front, ranked, sign
 from kubetune.errors import KubetuneError
 from kubetune.log import get_logger
 from kubetune.spec import Spec
@@ -135,9 +135,10 @@ def _results(history: History, runs: dict[int, LaunchRecord], confirms: int) -> 
 
 
 def top(spec: Spec, results: Sequence[TrialResult]) -> list[TrialResult]:
-    """The best ``confirm.top_k`` search trials of distinct configurations."""
+    """The best ``confirm.top_k`` search trials of distinct configurations; with several objectives,
+    the Pareto front's, best first by the first objective (which then picks the winner)."""
     chosen: list[TrialResult] = []
-    for r in ranked(spec, results):
+    for r in front(spec, results) if len(spec.objectives) > 1 else ranked(spec, results):
         if len(chosen) == spec.confirm.top_k:
             break
         if all(c.params != r.params for c in chosen):  # a repeated point is one configuration

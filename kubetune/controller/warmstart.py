@@ -4,7 +4,8 @@
 studies. A store is compatible when its study measured the same thing over
 the same parameters:
 
-* the same objective (metric and goal): the values are comparable;
+* the same objectives (metrics and goals, in order) and constraints: the
+  values are comparable, and what was feasible there is here;
 * the same parameter names with the same types (real, integer,
   categorical): the GP's inputs mean the same; bounds and priors may differ,
   and the earlier trials outside this study's space are left out;
@@ -56,11 +57,10 @@ def load(spec: Spec) -> tuple[tuple[TrialResult, ...], WarmStartRecord]:
 
 def incompatibility(spec: Spec, earlier: Spec) -> str | None:
     """Why ``earlier``'s trials cannot be told to ``spec``'s optimizer; None when they can."""
-    if earlier.objective != spec.objective:
-        return (
-            f"objective {earlier.objective.goal} {earlier.objective.metric} there, "
-            f"{spec.objective.goal} {spec.objective.metric} here"
-        )
+    if earlier.objectives != spec.objectives:
+        return f"objective {_goals(earlier)} there, {_goals(spec)} here"
+    if earlier.constraints != spec.constraints:
+        return "constraints differ: a trial feasible there may not be here"
     theirs = {d.name: _kind(d) for d in earlier.space}
     ours = {d.name: _kind(d) for d in spec.space}
     if theirs.keys() != ours.keys():
@@ -76,6 +76,10 @@ def incompatibility(spec: Spec, earlier: Spec) -> str | None:
     if changed:
         return f"trial.{changed[0]} differs ({getattr(earlier.trial, changed[0])} there)"
     return None
+
+
+def _goals(spec: Spec) -> str:
+    return ", ".join(f"{o.goal} {o.metric}" for o in spec.objectives)
 
 
 def _kind(d: Dimension) -> str:

@@ -20,13 +20,14 @@ from kubetune.kubernetes.tracker import Tracker
 
 
 def connect(
-    study: str, settings: JobSettings, params: Iterable[str] = ()
+    study: str, settings: JobSettings, params: Iterable[str] = (), weighed: Iterable[str] = ()
 ) -> tuple[KubernetesLauncher, JobObserver]:
-    """A controller's launcher and observer, in its namespace, owned by its Job (``KUBETUNE_OWNER_JOB``)."""
+    """A controller's launcher and observer, in its namespace, owned by its Job (``KUBETUNE_OWNER_JOB``);
+    ``weighed``: the metrics besides the objective a finished trial's Job is labelled with."""
     api = api_client()
     namespace = own_namespace()
     owner = owner_job(api, namespace, os.environ.get("KUBETUNE_OWNER_JOB"))
-    observer = JobObserver(api, namespace, study, owner, params)
+    observer = JobObserver(api, namespace, study, owner, params, weighed)
     return KubernetesLauncher(api, namespace, settings, owner), observer
 
 

@@ -25,7 +25,13 @@ log = get_logger("kubetune.kubernetes.observer")
 
 class JobObserver:
     def __init__(
-        self, api: client.ApiClient, namespace: str, study: str, owner: Obj | None, params: Iterable[str] = ()
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        study: str,
+        owner: Obj | None,
+        params: Iterable[str] = (),
+        weighed: Iterable[str] = (),
     ) -> None:
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
@@ -34,6 +40,8 @@ class JobObserver:
         self.owner = owner  # the controller's Job; None when run from a laptop
         self.described = [owner] if owner is not None else []  # what its Events are about
         self.params = frozenset(params)  # labelled on every trial Job: a metric never takes their labels
+        # Several objectives or constraints: their metrics too label a finished trial's Job.
+        self.weighed = tuple(weighed)
 
     def describe_too(self, obj: Obj) -> None:
         """Post every Event about ``obj`` as well: the Study, for `kubectl describe study`."""
@@ -75,7 +83,8 @@ class JobObserver:
         """The metric on the trial's Job (a `-L` leaderboard); an Event and progress on the controller's."""
         labels: dict[str, str] = {STATUS_LABEL: result.status}
         if result.objective_value is not None:
-            labels |= value_labels({result.objective: result.objective_value}, self.params)
+            weighed = {m: result.metrics[m] for m in self.weighed if m in result.metrics}
+            labels |= value_labels({**weighed, result.objective: result.objective_value}, self.params)
         if result.last_epoch is not None:
             labels[EPOCH_LABEL] = str(result.last_epoch)
         if result.succeeded:
