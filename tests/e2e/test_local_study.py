@@ -206,3 +206,40 @@ def test_a_real_study_confirms_its_best_and_hands_over_the_model(
     # The winner's best run, as trained: it predicts the ten classes.
     assert model.predict(np.zeros((1, 28, 28, 1), "float32"), verbose=0).shape == (1, 10)
     assert model.count_params() == results[best["model"]["run"]].metrics["param_count"]
+
+
+TWO_OBJECTIVES = """
+name: tiny-two
+objectives: [{metric: val_accuracy}, {metric: param_count}]
+constraints: [{metric: wall_time_s, max: 3600}]
+optimizer: {n_initial_points: 2, random_state: 1}
+budget: {max_trials: 4, parallel: 1, max_failed: 2}
+trial: {epochs: 1, train_subset: 1024, test_subset: 512, batch_size: 256}
+"""
+
+
+def test_a_real_study_of_two_objectives_and_a_constraint_reports_its_front(
+    tmp_path: Path, prepared_data_dir: Path
+) -> None:
+    env = env_for(prepared_data_dir)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(TWO_OBJECTIVES)
+    store = tmp_path / "store"
+    run = kubetune("run", str(spec), "--store", str(store), env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+    rows = list(csv.DictReader(io.StringIO((store / "history.csv").read_text())))
+    assert [r["status"] for r in rows] == ["succeeded"] * 4
+    assert all(r["feasible"] == "true" for r in rows)  # every tiny trial is well within the hour
+    assert all(float(r["metric.param_count"]) > 0 and float(r["metric.wall_time_s"]) > 0 for r in rows)
+    doc = json.loads((store / "best.json").read_text())
+    on_front = {int(r["index"]) for r in rows if r["pareto"] == "true"}
+    assert {m["index"] for m in doc["front"]} == on_front and on_front
+    # The front trades accuracy for size: the most accurate member is the largest.
+    members = doc["front"]
+    assert [m["values"]["param_count"] for m in members] == sorted(
+        (m["values"]["param_count"] for m in members), reverse=True
+    )
+    out = kubetune("best", str(store), "--pick", "param_count", env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["index"] == members[-1]["index"]
