@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from kubetune.contract import TrialResult
@@ -76,3 +78,11 @@ def test_a_trial_without_a_constrained_metric_is_infeasible() -> None:
                           objective_value=0.9, metrics={"val_accuracy": 0.9, "param_count": 10})  # fmt: skip
     assert objectives.feasible(SPEC, r) and not objectives.feasible(SPEC, lacking)
     assert front(SPEC, [lacking]) == []
+
+
+def test_the_two_dimensional_sweep_agrees_with_the_slicing() -> None:
+    # A third coordinate of 0 under a reference of 1 leaves the 2-D area: the general path computes it.
+    rng = random.Random(4)
+    points = [(rng.random(), rng.random()) for _ in range(40)]
+    flat = [(x, y, 0.0) for x, y in points]
+    assert pareto.hypervolume(points, (1.0, 1.0)) == pytest.approx(pareto.hypervolume(flat, (1.0, 1.0, 1.0)))

@@ -36,10 +36,10 @@ def hypervolume(points: Sequence[Point], reference: Point) -> float:
     """The volume the points dominate up to ``reference``, exactly; points not below it in every
     coordinate add nothing.
 
-    Sliced along the last coordinate, each slab's cross-section being the
-    hypervolume of the points below it in one dimension fewer: linear after a
-    sort in 2-D, and simple (exponential in the dimension) beyond, which the
-    few objectives of a study allow.
+    In 2-D, the staircase's area, one sweep after a sort; beyond, sliced
+    along the last coordinate, each slab's cross-section being the
+    hypervolume of the points below it in one dimension fewer: simple, and
+    exponential in the dimension, which the few objectives of a study allow.
     """
     inside = [tuple(p) for p in points if all(x < r for x, r in zip(p, reference, strict=True))]
     return _volume([inside[i] for i in front(inside)], tuple(reference))
@@ -50,10 +50,24 @@ def _volume(points: list[tuple[float, ...]], reference: tuple[float, ...]) -> fl
         return 0.0
     if len(reference) == 1:
         return reference[0] - min(p[0] for p in points)
+    if len(reference) == 2:
+        return _area(points, reference)
     ordered = sorted(points, key=lambda p: p[-1])
     total = 0.0
     for i, p in enumerate(ordered):
         upper = ordered[i + 1][-1] if i + 1 < len(ordered) else reference[-1]
         if upper > p[-1]:
             total += (upper - p[-1]) * _volume([q[:-1] for q in ordered[: i + 1]], reference[:-1])
+    return total
+
+
+def _area(points: list[tuple[float, ...]], reference: tuple[float, ...]) -> float:
+    """The 2-D staircase under ``reference``: sorted by the first coordinate, each point adds the
+    strip between it and the next, as high as the lowest second coordinate seen so far."""
+    ordered = sorted(points)
+    total, low = 0.0, reference[1]
+    for i, (x, y) in enumerate(ordered):
+        low = min(low, y)
+        right = ordered[i + 1][0] if i + 1 < len(ordered) else reference[0]
+        total += (right - x) * (reference[1] - low)
     return total
