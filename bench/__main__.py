@@ -28,6 +28,7 @@ from bench import (
     kwok,
     late_binding,
     memory,
+    multi_objective,
     resume,
     scaling,
     search,
@@ -42,6 +43,7 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "controller": controller.run,
     "scaling": scaling.run,
     "search": search.run,
+    "multi_objective": multi_objective.run,
     "memory": memory.run,
     "stopping": stopping.run,
     "kwok": kwok.run,
@@ -55,8 +57,8 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
 # memory only grows): it runs last, after the benchmarks that fork processes.
 # kwok and seed_study are left out: each runs only when named.
 RUN_ORDER = (
-    "throughput", "controller", "scaling", "kueue", "gpu_sharing", "memory", "resume", "search", "stopping",
-    "late_binding",
+    "throughput", "controller", "scaling", "kueue", "gpu_sharing", "memory", "resume", "search",
+    "multi_objective", "stopping", "late_binding",
 )  # fmt: skip
 RESULTS = CACHE / "results"
 REPORT = REPO / "BENCHMARKS.md"

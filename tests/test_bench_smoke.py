@@ -45,6 +45,14 @@ def test_benchmark_smoke(bench_context: Context, name: str) -> None:
     check(bench_context, name)
 
 
+def test_multi_objective_benchmark_smoke(tmp_path: Path) -> None:
+    with context(True, tmp_path) as ctx:
+        section = BENCHMARKS["multi_objective"](ctx)
+    assert "| kubetune p8 |" in section.markdown() and "**bnh**" in section.markdown()
+    runs = section.data["runs"]["bnh"]["kubetune p1"]
+    assert len(runs) == 1 and len(runs[0]) == 2 and runs[0][0] <= runs[0][1]  # more trials, no less volume
+
+
 def test_resume_benchmark_smoke(tmp_path: Path) -> None:
     with context(True, tmp_path) as ctx:
         section = BENCHMARKS["resume"](ctx)
