@@ -11,6 +11,8 @@ import pytest
 from kubetune.contract import Params, TrialResult
 from kubetune.controller.optimizer import suggest
 from kubetune.controller.search import MultiSuggester, feasibility, parego, suggester_for
+from kubetune.controller.search.gp import fitted_gp, model
+from kubetune.controller.search.space import normalized, row
 from kubetune.spec import parse_spec
 
 SPEC = parse_spec(
@@ -96,3 +98,20 @@ def test_with_nothing_feasible_yet_the_probability_of_feasibility_leads() -> Non
             for i, lr in enumerate([1e-5, 1e-4, 1e-2, 1e-1, 3e-5, 5e-2])]  # fmt: skip
     asked = suggest(replace(spec, x0=(), optimizer=replace(spec.optimizer, n_initial_points=0)), 6, done, [])
     assert 1e-4 < float(asked["learning_rate"]) < 1e-2
+
+
+def test_a_running_trial_is_believed_per_objective_then_scalarised() -> None:
+    spec = replace(SPEC, optimizer=replace(SPEC.optimizer, warp="none"))
+    s = MultiSuggester(spec, 11)
+    s.tell(history(spec, 8))
+    losses = s.losses()
+    scalar = parego.chebyshev(losses, s.weights())
+    s.observed = [(o.params, float(v)) for o, v in zip(s.outcomes, scalar, strict=True)]
+    xs = [row(spec, p) for p, _ in s.observed]
+    fitted, ys = model(spec, xs, [float(v) for v in scalar])
+    running = [row(spec, {"learning_rate": 0.001, "num_dense_layers": 2, "num_dense_nodes": 100})]
+    at = normalized(spec.space).transform(running)
+    keys = (spec.space, spec.optimizer.random_state, tuple(map(tuple, xs)))
+    means = np.column_stack([fitted_gp(*keys, tuple(losses[:, j])).predict(at) for j in range(2)])
+    expected = parego.chebyshev(means, s.weights(), observed=losses)
+    assert s.believe(fitted, ys, running) == pytest.approx(expected.tolist())

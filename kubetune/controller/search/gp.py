@@ -51,8 +51,14 @@ class GPSuggester(Suggester):
         xs = [row(spec, p) for p, _ in self.observed]
         fitted, ys = model(spec, xs, [loss for _, loss in self.observed])
         px = [row(spec, p) for p in pending]
-        believed = beliefs(spec, ys, len(px), lambda: fitted.predict(normalized(spec.space).transform(px)))
-        return self.choose(fitted, xs + px, ys + believed)
+        return self.choose(fitted, xs + px, ys + self.believe(fitted, ys, px))
+
+    def believe(self, fitted: GaussianProcessRegressor, ys: list[float], px: list[list[Any]]) -> list[float]:
+        """What each running trial (at ``px``) is told, on the scale of ``ys``, the values ``fitted``
+        was fitted to (``optimizer.pending``)."""
+        return beliefs(
+            self.spec, ys, len(px), lambda: fitted.predict(normalized(self.spec.space).transform(px))
+        )
 
     def choose(self, fitted: GaussianProcessRegressor, xs: list[list[Any]], ys: list[float]) -> Params:
         """The acquisition's best point, the GP conditioned on ``xs`` (finished trials, then running

@@ -3,11 +3,13 @@
 Each ask scalarises the finished trials' losses afresh (search/parego.py:
 normalised over what was observed, a weight vector drawn from this ask's
 seed, the augmented Chebyshev function) and hands that one number to the
-single-objective path (search/gp.py): the same GP, warping and running
-trials' beliefs (by default the scalarised GP's own mean there, as for one
-objective; a belief per objective would have to be warped as the losses
-were, and the warp has no inverse for new values). One objective with
-constraints skips the scalarisation: its losses are told as they are.
+single-objective path (search/gp.py): the same GP and warping. A running
+trial is believed per objective (kriging believer: each objective's own GP
+mean there, scalarised as the finished trials were), then carried onto the
+scale the GP was fitted to (warped or not) by interpolating the finished
+trials' (scalarised, fitted) pairs: the warp is monotone, but has no formula
+for a new value. One objective with constraints skips the scalarisation:
+its losses, and its beliefs, are the single-objective path's.
 
 With constraints, each constrained metric gets a GP of its own, fitted to the
 values the trials reported, and the point asked is the candidate where EI
@@ -73,13 +75,40 @@ class MultiSuggester(GPSuggester):
         self.outcomes += outcomes(self.spec, finished)
 
     def ask(self, pending: Sequence[Params]) -> Params:
-        losses = np.array([o.losses for o in self.outcomes])
+        losses = self.losses()
         if len(self.outcomes) and losses.shape[1] > 1:
-            scalar = chebyshev(losses, weights(losses.shape[1], self.seed))
+            scalar = chebyshev(losses, self.weights())
         else:
             scalar = losses[:, 0] if len(self.outcomes) else np.zeros(0)
         self.observed = [(o.params, float(v)) for o, v in zip(self.outcomes, scalar, strict=True)]
         return super().ask(pending)
+
+    def losses(self) -> np.ndarray:
+        return np.array([o.losses for o in self.outcomes])
+
+    def weights(self) -> np.ndarray:
+        """This ask's weights: drawn from its seed, so a replayed ask draws the same."""
+        return weights(len(self.spec.objectives), self.seed)
+
+    def believe(self, fitted: GaussianProcessRegressor, ys: list[float], px: list[list[Any]]) -> list[float]:
+        """Kriging believer per objective, scalarised, on the fitted scale (module docstring);
+        the single-objective path's beliefs for one objective or cl_mean."""
+        spec = self.spec
+        if not px or len(spec.objectives) == 1 or spec.optimizer.pending != "kriging_believer":
+            return super().believe(fitted, ys, px)
+        xs = tuple(tuple(row(spec, o.params)) for o in self.outcomes)
+        at = normalized(spec.space).transform(px)
+        losses = self.losses()
+        means = np.column_stack([
+            fitted_gp(spec.space, spec.optimizer.random_state, xs, tuple(losses[:, j])).predict(at)
+            for j in range(losses.shape[1])
+        ])  # fmt: skip
+        believed = chebyshev(means, self.weights(), observed=losses)
+        raw = np.array([loss for _, loss in self.observed])
+        if np.array_equal(raw, ys):  # fitted to the scalarised losses as they are
+            return [float(v) for v in believed]
+        order = np.argsort(raw, kind="stable")
+        return [float(v) for v in np.interp(believed, raw[order], np.asarray(ys)[order])]
 
     def choose(self, fitted: GaussianProcessRegressor, xs: list[list[Any]], ys: list[float]) -> Params:
         if not self.spec.constraints:

@@ -24,16 +24,19 @@ def weights(objectives: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).dirichlet(np.ones(objectives))
 
 
-def normalised(losses: np.ndarray) -> np.ndarray:
-    """Each column mapped onto [0, 1] over its observed range; a constant column is all 0."""
-    low, high = losses.min(axis=0), losses.max(axis=0)
+def normalised(losses: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
+    """Each column mapped by the range it has in ``observed`` (by default ``losses`` itself) onto
+    [0, 1]; a constant column maps to 0."""
+    seen = losses if observed is None else observed
+    low, high = seen.min(axis=0), seen.max(axis=0)
     span = np.where(high > low, high - low, 1.0)
     out: np.ndarray = (losses - low) / span
     return out
 
 
-def chebyshev(losses: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """The augmented Chebyshev scalarisation of each row of (n, objectives) ``losses``, normalised first."""
-    weighted = normalised(losses) * w
+def chebyshev(losses: np.ndarray, w: np.ndarray, observed: np.ndarray | None = None) -> np.ndarray:
+    """The augmented Chebyshev scalarisation of each row of (n, objectives) ``losses``, normalised
+    over ``observed`` (by default over ``losses``)."""
+    weighted = normalised(losses, observed) * w
     out: np.ndarray = weighted.max(axis=1) + RHO * weighted.sum(axis=1)
     return out
