@@ -274,6 +274,11 @@ def status_schema() -> Schema:
             "endedBy": {"type": "string", "enum": list(ENDED_BY)},
             "store": {"type": "string", "description": "the store: the records, the truth"},
             "report": {"type": "string", "description": "the report's object"},
+            "paretoFront": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0},
+                "description": "several objectives or constraints: the Pareto front's trials",
+            },
         },
     }
 

@@ -142,7 +142,7 @@ def test_the_status_says_phase_counts_best_winner_and_budget(committed: Schema) 
     assert status["phase"]["enum"] == ["Pending", "Running", "Confirming", "Completed", "Failed"]
     assert set(status) == {
         "phase", "observedGeneration", "conditions", "progress", "trials", "confirmation", "best", "winner",
-        "gpuHours", "maxGpuHours", "endedBy", "store", "report",
+        "gpuHours", "maxGpuHours", "endedBy", "store", "report", "paretoFront",
     }  # fmt: skip
     conditions = status["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map"

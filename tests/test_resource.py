@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from kubetune import crd
@@ -59,7 +61,7 @@ def test_a_new_study_is_pending_with_every_field_present() -> None:
         "trials": {"total": 4, "finished": 0, "succeeded": 0, "failed": 0, "pruned": 0, "running": 0,
                    "queued": 0, "lostAttempts": 0},
         "confirmation": None, "best": None, "winner": None, "gpuHours": 0.0, "maxGpuHours": None,
-        "endedBy": None, "store": STORE, "report": f"{STORE}/report.html",
+        "endedBy": None, "store": STORE, "report": f"{STORE}/report.html", "paretoFront": None,
     }  # fmt: skip
     assert set(got) == set(crd.status_schema()["properties"])
 
@@ -178,3 +180,16 @@ def test_the_confirmation_phase_then_its_winner() -> None:
     assert winner["mean"] == pytest.approx(0.91) and winner["min"] == 0.9 and winner["max"] == 0.92
     assert got["best"]["index"] == 1  # type: ignore[index]  # the search's best stays the search's
     assert got["progress"] == "4/4" and got["trials"]["finished"] == 4  # type: ignore[index]
+
+
+def test_a_multi_objective_study_names_its_pareto_front() -> None:
+    s = parse_spec(
+        (SPEC % {"budget": "", "top_k": 0}) + "objectives: [{metric: val_accuracy}, {metric: param_count}]"
+    )
+    h = History()
+    for i, (accuracy, size) in enumerate([(0.9, 500.0), (0.8, 100.0), (0.7, 300.0)]):
+        launch(h, i)
+        h.add_result(replace(succeeded(i, params(i), "val_accuracy", accuracy),
+                             metrics={"val_accuracy": accuracy, "param_count": size}))  # fmt: skip
+    assert status(s, h)["paretoFront"] == [0, 1]  # trial 2 is worse than 1 on both
+    assert status(spec(), History())["paretoFront"] is None

@@ -22,7 +22,7 @@ from kubetune.controller import budgets, confirmation
 from kubetune.controller.best import spread
 from kubetune.controller.confirmation import Confirmation
 from kubetune.controller.history import History
-from kubetune.controller.leaderboard import summarize
+from kubetune.controller.leaderboard import front, summarize
 from kubetune.spec import Spec
 
 Status = dict[str, Any]
@@ -59,6 +59,8 @@ def study_status(
         "endedBy": ended,
         "store": store,
         "report": f"{store}/{REPORT_OBJECT}",
+        # Several objectives or constraints: the trials of the Pareto front, best first by the first.
+        "paretoFront": [r.index for r in front(spec, history.ordered_results())] if spec.multi else None,
     }
 
 
