@@ -75,11 +75,10 @@ class MultiSuggester(GPSuggester):
         self.outcomes += outcomes(self.spec, finished)
 
     def ask(self, pending: Sequence[Params]) -> Params:
+        if not self.outcomes:
+            return self.explore()
         losses = self.losses()
-        if len(self.outcomes) and losses.shape[1] > 1:
-            scalar = chebyshev(losses, self.weights())
-        else:
-            scalar = losses[:, 0] if len(self.outcomes) else np.zeros(0)
+        scalar = chebyshev(losses, self.weights()) if losses.shape[1] > 1 else losses[:, 0]
         self.observed = [(o.params, float(v)) for o, v in zip(self.outcomes, scalar, strict=True)]
         return super().ask(pending)
 
@@ -117,6 +116,7 @@ class MultiSuggester(GPSuggester):
         gp = frozen(fitted).fit(space.transform(xs), ys)
         rows = space.rvs(candidates(len(xs)), random_state=self.seed)
         at = space.transform(rows)
+        # ys: the finished trials' (in self.outcomes' order), then the running ones' beliefs.
         feasible = [y for y, o in zip(ys, self.outcomes, strict=False) if o.feasible]
         weight = self.feasibility(at)
         acquisition = weight if not feasible else gaussian_ei(at, gp, y_opt=min(feasible), xi=XI) * weight
