@@ -192,3 +192,15 @@ def test_a_finished_trials_job_is_labelled_with_every_weighed_metric() -> None:
         "kubetune.dev/param_count": "1200",
         "kubetune.dev/val_loss": "0.1",
     }
+
+
+def test_the_reports_leaderboard_lists_the_infeasible_last_and_the_weighed_metrics_first(
+    store: Store,
+) -> None:
+    results = read_history(store, SPEC).ordered_results()
+    page = report.report_html(SPEC, results, report.Figures())
+    board = page.split("<h2>Leaderboard</h2>", 1)[1].split("<h2>", 1)[0]
+    assert board.index("<th>param_count</th>") < board.index("<th>val_loss</th>")
+    broke = [r for r in results if not objectives.feasible(SPEC, r)]
+    assert board.count("<td>infeasible</td>") == len(broke) > 0
+    assert f"{len(broke)} succeeded trials broke a constraint" in page

@@ -81,6 +81,19 @@ def metric_columns(
     return [*declared, *(m for m in seen if m not in declared)] if every else declared
 
 
+def view_metrics(spec: Spec, results: Sequence[TrialResult], epochs: Epochs | None = None) -> list[str]:
+    """A leaderboard's metric columns beside the objective's own: the other objectives and the
+    constrained metrics first (what the study weighs), then ``metric_columns``'."""
+    weighed = [*(o.metric for o in spec.objectives[1:]), *(c.metric for c in spec.constraints)]
+    columns = dict.fromkeys([*weighed, *metric_columns(spec, results, epochs)])
+    return [m for m in columns if m != spec.objective.metric]
+
+
+def infeasible(spec: Spec, results: Sequence[TrialResult]) -> list[TrialResult]:
+    """The succeeded trials that broke a constraint, in index order: shown apart, never ranked."""
+    return [r for r in results if r.succeeded and not objectives.feasible(spec, r)]
+
+
 def running_epochs(results: Sequence[TrialResult], epochs: Epochs | None) -> dict[int, EpochRecord]:
     """The latest epoch record of each trial that has reported one and has no result yet."""
     done = {r.index for r in results}

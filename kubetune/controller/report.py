@@ -21,7 +21,7 @@ from kubetune.controller import objectives
 from kubetune.controller.best import spread
 from kubetune.controller.confirmation import Confirmation
 from kubetune.controller.history import Epochs, Lost
-from kubetune.controller.leaderboard import front, metric_columns, ranked, reported, summarize
+from kubetune.controller.leaderboard import front, infeasible, ranked, reported, summarize, view_metrics
 from kubetune.log import get_logger
 from kubetune.spec import Spec
 
@@ -201,15 +201,17 @@ def _confirmation(spec: Spec, confirmed: Confirmation) -> str:
 
 
 def _leaderboard(spec: Spec, results: Sequence[TrialResult], epochs: Epochs | None) -> str:
+    """The feasible succeeded trials ranked, best first; below them, those that broke a constraint."""
     done = ranked(spec, results)
-    if not done:
+    apart = infeasible(spec, results)
+    if not done and not apart:
         return '<p class="note">No successful trial yet.</p>'
     names = [d.name for d in spec.space]
-    metrics = [m for m in metric_columns(spec, results, epochs) if m != spec.objective.metric]
+    metrics = view_metrics(spec, results, epochs)
     head = ["rank", "trial", spec.objective.metric, *names, *metrics, "wall time (s)"]
     groups = [("", 3), ("parameters", len(names)), ("metrics", len(metrics)), ("", 1)]
     rows = []
-    for rank, r in enumerate(done, 1):
+    for rank, r in [*enumerate(done, 1), *(("infeasible", r) for r in apart)]:
         cells = [rank, r.index, r.objective_value, *(r.params.get(n) for n in names),
                  *(r.metrics.get(m) for m in metrics), r.wall_time_s]  # fmt: skip
         attrs = ' id="best" class="best"' if rank == 1 else ""
@@ -228,12 +230,8 @@ def _front(spec: Spec, results: Sequence[TrialResult]) -> str:
         + "".join(_td(r.params.get(d.name)) for d in spec.space) + "</tr>"
         for r in members
     ]  # fmt: skip
-    infeasible = sum(r.succeeded and not objectives.feasible(spec, r) for r in results)
-    note = (
-        f'<p class="note">{_e(infeasible)} succeeded trials broke a constraint.</p>'
-        if spec.constraints
-        else ""
-    )
+    broke = f"{len(infeasible(spec, results))} succeeded trials broke a constraint (listed last above)."
+    note = f'<p class="note">{_e(broke)}</p>' if spec.constraints else ""
     return f"<p>{_e(len(members))} trials on the front.</p>" + _table(head, rows) + note
 
 

@@ -29,7 +29,7 @@ from kubetune.controller import budgets, confirmation, objectives, report
 from kubetune.controller.best import best_document
 from kubetune.controller.confirmation import Confirmation
 from kubetune.controller.history import History, read_study
-from kubetune.controller.leaderboard import front, metric_columns, running_epochs, sign
+from kubetune.controller.leaderboard import front, running_epochs, sign, view_metrics
 from kubetune.spec import Spec
 from kubetune.store import Store, StoreError, open_store
 
@@ -82,11 +82,7 @@ class Snapshot:
     @property
     def metrics(self) -> list[str]:
         """The leaderboard's metric columns (the objective has its own)."""
-        epochs = self.history.search_epochs()
-        columns = metric_columns(self.spec, self.history.ordered_results(), epochs)
-        spec = self.spec
-        weighed = [*(o.metric for o in spec.objectives[1:]), *(c.metric for c in spec.constraints)]
-        return [m for m in dict.fromkeys([*weighed, *columns]) if m != spec.objective.metric]
+        return view_metrics(self.spec, self.history.ordered_results(), self.history.search_epochs())
 
     @cached_property
     def on_front(self) -> set[int]:
