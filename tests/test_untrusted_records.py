@@ -247,6 +247,42 @@ def test_a_study_resumes_past_any_result_record(baseline: Path, data: st.DataObj
         assert after[VICTIM] == before  # derived again identically: nothing was written for it
 
 
+# Several objectives and a constraint on a measured metric: a result's metrics and wall time are
+# what the study weighs, read from the trial's record like every other field.
+MULTI = parse_spec(
+    """
+    name: fuzz-multi
+    objectives: [{metric: val_accuracy}, {metric: param_count}]
+    constraints: [{metric: gpu_seconds, max: 100}]
+    optimizer: {n_initial_points: 3, random_state: 1}
+    budget: {max_trials: 5, max_failed: 8}
+    trial: {epochs: 2}
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def multi_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("multi")
+    store = open_store(str(root))
+    launcher = InProcessLauncher(store, epochs=2, wall_s=30.0,
+                                 metrics=lambda p: {"param_count": float(p["num_dense_nodes"])})  # fmt: skip
+    Study(MULTI, store, launcher, poll_s=0.0).run()
+    return root
+
+
+@given(data=st.data())
+def test_a_multi_objective_result_of_any_content_is_that_trials_problem_alone(
+    multi_baseline: Path, data: st.DataObject
+) -> None:
+    name = result_object(VICTIM)
+    payload = data.draw(payloads(baseline_bytes(multi_baseline, name)))
+    with copy_of(multi_baseline, name, payload) as root:
+        assert_one_trial_at_most(multi_baseline, root, VICTIM)
+        read_views(root)
+        assert_commands_answer(root)
+
+
 def test_a_folder_in_place_of_a_result_fails_that_trial(baseline: Path) -> None:
     with copy_of(baseline, "scratch", b"") as root:
         (root / result_object(VICTIM)).unlink()
