@@ -203,6 +203,8 @@ def _sigterm_raises() -> Iterator[None]:
 
 
 def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: JobSettings | None) -> int:
+    from kubetune.controller.best import front_member
+    from kubetune.controller.leaderboard import front
     from kubetune.controller.observer import StudyObserver, Unobserved
     from kubetune.controller.progress import Progress
     from kubetune.controller.study import Study
@@ -241,7 +243,11 @@ def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: J
         launcher.close()
     best = outcome.summary.best
     winner = outcome.confirmed.winner if outcome.confirmed else None
-    if winner is not None:
+    if spec.multi:
+        # No one best: the trade-offs found, as best.json's front (kubetune best --pick chooses).
+        members = front(spec, study.history.ordered_results())
+        print(json.dumps({"front": [front_member(spec, r) for r in members]}))
+    elif winner is not None:
         # The configuration with the best mean over fresh seeds: its spread says how far to trust it.
         means = winner.mean_metrics()
         spread = {"n": winner.n, "sd": winner.sd, **{m: means.get(m) for m in spec.kind.held_out}}

@@ -235,6 +235,7 @@ def test_a_real_study_of_two_objectives_and_a_constraint_reports_its_front(
     doc = json.loads((store / "best.json").read_text())
     on_front = {int(r["index"]) for r in rows if r["pareto"] == "true"}
     assert {m["index"] for m in doc["front"]} == on_front and on_front
+    assert json.loads(run.stdout) == {"front": doc["front"]}  # what run prints at its end
     # The front trades accuracy for size: the most accurate member is the largest.
     members = doc["front"]
     assert [m["values"]["param_count"] for m in members] == sorted(
