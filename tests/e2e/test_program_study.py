@@ -102,7 +102,7 @@ def test_a_two_objective_study_runs_as_jobs_labelled_with_what_it_weighs(
     gcs: FakeGCS, bucket: str,
 ) -> None:  # fmt: skip
     """Issue 25 as Jobs: the loss and the wall time kubetune measures, under a GPU-seconds cap; each
-    finished Job carries both objectives and the constrained metric as labels. Written, not yet run."""
+    finished Job carries both objectives and the constrained metric as labels."""
     image = program_image(project_images.controller)
     node.load_images([image])
     example = load_spec(EXAMPLE)
