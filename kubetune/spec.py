@@ -515,12 +515,7 @@ def _constraints(
     out: list[Constraint] = []
     for i, item in enumerate(items):
         f = _Fields(item, f"constraints[{i}]")
-        metric = f.get("metric", str, None)
-        if metric is None:
-            raise SpecError(f"{f.where('metric')}: required (the metric the trials report)")
-        problem = kind.metric_problem(metric)
-        if problem:
-            raise SpecError(f"{f.where('metric')}: {problem}")
+        metric = _metric(f, kind, None)
         if any(o.metric == metric for o in objectives):
             raise SpecError(f"{f.where('metric')}: {metric!r} is also an objective; a metric is "
                             "optimised or constrained, not both")  # fmt: skip
@@ -538,18 +533,24 @@ def _constraints(
 
 def _objective(f: _Fields, kind: TrialKind, default: bool = True) -> Objective:
     known = default and kind.metric_problem(Objective.metric) is None and kind.metrics
-    metric = f.get("metric", str, Objective.metric if known else None)
-    if metric is None:
-        raise SpecError(f"{f.where('metric')}: required (the metric the trials report)")
-    problem = kind.metric_problem(metric)
-    if problem:
-        raise SpecError(f"{f.where('metric')}: {problem}")
+    metric = _metric(f, kind, Objective.metric if known else None)
     goal = f.get("goal", str, kind.goal_of(metric))
     if goal is None:
         raise SpecError(f"{f.where('goal')}: required for metric {metric!r} (maximize or minimize)")
     _choice(goal, ("maximize", "minimize"), f.where("goal"))
     f.done()
     return Objective(metric, goal)
+
+
+def _metric(f: _Fields, kind: TrialKind, default: str | None) -> str:
+    """The ``metric`` field: one the kind's trials report."""
+    metric = f.get("metric", str, default)
+    if metric is None:
+        raise SpecError(f"{f.where('metric')}: required (the metric the trials report)")
+    problem = kind.metric_problem(metric)
+    if problem:
+        raise SpecError(f"{f.where('metric')}: {problem}")
+    return str(metric)
 
 
 def _space(items: list[Any] | None, kind: TrialKind) -> tuple[Dimension, ...]:
