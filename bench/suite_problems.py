@@ -1,0 +1,195 @@
+"""The suite's synthetic problems: the functions the field compares black-box optimizers on.
+
+Section 13 (bench/suite.py) runs these beside section 4's problems and the
+real hyperparameter tables (bench/suite_tables.py). They are chosen for
+variety, BBOB-style (Hansen et al., "Real-parameter black-box optimization
+benchmarking", 2009; the Virtual Library of Simulation Experiments): smooth
+and multimodal, separable and not, 2 to 10 dimensions, and the spaces
+hyperparameters come in (log-scaled, integer, categorical, noisy). ``WHY``
+says what each one tests. Optima that sit at the centre of the box are
+shifted off it, as BBOB shifts them: a method that samples the centre first
+gains nothing. Each function takes a batch of points (rows) in the box.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import numpy as np
+from skopt.space import Space
+
+from bench.search_problems import SYNTHETIC, Problem
+from kubetune.contract import Params
+from kubetune.controller.search.space import point, skopt_dimensions
+from kubetune.spec import Categorical, Dimension, Integer, Real, Spec
+
+Batch = Callable[[np.ndarray], np.ndarray]  # rows of points -> their losses
+TARGET_QUANTILE = 0.005  # the target: a loss only 1 in 200 random points reaches
+TARGET_DRAWS = 20_000
+
+_RNG = np.random.default_rng(2009)  # the fixed shifts and rotation: part of each problem's definition
+_ROTATION = np.linalg.qr(_RNG.standard_normal((6, 6)))[0]
+_ELLIPSOID_OPT = _RNG.uniform(-4, 4, 6)
+_RASTRIGIN_SHIFT = _RNG.uniform(-3, 3, 5)
+_ACKLEY_SHIFT = _RNG.uniform(-20, 20, 5)
+
+
+def ellipsoid_rotated(x: np.ndarray) -> np.ndarray:
+    """BBOB f10: condition number 10^6 along rotated axes."""
+    z = (x - _ELLIPSOID_OPT) @ _ROTATION.T
+    return np.sum(10 ** (6 * np.arange(6) / 5) * z**2, axis=1)  # type: ignore[no-any-return]
+
+
+def rosenbrock(x: np.ndarray) -> np.ndarray:
+    return np.sum(100 * (x[:, 1:] - x[:, :-1] ** 2) ** 2 + (1 - x[:, :-1]) ** 2, axis=1)  # type: ignore[no-any-return]
+
+
+def rastrigin(x: np.ndarray) -> np.ndarray:
+    z = x - _RASTRIGIN_SHIFT[: x.shape[1]]
+    return 10 * x.shape[1] + np.sum(z**2 - 10 * np.cos(2 * np.pi * z), axis=1)  # type: ignore[no-any-return]
+
+
+def ackley(x: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
+    z = x - (_ACKLEY_SHIFT[: x.shape[1]] if shift is None else shift)
+    d = x.shape[1]
+    far = -20 * np.exp(-0.2 * np.sqrt(np.sum(z**2, axis=1) / d))
+    return far - np.exp(np.sum(np.cos(2 * np.pi * z), axis=1) / d) + 20 + math.e  # type: ignore[no-any-return]
+
+
+def schwefel(x: np.ndarray) -> np.ndarray:
+    return 418.9829 * x.shape[1] - np.sum(x * np.sin(np.sqrt(np.abs(x))), axis=1)  # type: ignore[no-any-return]
+
+
+def styblinski_tang(x: np.ndarray) -> np.ndarray:
+    return np.sum(x**4 - 16 * x**2 + 5 * x, axis=1) / 2  # type: ignore[no-any-return]
+
+
+def michalewicz(x: np.ndarray) -> np.ndarray:
+    i = np.arange(1, x.shape[1] + 1)
+    return -np.sum(np.sin(x) * np.sin(i * x**2 / np.pi) ** 20, axis=1)  # type: ignore[no-any-return]
+
+
+def levy(x: np.ndarray) -> np.ndarray:
+    w = 1 + (x - 1) / 4
+    inner = (w[:, :-1] - 1) ** 2 * (1 + 10 * np.sin(np.pi * w[:, :-1] + 1) ** 2)
+    last = (w[:, -1] - 1) ** 2 * (1 + np.sin(2 * np.pi * w[:, -1]) ** 2)
+    return np.sin(np.pi * w[:, 0]) ** 2 + np.sum(inner, axis=1) + last  # type: ignore[no-any-return]
+
+
+_LOG_OPT = np.array([-4.2, -2.5, -1.1, -5.3])  # log10 of the best values
+_LOG_WEIGHT = np.array([1.0, 3.0, 0.3, 10.0])
+
+
+def log_bowl(x: np.ndarray) -> np.ndarray:
+    """A weighted bowl in log10 of its inputs: learning rates and decays, whose scale is a decade."""
+    return np.sum(_LOG_WEIGHT * (np.log10(x) - _LOG_OPT) ** 2, axis=1)  # type: ignore[no-any-return]
+
+
+_CAT_SHIFT = {"a": (1.0, -2.0, 0.5), "b": (-3.0, 2.5, -1.0), "c": (2.0, 2.0, 2.0), "d": (-1.5, -0.5, 3.5)}
+_CAT_OFFSET = {"a": 0.6, "b": 0.0, "c": 0.3, "d": 0.9}
+_CAT_BEST_K = {"a": 2, "b": 6, "c": 4, "d": 0}
+
+
+def ackley_categorical(p: Params) -> float:
+    """Ackley in three reals, its optimum moved by a categorical, plus an integer whose best value
+    the categorical sets: the choices interact with the reals (section 4's mixed only adds offsets)."""
+    c = str(p["c"])
+    x = np.array([[float(p[f"x{i}"]) for i in range(1, 4)]])
+    off_k = abs(int(p["k"]) - _CAT_BEST_K[c])
+    return float(ackley(x, np.array(_CAT_SHIFT[c]))[0]) + _CAT_OFFSET[c] + 0.3 * off_k
+
+
+def on_rows(f: Batch, names: tuple[str, ...]) -> Callable[[Params], float]:
+    """A batch function as a Problem's loss of one point."""
+    return lambda p: float(f(np.array([[float(p[n]) for n in names]]))[0])
+
+
+def reals(
+    d: int, low: float, high: float, prior: Literal["uniform", "log-uniform"] = "uniform"
+) -> tuple[Dimension, ...]:
+    return tuple(Real(f"x{i}", low, high, prior) for i in range(1, d + 1))
+
+
+def target(space: tuple[Dimension, ...], truth: Callable[[Params], float], optimum: float) -> float:
+    """The regret of the best TARGET_QUANTILE of the space, by random draws: one rule for every
+    problem, so reaching it is as hard, against random search, everywhere."""
+    spec = Spec(space=space)
+    rows = Space(skopt_dimensions(spec)).rvs(TARGET_DRAWS, random_state=0)
+    losses = [truth(point(spec, r)) for r in rows]
+    return float(np.quantile(losses, TARGET_QUANTILE) - optimum)
+
+
+def noisy(problem: Problem, sd: float) -> Problem:
+    """The problem observed through Gaussian noise, drawn from the run's seed and the trial's index."""
+
+    def noise(_: Params, seed: int, index: int) -> float:
+        return float(np.random.default_rng([seed, index, 13]).normal(0.0, sd))
+
+    return Problem(f"{problem.name}_noisy", problem.space, problem.truth, problem.optimum, problem.target,
+                   problem.x0, noise)  # fmt: skip
+
+
+def box(name: str, f: Batch, space: tuple[Dimension, ...], optimum: float) -> Problem:
+    truth = on_rows(f, tuple(d.name for d in space))
+    return Problem(name, space, truth, optimum, target(space, truth, optimum))
+
+
+def ackley_cat() -> Problem:
+    space = (*reals(3, -5, 5), Integer("k", 0, 8), Categorical("c", ("a", "b", "c", "d")))
+    return Problem("ackley_cat", space, ackley_categorical, 0.0, target(space, ackley_categorical, 0.0))
+
+
+def _levy_space() -> tuple[Dimension, ...]:
+    return (Integer("x1", -10, 10), Integer("x2", -10, 10), *reals(4, -10, 10)[2:])
+
+
+_ST_OPT = float(styblinski_tang(np.full((1, 10), -2.903534))[0])
+_SCHWEFEL_OPT = float(schwefel(np.full((1, 4), 420.968746))[0])
+# Built on demand (each target takes random draws): a smoke run builds only its few.
+MAKERS: dict[str, Callable[[], Problem]] = {
+    **{name: functools.partial(SYNTHETIC.__getitem__, name) for name in SYNTHETIC},
+    "ellipsoid_rot6": functools.partial(box, "ellipsoid_rot6", ellipsoid_rotated, reals(6, -5, 5), 0.0),
+    "rosenbrock4": functools.partial(box, "rosenbrock4", rosenbrock, reals(4, -5, 10), 0.0),
+    "rastrigin5": functools.partial(box, "rastrigin5", rastrigin, reals(5, -5.12, 5.12), 0.0),
+    "ackley5": functools.partial(box, "ackley5", ackley, reals(5, -32.768, 32.768), 0.0),
+    "schwefel4": functools.partial(box, "schwefel4", schwefel, reals(4, -500, 500), _SCHWEFEL_OPT),
+    "styblinski_tang10": functools.partial(
+        box, "styblinski_tang10", styblinski_tang, reals(10, -5, 5), _ST_OPT
+    ),
+    "michalewicz5": functools.partial(box, "michalewicz5", michalewicz, reals(5, 0, math.pi), -4.687658),
+    "log_bowl4": functools.partial(box, "log_bowl4", log_bowl, reals(4, 1e-7, 1.0, "log-uniform"), 0.0),
+    "levy4_int": functools.partial(box, "levy4_int", levy, _levy_space(), 0.0),
+    "ackley_cat": ackley_cat,
+    "hartmann6_noisy": lambda: noisy(SYNTHETIC["hartmann6"], 0.2),
+    "ackley5_noisy": lambda: noisy(MAKERS["ackley5"](), 1.0),
+}
+
+
+def problems(names: Sequence[str]) -> dict[str, Problem]:
+    """The named synthetic problems (section 4's three among them)."""
+    return {name: MAKERS[name]() for name in names}
+
+
+WHY = {
+    "branin": "section 4: smooth, 2-d, three global minima",
+    "hartmann6": "section 4: 6-d, a few local minima, the classic GP benchmark",
+    "mixed": "section 4: six-hump camel plus an integer and a categorical, separable offsets",
+    "cnn": "section 4: the seed CNN's surrogate of real trainings, noisy",
+    "ellipsoid_rot6": "ill-conditioned (10^6) and non-separable (rotated): BBOB f10",
+    "rosenbrock4": "a long curved valley: progress needs many small steps",
+    "rastrigin5": "regular grid of local minima, separable (shifted off the centre)",
+    "ackley5": "nearly flat outside a narrow funnel, many local minima (shifted)",
+    "schwefel4": "deceptive: the best minimum is far from the next best, near the bounds",
+    "styblinski_tang10": "10-d, 2^10 local minima, separable: the suite's high end",
+    "michalewicz5": "steep narrow ridges on plateaus: little gradient to follow",
+    "log_bowl4": "log-uniform dimensions over 7 decades, optimum decades apart: learning-rate-like",
+    "levy4_int": "multimodal with two integer dimensions",
+    "ackley_cat": "a categorical that moves the reals' optimum and an integer's: interactions",
+    "hartmann6_noisy": "Hartmann-6 observed with noise of sd 0.2 (regret on the true loss)",
+    "ackley5_noisy": "Ackley-5 observed with noise of sd 1",
+    "svm_digits": "real: an SVM's C, gamma and kernel on load_digits, 3-fold CV error",
+    "hgb_cancer": "real: boosting's learning rate, leaves, leaf size, L2 on load_breast_cancer, CV log-loss",
+}
