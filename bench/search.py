@@ -57,7 +57,17 @@ from kubetune.contract import Params, TrialResult
 from kubetune.controller import optimizer
 from kubetune.controller.search import gp
 from kubetune.controller.search.space import point, skopt_dimensions
-from kubetune.spec import PENDING_STRATEGIES, Budget, Categorical, Integer, OptimizerSettings, Real, Spec
+from kubetune.spec import (
+    ACQ_FUNCS,
+    INITIAL_POINT_GENERATORS,
+    PENDING_STRATEGIES,
+    Budget,
+    Categorical,
+    Integer,
+    OptimizerSettings,
+    Real,
+    Spec,
+)
 from tests.fake_trial import succeeded
 
 # Trials per sequential run; parallel runs, and random search (cheap, and the yardstick at equal
@@ -205,8 +215,9 @@ def _distribution(d: Real | Integer | Categorical) -> Any:
 def method_run(method: str) -> tuple[Run, bool]:
     """The run for a method's name, and whether it gets the longer budget (parallel runs, random).
 
-    ``kubetune pN[ STRATEGY][ initK][ fitK][ unwarped][ wait][ quotaQ[ queuedM]]``: N in flight,
-    the pending strategy, K initial points, the kernel fitted on at most K trials,
+    ``kubetune pN[ STRATEGY][ GENERATOR][ ACQ][ initK][ fitK][ unwarped][ wait][ quotaQ[ queuedM]]``:
+    N in flight, the pending strategy, the initial point generator (``sobol``, ``lhs``, ...), the
+    acquisition (``gp_hedge``, ...), K initial points, the kernel fitted on at most K trials,
     ``optimizer.warp: none``, the ``wait`` candidate, a queue's quota and ``budget.max_queued``
     (kubetune_run).
     """
@@ -225,6 +236,10 @@ def method_run(method: str) -> tuple[Run, bool]:
     for word in words[2:]:
         if word in PENDING_STRATEGIES:
             settings["pending"] = word
+        elif word in INITIAL_POINT_GENERATORS:
+            settings["initial_point_generator"] = word
+        elif word in ACQ_FUNCS:
+            settings["acq_func"] = word
         elif word.startswith("init"):
             settings["n_initial_points"] = int(word[4:])
         elif word.startswith("fit"):
@@ -252,8 +267,10 @@ def problem_set(cnn: Surrogate | None) -> dict[str, Problem]:
     return {**SYNTHETIC, **({"cnn": cnn_problem(cnn)} if cnn else {})}
 
 
-def _worker(cnn: Surrogate | None) -> None:
+def _worker(cnn: Surrogate | None, more: Callable[[], dict[str, Problem]] | None) -> None:
     _PROBLEMS.update(problem_set(cnn))
+    if more is not None:
+        _PROBLEMS.update(more())
 
 
 def _cell(problem: str, method: str, seed: int, budget: int) -> list[float]:
@@ -265,15 +282,23 @@ def _cell(problem: str, method: str, seed: int, budget: int) -> list[float]:
 
 
 def run_cells(
-    names: Sequence[str], methods: Sequence[str], seeds: int, budget: int, cnn: Surrogate | None
+    names: Sequence[str],
+    methods: Sequence[str],
+    seeds: int,
+    budget: int,
+    cnn: Surrogate | None,
+    more: Callable[[], dict[str, Problem]] | None = None,
+    workers: int = WORKERS,
 ) -> dict[str, dict[str, list[list[float]]]]:
-    """Every (problem, method, seed) run, in WORKERS processes: {problem: {method: [losses per seed]}}.
+    """Every (problem, method, seed) run, in ``workers`` processes: {problem: {method: [losses per seed]}}.
 
+    ``more``: a picklable maker of problems beyond section 4's, called once in each worker.
     Spawned, not forked: the process may hold TensorFlow, whose threads do not survive a fork.
     """
     jobs = [(p, m, s) for p in names for m in methods for s in range(seeds)]
     out: dict[str, dict[str, list[list[float]]]] = {p: {m: [] for m in methods} for p in names}
-    with ProcessPoolExecutor(WORKERS, get_context("spawn"), initializer=_worker, initargs=(cnn,)) as pool:
+    context = get_context("spawn")
+    with ProcessPoolExecutor(workers, context, initializer=_worker, initargs=(cnn, more)) as pool:
         futures = [pool.submit(_cell, p, m, s, budget) for p, m, s in jobs]
         for n, ((p, m, _), fut) in enumerate(zip(jobs, futures, strict=True)):
             out[p][m].append(fut.result())
@@ -331,16 +356,16 @@ def problem_table(problem: Problem, runs: dict[str, list[list[float]]]) -> str:
     return table(header, rows)
 
 
-def versus(problem: Problem, runs: dict[str, list[list[float]]]) -> list[str]:
-    """Parallel 1 against the RIVALS after BUDGET trials: no worse beyond their IQR?"""
-    if not {"kubetune p1", *RIVALS} <= runs.keys() or any(
-        len(c) < BUDGET for m in ("kubetune p1", *RIVALS) for c in runs[m]
+def versus(problem: Problem, runs: dict[str, list[list[float]]], rivals: Sequence[str] = RIVALS) -> list[str]:
+    """Parallel 1 against the rivals after BUDGET trials: no worse beyond their IQR?"""
+    if not {"kubetune p1", *rivals} <= runs.keys() or any(
+        len(c) < BUDGET for m in ("kubetune p1", *rivals) for c in runs[m]
     ):
         return []  # a smoke run: a short budget, no torch
-    at = {m: [regret(c, problem.optimum)[BUDGET - 1] for c in runs[m]] for m in ("kubetune p1", *RIVALS)}
+    at = {m: [regret(c, problem.optimum)[BUDGET - 1] for c in runs[m]] for m in ("kubetune p1", *rivals)}
     p1 = float(np.median(at["kubetune p1"]))
-    verdicts = ["yes" if p1 <= np.percentile(at[m], 75) else "no" for m in RIVALS]
-    return [problem.name, *(median_iqr(at[m]) for m in ("kubetune p1", *RIVALS)), *verdicts]
+    verdicts = ["yes" if p1 <= np.percentile(at[m], 75) else "no" for m in rivals]
+    return [problem.name, *(median_iqr(at[m]) for m in ("kubetune p1", *rivals)), *verdicts]
 
 
 def goals(problem: Problem, runs: dict[str, list[list[float]]]) -> list[str]:

@@ -62,6 +62,17 @@ def test_resume_benchmark_smoke(tmp_path: Path) -> None:
     assert runs["1.0"][0]["gets"] == (2 + section.data["epochs"]) * section.data["trials"] + 1
 
 
+def test_suite_benchmark_smoke(tmp_path: Path) -> None:
+    from bench import suite
+
+    with context(True, tmp_path) as ctx:
+        section = BENCHMARKS["suite"](ctx)
+    assert "| " in section.markdown()
+    # Every method ran every smoke problem, and the real table was evaluated into the scratch folder.
+    assert set(section.data["main"]) == set(suite.SMOKE_NAMES)
+    assert (tmp_path / "suite-tables.json").exists()
+
+
 def test_late_binding_benchmark_smoke(tmp_path: Path) -> None:
     from bench import late_binding
 
