@@ -1,4 +1,4 @@
-"""13. Search quality across a suite: section 4's comparison on the problems the field uses.
+"""14. Search quality across a suite: section 4's comparison on the problems the field uses.
 
 Section 4 compares kubetune with its rivals on four problems; a default
 chosen on four can be tuned to them. This section runs the same runners
@@ -176,7 +176,7 @@ def _section(
     cseeds: int,
     torch: bool,
 ) -> Section:
-    s = Section("suite", "13. Search quality across a suite of problems")
+    s = Section("suite", "14. Search quality across a suite of problems")
     longer = math.ceil(budget * 1.5)
     missing = [m for m in ("cnn",) if m not in found]
     s.add(

@@ -1,6 +1,6 @@
 """The suite's synthetic problems: the functions the field compares black-box optimizers on.
 
-Section 13 (bench/suite.py) runs these beside section 4's problems and the
+Section 14 (bench/suite.py) runs these beside section 4's problems and the
 real hyperparameter tables (bench/suite_tables.py). They are chosen for
 variety, BBOB-style (Hansen et al., "Real-parameter black-box optimization
 benchmarking", 2009; the Virtual Library of Simulation Experiments): smooth
