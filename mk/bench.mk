@@ -6,6 +6,8 @@
 # in seconds, so they keep working; CI runs the same as tests/test_bench_smoke.py.
 # The notebook's whole study (60 trials x 3 epochs, about an hour on 2 cores) runs
 # only on demand: .venv/bin/python -m bench seed_study (BENCHMARKS.md section 7).
+# So does the search suite (17 problems, about 80 min on one shared core):
+# .venv/bin/python -m bench suite (BENCHMARKS.md section 13).
 
 BENCH_PYTHON ?= .venv/bin/python
 # From the top-level Makefile: the venv, the dataset's IDX files, the test
