@@ -395,16 +395,19 @@ def goals(problem: Problem, runs: dict[str, list[list[float]]]) -> list[str]:
 # --- the benchmark ----------------------------------------------------------------
 
 
-def cnn_surrogate(ctx: Context) -> tuple[Surrogate, str]:
+def cnn_surrogate(
+    ctx: Context, configs: int = CONFIGS, noise_configs: int = NOISE_CONFIGS
+) -> tuple[Surrogate, str]:
     """The CNN's surrogate, after training the evaluations not cached yet (in a child: no TensorFlow here).
 
     A full run on a fresh machine trains them all (about an hour on 2 cores);
-    later runs reuse bench/.cache/search-evaluations.json and train nothing.
+    later runs reuse bench/.cache/search-evaluations.json and train nothing. ``configs`` and
+    ``noise_configs``: a prefix of the design (section 13's smaller surrogate).
     """
     from bench.throughput import prepared_data_dir
 
     path, configs, noise_configs = (
-        (ctx.work / "search-evaluations.json", 4, 1) if ctx.smoke else (CACHE_FILE, CONFIGS, NOISE_CONFIGS)
+        (ctx.work / "search-evaluations.json", 4, 1) if ctx.smoke else (CACHE_FILE, configs, noise_configs)
     )
     train, val = (512, 256) if ctx.smoke else (TRAIN, VAL)
     args = ["--configs", str(configs), "--noise-configs", str(noise_configs), "--cache", str(path)]
