@@ -55,7 +55,7 @@ import numpy as np
 
 from bench import search_cnn
 from bench.common import Context, Section, log, machine, table
-from bench.search import _distribution, cnn_surrogate, median_iqr
+from bench.search import cnn_surrogate, median_iqr, optuna_distribution
 from bench.search_cnn import Surrogate, design
 from bench.search_problems import cnn_problem
 from kubetune.contract import Params, TrialResult
@@ -262,7 +262,7 @@ def optuna_run(problem: Problem, seed: int, budget: int, sampler: str) -> list[P
         else samplers.TPESampler(seed=seed, constraints_func=constraints)
     )
     study = optuna.create_study(directions=["minimize"] * len(problem.reference), sampler=chosen)
-    distributions: dict[str, BaseDistribution] = {d.name: _distribution(d) for d in problem.space}
+    distributions: dict[str, BaseDistribution] = {d.name: optuna_distribution(d) for d in problem.space}
     points = []
     for index in range(budget):
         trial = study.ask(distributions)

@@ -193,7 +193,7 @@ def optuna_run(problem: Problem, seed: int, budget: int, sampler: str) -> list[f
     study = optuna.create_study(sampler=getattr(optuna.samplers, sampler)(seed=seed))
     for p in problem.x0:
         study.enqueue_trial(dict(p))
-    distributions = {d.name: _distribution(d) for d in problem.space}
+    distributions = {d.name: optuna_distribution(d) for d in problem.space}
     points = []
     for index in range(budget):
         trial = study.ask(distributions)
@@ -202,7 +202,7 @@ def optuna_run(problem: Problem, seed: int, budget: int, sampler: str) -> list[f
     return [problem.truth(p) for p in points]
 
 
-def _distribution(d: Real | Integer | Categorical) -> Any:
+def optuna_distribution(d: Real | Integer | Categorical) -> Any:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     if isinstance(d, Real):
