@@ -219,7 +219,7 @@ def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: J
         from kubetune.kubernetes import JobSettings, connect, study_resource
 
         params = {*spec.full_params({}), *(d.name for d in spec.space)}
-        weighed = [*(o.metric for o in spec.objectives[1:]), *(c.metric for c in spec.constraints)]
+        weighed = spec.weighed
         launcher, observer = connect(spec.name, job_settings or JobSettings(), params, weighed)
         resource = study_resource(store.uri, observer)
         if resource is not None:  # its budget and confirm are the user's latest word (kubectl patch)

@@ -200,6 +200,12 @@ class Spec:
         return len(self.objectives) > 1 or bool(self.constraints)
 
     @property
+    def weighed(self) -> list[str]:
+        """The metrics a trial must report beside its objective value: the other objectives', then
+        the constrained ones'."""
+        return [*(o.metric for o in self.objectives[1:]), *(c.metric for c in self.constraints)]
+
+    @property
     def measured(self) -> frozenset[str]:
         """The controller-measured metrics (contract.MEASURED_METRICS) an objective or constraint names."""
         named = {o.metric for o in self.objectives} | {c.metric for c in self.constraints}

@@ -217,7 +217,7 @@ def unmeasured(result: TrialResult, spec: Spec) -> str | None:
     wall = result.wall_time_s
     if spec.measured and not (isinstance(wall, int | float) and math.isfinite(wall) and wall >= 0):
         return f"wall_time_s: must be a finite number of seconds, at least 0, got {short(repr(wall))}"
-    needed = [*(o.metric for o in spec.objectives[1:]), *(c.metric for c in spec.constraints)]
+    needed = spec.weighed
     missing = [m for m in needed if m not in result.metrics and m not in spec.measured]
     return f"metrics.{missing[0]}: not reported, and the study weighs it" if missing else None
 

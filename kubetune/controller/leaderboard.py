@@ -44,9 +44,8 @@ def ranked(spec: Spec, results: Sequence[TrialResult]) -> list[TrialResult]:
 def front(spec: Spec, results: Sequence[TrialResult]) -> list[TrialResult]:
     """The Pareto front of the succeeded feasible trials, best first by the first objective; ties
     (equal values on every objective) all stay."""
-    done = [r for r in ranked(spec, results) if objectives.losses(spec, r) is not None]
-    losses = [objectives.losses(spec, r) or () for r in done]
-    return [done[i] for i in pareto.front(losses)]
+    scored = [(r, loss) for r in ranked(spec, results) if (loss := objectives.losses(spec, r)) is not None]
+    return [scored[i][0] for i in pareto.front([loss for _, loss in scored])]
 
 
 def best_of(spec: Spec, results: Sequence[TrialResult]) -> TrialResult | None:
@@ -84,7 +83,7 @@ def metric_columns(
 def view_metrics(spec: Spec, results: Sequence[TrialResult], epochs: Epochs | None = None) -> list[str]:
     """A leaderboard's metric columns beside the objective's own: the other objectives and the
     constrained metrics first (what the study weighs), then ``metric_columns``'."""
-    weighed = [*(o.metric for o in spec.objectives[1:]), *(c.metric for c in spec.constraints)]
+    weighed = spec.weighed
     columns = dict.fromkeys([*weighed, *metric_columns(spec, results, epochs)])
     return [m for m in columns if m != spec.objective.metric]
 
