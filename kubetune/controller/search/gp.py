@@ -9,6 +9,9 @@ trials are then told as the strategy believes them (``optimizer.pending``: by
 default the GP's own mean, the "kriging believer") and the GP is conditioned
 on them without refitting the kernel: the lie moves the mean and shrinks the
 variance there, so parallel trials spread out instead of piling on one point.
+Every other ask looks only within a trust region around the best trial
+(``optimizer.trust_region``; kubetune/controller/search/region.py), the asks
+between over the whole space: a short study spends fewer trials at the edges.
 Past FIT_MAX trials the kernel is fitted on a subset; with the likelihood and
 the acquisition computed by BLAS (kubetune/controller/gp.py), a 1,000-trial
 study asks in under a second of CPU (bench/search_scale.py).
@@ -23,15 +26,19 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 from skopt import Optimizer
+from skopt.acquisition import _gaussian_acquisition
 from skopt.learning import GaussianProcessRegressor
 from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
 from skopt.learning.gaussian_process.kernels import WhiteKernel
+from skopt.space import Categorical as SkCategorical
+from skopt.space import Space
 from skopt.utils import cook_estimator
 
 from kubetune.contract import Params
 from kubetune.controller import warping
 from kubetune.controller.gp import FastGP
 from kubetune.controller.search.base import Suggester, beliefs
+from kubetune.controller.search.region import box, relative_scales, side
 from kubetune.controller.search.space import normalized, point, row, skopt_dimensions
 from kubetune.spec import Dimension, Spec
 
@@ -62,7 +69,42 @@ class GPSuggester(Suggester):
 
     def choose(self, fitted: GaussianProcessRegressor, xs: list[list[Any]], ys: list[float]) -> Params:
         """The acquisition's best point, the GP conditioned on ``xs`` (finished trials, then running
-        ones) and ``ys`` (their fitted losses, then beliefs)."""
+        ones) and ``ys`` (their fitted losses, then beliefs): every other ask (by the count of
+        trials told) only within the trust region (``optimizer.trust_region``; search/region.py)."""
+        local = self.region(fitted) if len(xs) % 2 == 0 else None
+        return self.anywhere(fitted, xs, ys) if local is None else self.within(local, fitted, xs, ys)
+
+    def region(self, fitted: GaussianProcessRegressor) -> Space | None:
+        """The trust region around the best finished trial; None where the spec turns it off or
+        every dimension is categorical."""
+        spec = self.spec
+        dims = skopt_dimensions(spec)
+        if spec.optimizer.trust_region == "none" or all(isinstance(d, SkCategorical) for d in dims):
+            return None
+        losses = [loss for _, loss in self.observed]
+        unit = normalized(spec.space)
+        numeric = sum(not isinstance(d, SkCategorical) for d in dims)
+        length = side(losses, len(spec.x0) + spec.optimizer.n_initial_points, numeric)
+        scales = relative_scales(np.atleast_1d(fitted.kernel_.k1.k2.length_scale), unit)
+        best = row(spec, self.observed[int(np.argmin(losses))][0])
+        return box(dims, unit, best, length, scales)
+
+    def within(
+        self, local: Space, fitted: GaussianProcessRegressor, xs: list[list[Any]], ys: list[float]
+    ) -> Params:
+        """The acquisition's best of random points in ``local``, scored by the model of the whole space.
+
+        gp_hedge's portfolio is the global asks'; a local ask scores with EI.
+        """
+        unit = normalized(self.spec.space)
+        gp = frozen(fitted).fit(unit.transform(xs), ys)
+        rows = local.rvs(candidates(len(xs)), random_state=self.seed)
+        acq = self.spec.optimizer.acq_func
+        score = _gaussian_acquisition(unit.transform(rows), gp, min(ys), "EI" if acq == "gp_hedge" else acq)
+        return point(self.spec, rows[int(np.argmin(score))])  # skopt's acquisitions are negated
+
+    def anywhere(self, fitted: GaussianProcessRegressor, xs: list[list[Any]], ys: list[float]) -> Params:
+        """skopt's ask over the whole space: random candidates, the best polished by L-BFGS."""
         opt = Optimizer(
             skopt_dimensions(self.spec),
             base_estimator=frozen(fitted),
