@@ -215,11 +215,11 @@ def optuna_distribution(d: Real | Integer | Categorical) -> Any:
 def method_run(method: str) -> tuple[Run, bool]:
     """The run for a method's name, and whether it gets the longer budget (parallel runs, random).
 
-    ``kubetune pN[ STRATEGY][ GENERATOR][ ACQ][ initK][ fitK][ unwarped][ wait][ quotaQ[ queuedM]]``:
+    ``kubetune pN[ STRATEGY][ GENERATOR][ ACQ][ initK][ fitK][ unwarped][ global][ wait][ quotaQ[ queuedM]]``:
     N in flight, the pending strategy, the initial point generator (``sobol``, ``lhs``, ...), the
     acquisition (``gp_hedge``, ...), K initial points, the kernel fitted on at most K trials,
-    ``optimizer.warp: none``, the ``wait`` candidate, a queue's quota and ``budget.max_queued``
-    (kubetune_run).
+    ``optimizer.warp: none``, ``global`` (``optimizer.trust_region: none``), the ``wait`` candidate,
+    a queue's quota and ``budget.max_queued`` (kubetune_run).
     """
     fixed: dict[str, Run] = {
         "gp_minimize": gp_minimize_run,
@@ -246,6 +246,8 @@ def method_run(method: str) -> tuple[Run, bool]:
             settings["fit_max"] = int(word[3:])
         elif word == "unwarped":
             settings["warp"] = "none"
+        elif word == "global":
+            settings["trust_region"] = "none"
         elif word == "wait":
             settings["wait"] = True
         elif word.startswith("quota"):
