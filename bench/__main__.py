@@ -1,7 +1,7 @@
 """``python -m bench [--smoke] [NAME ...]``: run benchmarks; the full run regenerates BENCHMARKS.md.
 
 Without names every benchmark of RUN_ORDER runs (seed_study and suite, an
-hour long each, and kwok, half an hour, only when named). Each one's section is kept in
+hour long each, kwok, half an hour, and holdout, a quarter, only when named). Each one's section is kept in
 bench/.cache/results/NAME.md (with its raw numbers in NAME.json), so the
 report can be assembled from the latest run of each:
 ``python -m bench --report-only``; a section with no saved run here is kept as
@@ -24,6 +24,7 @@ from pathlib import Path
 from bench import (
     controller,
     gpu_sharing,
+    holdout,
     kueue,
     kwok,
     late_binding,
@@ -54,10 +55,11 @@ BENCHMARKS: dict[str, Callable[[Context], Section]] = {
     "seed_study": seed_study.run,
     "late_binding": late_binding.run,
     "suite": suite.run,
+    "holdout": holdout.run,
 }
 # The search benchmark trains ~150 small models in this process (TensorFlow's
 # memory only grows): it runs last, after the benchmarks that fork processes.
-# kwok, seed_study and suite (an hour on one core) are left out: each runs only when named.
+# kwok, seed_study, suite (an hour on two cores) and holdout are left out: each runs only when named.
 RUN_ORDER = (
     "throughput", "controller", "scaling", "kueue", "gpu_sharing", "memory", "resume", "search",
     "multi_objective", "stopping", "late_binding",
@@ -128,8 +130,8 @@ def write_report() -> None:
         "The machines are shared and noisy (2 cores; ±20 % from minute to minute), so every number is a "
         "median of repeated runs and every comparison a ratio measured in the same run, the compared "
         f"variants interleaved (A B A B ...). Regenerate with `make bench`; one benchmark with "
-        f"`.venv/bin/python -m bench NAME` ({', '.join(RUN_ORDER)}; kwok, seed_study and suite only on "
-        "demand), "
+        f"`.venv/bin/python -m bench NAME` ({', '.join(RUN_ORDER)}; kwok, seed_study, suite and "
+        "holdout only on demand), "
         "then `.venv/bin/python -m bench --report-only` "
         "to reassemble this file from the saved sections.\n\n"
         f"{machine().line()}. Total time of the runs below: {minutes:.0f} min.\n"

@@ -168,9 +168,61 @@ MAKERS: dict[str, Callable[[], Problem]] = {
 }
 
 
+# Held out: run once, after the default was chosen on the suite, to check that it generalises
+# (section 14). Nothing was tuned on them.
+_GRIEWANK_SHIFT = np.random.default_rng(2026).uniform(-30, 30, 5)
+_HARTMANN3_A = np.array([[3.0, 10, 30], [0.1, 10, 35], [3.0, 10, 30], [0.1, 10, 35]])
+_HARTMANN3_P = 1e-4 * np.array(
+    [[3689, 1170, 2673], [4699, 4387, 7470], [1091, 8732, 5547], [381, 5743, 8828]]
+)
+
+
+def hartmann3(x: np.ndarray) -> np.ndarray:
+    inner = np.sum(_HARTMANN3_A * (x[:, None, :] - _HARTMANN3_P) ** 2, axis=2)
+    return -np.exp(-inner) @ np.array([1.0, 1.2, 3.0, 3.2])  # type: ignore[no-any-return]
+
+
+def goldstein_price(x: np.ndarray) -> np.ndarray:
+    a, b = x[:, 0], x[:, 1]
+    first = 1 + (a + b + 1) ** 2 * (19 - 14 * a + 3 * a**2 - 14 * b + 6 * a * b + 3 * b**2)
+    second = 30 + (2 * a - 3 * b) ** 2 * (18 - 32 * a + 12 * a**2 + 48 * b - 36 * a * b + 27 * b**2)
+    return first * second  # type: ignore[no-any-return]
+
+
+def beale(x: np.ndarray) -> np.ndarray:
+    a, b = x[:, 0], x[:, 1]
+    return (1.5 - a + a * b) ** 2 + (2.25 - a + a * b**2) ** 2 + (2.625 - a + a * b**3) ** 2  # type: ignore[no-any-return]
+
+
+def griewank(x: np.ndarray) -> np.ndarray:
+    z = x - _GRIEWANK_SHIFT[: x.shape[1]]
+    cosines = np.prod(np.cos(z / np.sqrt(np.arange(1, x.shape[1] + 1))), axis=1)
+    return np.sum(z**2, axis=1) / 4000 - cosines + 1  # type: ignore[no-any-return]
+
+
+def dixon_price(x: np.ndarray) -> np.ndarray:
+    steps = np.arange(2, x.shape[1] + 1) * (2 * x[:, 1:] ** 2 - x[:, :-1]) ** 2
+    return (x[:, 0] - 1) ** 2 + np.sum(steps, axis=1)  # type: ignore[no-any-return]
+
+
+def powell(x: np.ndarray) -> np.ndarray:
+    a, b, c, d = (x[:, i::4] for i in range(4))
+    return np.sum((a + 10 * b) ** 2 + 5 * (c - d) ** 2 + (b - 2 * c) ** 4 + 10 * (a - d) ** 4, axis=1)  # type: ignore[no-any-return]
+
+
+HELD_OUT: dict[str, Callable[[], Problem]] = {
+    "hartmann3": functools.partial(box, "hartmann3", hartmann3, reals(3, 0, 1), -3.86278),
+    "goldstein_price": functools.partial(box, "goldstein_price", goldstein_price, reals(2, -2, 2), 3.0),
+    "beale": functools.partial(box, "beale", beale, reals(2, -4.5, 4.5), 0.0),
+    "griewank5": functools.partial(box, "griewank5", griewank, reals(5, -50, 50), 0.0),
+    "dixon_price6": functools.partial(box, "dixon_price6", dixon_price, reals(6, -10, 10), 0.0),
+    "powell8": functools.partial(box, "powell8", powell, reals(8, -4, 5), 0.0),
+}
+
+
 def problems(names: Sequence[str]) -> dict[str, Problem]:
-    """The named synthetic problems (section 4's three among them)."""
-    return {name: MAKERS[name]() for name in names}
+    """The named synthetic problems (section 4's three among them), the held-out ones too."""
+    return {name: {**MAKERS, **HELD_OUT}[name]() for name in names}
 
 
 WHY = {
@@ -192,4 +244,10 @@ WHY = {
     "ackley5_noisy": "Ackley-5 observed with noise of sd 1",
     "svm_digits": "real: an SVM's C, gamma and kernel on load_digits, 3-fold CV error",
     "hgb_cancer": "real: boosting's learning rate, leaves, leaf size, L2 on load_breast_cancer, CV log-loss",
+    "hartmann3": "held out: smooth, 3-d, four local minima",
+    "goldstein_price": "held out: 2-d, losses over six decades, a few local minima",
+    "beale": "held out: 2-d, sharp ridges into the corners of its box",
+    "griewank5": "held out: a wide bowl under many shallow ripples, non-separable (shifted)",
+    "dixon_price6": "held out: a curved valley, 6-d",
+    "powell8": "held out: 8-d, a singular Hessian at the optimum (flat, slow to close in)",
 }

@@ -6,8 +6,9 @@
 # in seconds, so they keep working; CI runs the same as tests/test_bench_smoke.py.
 # The notebook's whole study (60 trials x 3 epochs, about an hour on 2 cores) runs
 # only on demand: .venv/bin/python -m bench seed_study (BENCHMARKS.md section 7).
-# So does the search suite (17 problems, about 80 min on one shared core):
-# .venv/bin/python -m bench suite (BENCHMARKS.md section 13).
+# So do the search suite (17 problems at 20 seeds, about an hour on 2 cores):
+# .venv/bin/python -m bench suite (BENCHMARKS.md section 14), and its check on
+# held-out problems: .venv/bin/python -m bench holdout (section 15).
 
 BENCH_PYTHON ?= .venv/bin/python
 # From the top-level Makefile: the venv, the dataset's IDX files, the test

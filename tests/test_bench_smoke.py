@@ -73,6 +73,17 @@ def test_suite_benchmark_smoke(tmp_path: Path) -> None:
     assert (tmp_path / "suite-tables.json").exists()
 
 
+def test_holdout_benchmark_smoke(tmp_path: Path) -> None:
+    from bench import holdout
+
+    with context(True, tmp_path) as ctx:
+        section = BENCHMARKS["holdout"](ctx)
+    assert "| " in section.markdown()
+    runs = section.data["main"]["beale"]
+    assert set(runs) == set(holdout.METHODS)  # the default, the previous default and the rivals
+    assert [len(runs[m][0]) for m in ("kubetune p1", "kubetune p8 global", "random")] == [12, 18, 18]
+
+
 def test_late_binding_benchmark_smoke(tmp_path: Path) -> None:
     from bench import late_binding
 

@@ -1,0 +1,75 @@
+"""15. Held-out problems: the default search where it was not chosen.
+
+Section 14 chose the default search (the trust region every other ask) on
+its suite; a default fitted to 17 problems can still fail on the 18th. These
+problems (bench/suite_problems.py, ``HELD_OUT``) were added after the choice
+and never used to make it: they are run once, with the default, the previous
+default (``global``, every ask over the whole space) and the rivals, and
+reported as section 14 reports its suite. ``python -m bench holdout`` (on
+demand, about 15 minutes on two cores).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+from bench import suite, suite_problems
+from bench.common import Context, Section, log, machine, table
+from bench.search import BUDGET, median_iqr, run_cells, versus
+from bench.search_problems import Problem
+
+SEEDS = 10
+METHODS = ("kubetune p1", "kubetune p8", "kubetune p1 global", "kubetune p8 global", "gp_minimize",
+           "optuna TPE", "random")  # fmt: skip
+SMOKE_NAMES = ("beale",)
+
+
+def held_out(names: tuple[str, ...]) -> dict[str, Problem]:
+    """The workers' maker (picklable as a partial)."""
+    return suite_problems.problems(names)
+
+
+def run(ctx: Context) -> Section:
+    budget, seeds = (12, 1) if ctx.smoke else (BUDGET, SEEDS)
+    names = SMOKE_NAMES if ctx.smoke else tuple(suite_problems.HELD_OUT)
+    found = held_out(names)
+    log(f"holdout: {len(found)} problems, {len(METHODS)} methods, {seeds} seeds")
+    maker = functools.partial(held_out, names)
+    runs = run_cells(list(found), METHODS, seeds, budget, None, maker, suite.WORKERS)
+    return _section(found, runs, budget, seeds)
+
+
+def _section(
+    found: dict[str, Problem], runs: dict[str, dict[str, list[list[float]]]], budget: int, seeds: int
+) -> Section:
+    s = Section("holdout", "15. Held-out problems: the default where it was not chosen")
+    longer = math.ceil(budget * 1.5)
+    s.add(
+        f"{machine().line()}. Section 14's runners and statistics on {len(found)} problems that played no "
+        f"part in choosing the default: {budget} trials per sequential run, {longer} per parallel run and "
+        f"random search, {seeds} seeds, {suite.WORKERS} worker processes. `global`: the previous default, "
+        "every ask over the whole space (`optimizer.trust_region: none`). Run: "
+        "`.venv/bin/python -m bench holdout`."
+    )
+    rows = [[n, suite.dims_of(p.space), f"{p.optimum:.6g}", f"{p.target:.3g}", suite_problems.WHY[n]]
+            for n, p in found.items()]  # fmt: skip
+    s.add(table(["problem", "space", "optimum", "target regret", "why it is here"], rows))
+    s.add(f"**Across the held-out problems** at {budget} trials, ranked as in section 14.")
+    s.add(suite.summary(found, runs, budget))
+    rivals = ["kubetune p1 global", "gp_minimize", "optuna TPE"]
+    s.add(
+        f"**Parallel 1** after {budget} trials: kubetune p1's median against each other method's "
+        "upper quartile."
+    )
+    header = ["problem", "kubetune p1", *rivals, *(f"no worse than {m}" for m in rivals)]
+    s.add(table(header, [v for n, p in found.items() if (v := versus(p, runs[n], rivals))]))
+    s.add(f"**Parallel 8** after {longer} trials, median [IQR], against the previous default and random.")
+    rows = [
+        [n, *(median_iqr(suite.at(p, runs[n][m], longer)) for m in ("kubetune p8", "kubetune p8 global",
+                                                                            "random"))]
+        for n, p in found.items()
+    ]  # fmt: skip
+    s.add(table(["problem", "kubetune p8", "kubetune p8 global", "random"], rows))
+    s.data = {"main": runs, "seeds": seeds}
+    return s
