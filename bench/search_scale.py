@@ -91,12 +91,19 @@ def scale_table(problems: dict[str, Problem], sizes: tuple[int, ...], repeats: i
 
 
 def main() -> int:
-    """The table alone, on the search benchmark's problems: ``python -m bench.search_scale``."""
+    """The table alone, on the search benchmark's problems: ``python -m bench.search_scale``.
+
+    The CNN's space where its evaluations are cached here (section 4), the mixed one's otherwise.
+    """
     from bench.search_cnn import CACHE_FILE, Evaluations, surrogate
     from bench.search_problems import SYNTHETIC, cnn_problem
 
     problems = {
-        "cnn": cnn_problem(surrogate(Evaluations(None, CACHE_FILE))),
+        **(
+            {"cnn": cnn_problem(surrogate(Evaluations(None, CACHE_FILE)))}
+            if CACHE_FILE.exists()
+            else {"mixed": SYNTHETIC["mixed"]}
+        ),
         "hartmann6": SYNTHETIC["hartmann6"],
     }
     print(scale_table(problems, SIZES, 3))
