@@ -25,17 +25,12 @@ METHODS = ("kubetune p1", "kubetune p8", "kubetune p1 global", "kubetune p8 glob
 SMOKE_NAMES = ("beale",)
 
 
-def held_out(names: tuple[str, ...]) -> dict[str, Problem]:
-    """The workers' maker (picklable as a partial)."""
-    return suite_problems.problems(names)
-
-
 def run(ctx: Context) -> Section:
     budget, seeds = (12, 1) if ctx.smoke else (BUDGET, SEEDS)
     names = SMOKE_NAMES if ctx.smoke else tuple(suite_problems.HELD_OUT)
-    found = held_out(names)
+    found = suite_problems.problems(names)
     log(f"holdout: {len(found)} problems, {len(METHODS)} methods, {seeds} seeds")
-    maker = functools.partial(held_out, names)
+    maker = functools.partial(suite_problems.problems, names)  # each worker's, picklable
     runs = run_cells(list(found), METHODS, seeds, budget, None, maker, suite.WORKERS)
     return _section(found, runs, budget, seeds)
 
