@@ -31,7 +31,8 @@ def run(ctx: Context) -> Section:
     found = suite_problems.problems(names)
     log(f"holdout: {len(found)} problems, {len(METHODS)} methods, {seeds} seeds")
     maker = functools.partial(suite_problems.problems, names)  # each worker's, picklable
-    runs = run_cells(list(found), METHODS, seeds, budget, None, maker, suite.WORKERS)
+    kept = () if ctx.smoke else suite.suite_shelves()
+    runs = run_cells(list(found), METHODS, seeds, budget, None, maker, suite.WORKERS, kept)
     return _section(found, runs, budget, seeds)
 
 
@@ -44,7 +45,8 @@ def _section(
         f"{machine().line()}. Section 14's runners and statistics on {len(found)} problems that played no "
         f"part in choosing the default: {budget} trials per sequential run, {longer} per parallel run and "
         f"random search, {seeds} seeds, {suite.WORKERS} worker processes. `global`: the previous default, "
-        "every ask over the whole space (`optimizer.trust_region: none`). Run: "
+        "every ask over the whole space (`optimizer.trust_region: none`). Runs are kept and reused as "
+        "section 14's are. Run: "
         "`.venv/bin/python -m bench holdout`."
     )
     rows = [[n, suite.dims_of(p.space), f"{p.optimum:.6g}", f"{p.target:.3g}", suite_problems.WHY[n]]

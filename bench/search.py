@@ -35,11 +35,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import PYTHON, REPO, Context, Section, log, machine, table
+from bench.common import CACHE, PYTHON, REPO, Context, Section, log, machine, table
+from bench.kept_runs import KeptRuns, fingerprint
 from bench.search_cnn import (
     CACHE_FILE,
     CONFIGS,
@@ -81,6 +83,7 @@ METHODS = ("kubetune p1", "kubetune p4", "kubetune p8", "gp_minimize", "optuna T
 NEEDS_TORCH = ("optuna GP",)
 WORKERS = 2
 RIVALS = ("gp_minimize", "optuna TPE", "optuna GP")
+KEPT = CACHE / "kept-runs"  # the shelves of kept runs (bench/kept_runs.py), a file each
 
 Run = Callable[[Problem, int, int], list[float]]  # (problem, seed, budget) -> true losses in trial order
 
@@ -202,6 +205,22 @@ def optuna_run(problem: Problem, seed: int, budget: int, sampler: str) -> list[f
     return [problem.truth(p) for p in points]
 
 
+def shelves(*problem_files: Path) -> list[KeptRuns]:
+    """Shelves for the rivals' runs and for kubetune's (bench/kept_runs.py), each stamped with its
+    methods' code, the files that define the problems (section 4's and ``problem_files``) and the
+    libraries: a change to kubetune's package reruns its runs, never the rivals'."""
+    problems = [Path(__file__).with_name(n) for n in ("search_problems.py", "search_cnn.py")]
+    problems += [REPO / "kubetune" / "spec.py", REPO / "kubetune/controller/search/space.py", CACHE_FILE]
+    problems += problem_files
+    rivals = fingerprint((gp_minimize_run, optuna_run, optuna_distribution, random_run), problems)
+    package = [REPO / "tests" / "fake_trial.py", *sorted((REPO / "kubetune").rglob("*.py"))]
+    ours = fingerprint((kubetune_run, _waiting, method_run), [*problems, *package])
+    return [
+        KeptRuns.load(KEPT / "rivals.json", rivals, lambda m: m in (*RIVALS, "random")),
+        KeptRuns.load(KEPT / "kubetune.json", ours, lambda m: m.startswith("kubetune ")),
+    ]
+
+
 def optuna_distribution(d: Real | Integer | Categorical) -> Any:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -291,21 +310,33 @@ def run_cells(
     cnn: Surrogate | None,
     more: Callable[[], dict[str, Problem]] | None = None,
     workers: int = WORKERS,
+    kept: Sequence[KeptRuns] = (),
 ) -> dict[str, dict[str, list[list[float]]]]:
     """Every (problem, method, seed) run, in ``workers`` processes: {problem: {method: [losses per seed]}}.
 
     ``more``: a picklable maker of problems beyond section 4's, called once in each worker.
+    ``kept``: shelves of runs from earlier benchmark runs (``shelves``), reused and added to.
     Spawned, not forked: the process may hold TensorFlow, whose threads do not survive a fork.
     """
     jobs = [(p, m, s) for p in names for m in methods for s in range(seeds)]
+    shelf = {m: next((k for k in kept if k.holds(m)), None) for m in methods}
+    done = {job: runs for job in jobs if (k := shelf[job[1]]) and (runs := k.get((*job, budget)))}
+    todo = [job for job in jobs if job not in done]
+    if kept:
+        log(f"search: {len(done)} of {len(jobs)} runs kept from an earlier benchmark")
+    if todo:
+        context = get_context("spawn")
+        with ProcessPoolExecutor(workers, context, initializer=_worker, initargs=(cnn, more)) as pool:
+            futures = [pool.submit(_cell, p, m, s, budget) for p, m, s in todo]
+            for n, (job, fut) in enumerate(zip(todo, futures, strict=True)):
+                done[job] = fut.result()
+                if (n + 1) % 50 == 0:
+                    log(f"search: {n + 1}/{len(todo)} runs")
+    for k in kept:
+        k.keep([((*job, budget), done[job]) for job in todo if k.holds(job[1])])
     out: dict[str, dict[str, list[list[float]]]] = {p: {m: [] for m in methods} for p in names}
-    context = get_context("spawn")
-    with ProcessPoolExecutor(workers, context, initializer=_worker, initargs=(cnn, more)) as pool:
-        futures = [pool.submit(_cell, p, m, s, budget) for p, m, s in jobs]
-        for n, ((p, m, _), fut) in enumerate(zip(jobs, futures, strict=True)):
-            out[p][m].append(fut.result())
-            if (n + 1) % 50 == 0:
-                log(f"search: {n + 1}/{len(jobs)} runs")
+    for p, m, s in jobs:
+        out[p][m].append(done[(p, m, s)])
     return out
 
 
@@ -434,7 +465,7 @@ def run(ctx: Context) -> Section:
     if ctx.smoke:
         found = {k: v for k, v in found.items() if k in ("branin", "cnn")}
     methods = [m for m in METHODS if not (ctx.smoke and m in NEEDS_TORCH)]
-    main = run_cells(list(found), methods, seeds, budget, cnn)
+    main = run_cells(list(found), methods, seeds, budget, cnn, kept=() if ctx.smoke else shelves())
     # The default strategy's runs are main's p8 runs with the same seeds: reused, not rerun.
     default = OptimizerSettings().pending
     others = [f"kubetune p8 {s}" for s in PENDING_STRATEGIES if s != default]

@@ -30,7 +30,8 @@ from scipy.stats import rankdata
 
 from bench import suite_problems, suite_tables
 from bench.common import Context, Section, log, machine, table
-from bench.search import BUDGET, goals, median_iqr, problem_table, regret, run_cells, versus
+from bench.kept_runs import KeptRuns
+from bench.search import BUDGET, goals, median_iqr, problem_table, regret, run_cells, shelves, versus
 from bench.search_cnn import CACHE_FILE, Evaluations, Surrogate, surrogate
 from bench.search_problems import Problem, cnn_problem
 from kubetune.spec import Categorical, Dimension, Integer, Real
@@ -70,10 +71,17 @@ def run(ctx: Context) -> Section:
     torch = importlib.util.find_spec("torch") is not None
     methods = [m for m in METHODS if torch or m != "optuna GP"]
     log(f"suite: {len(found)} problems, {len(methods)} methods, {seeds} seeds")
-    main = run_cells(list(found), methods, seeds, budget, cnn, more, WORKERS)
+    kept = () if ctx.smoke else suite_shelves()
+    main = run_cells(list(found), methods, seeds, budget, cnn, more, WORKERS, kept)
     tried = [f"kubetune p{p} {c}" for c in CANDIDATES for p in (1, 8)]
-    candidates = run_cells(list(found), tried, cseeds, budget, cnn, more, WORKERS)
+    candidates = run_cells(list(found), tried, cseeds, budget, cnn, more, WORKERS, kept)
     return _section(found, main, candidates, methods, budget, seeds, cseeds, torch)
+
+
+def suite_shelves() -> list[KeptRuns]:
+    """The shelves of kept runs (bench/kept_runs.py), stamped with the suite's problem files as well."""
+    problems = (Path(__file__).with_name(f"{m}.py") for m in ("suite_problems", "suite_tables"))
+    return shelves(*problems, suite_tables.CACHE_FILE)
 
 
 # --- statistics -------------------------------------------------------------------
@@ -207,6 +215,9 @@ def _section(
             if missing
             else ""
         )
+        + ". Runs are kept between runs of this section and reused while the method's code, the problems "
+        "and the libraries are unchanged (bench/kept_runs.py; a change to kubetune's package reruns its "
+        "runs, not the rivals'): the time at the end counts only the runs made"
         + ". Regret: the true (noise-free) loss of the best point tried so far minus the optimum; "
         "median [interquartile range] over seeds. Target (every new problem alike): the loss only 1 in "
         "200 uniform random points reaches (0.5 % quantile of 20,000 draws). Run: "

@@ -1,0 +1,73 @@
+"""Runs kept between benchmark runs, reused while nothing they depend on has changed.
+
+Every run of a search benchmark is deterministic: the same problem, method,
+seed and budget give the same losses until the method's code, the problems'
+or the libraries change. Section 14 makes 1,200 of them in an hour; most are
+unchanged from one run to the next (the rivals' always, unless a library
+moved), and a text fix should not cost the hour. A run is kept under its cell
+(problem, method, seed, budget) on a shelf, a file stamped with a
+fingerprint of what its methods depend on; a stamp that no longer matches
+empties the shelf, so a stale run is never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+LIBRARIES = ("numpy", "scipy", "scikit-learn", "scikit-optimize", "optuna", "torch", "greenlet")
+
+Cell = tuple[str, str, int, int]  # problem, method, seed, budget
+
+
+def fingerprint(code: Iterable[Callable[..., Any]], files: Iterable[Path]) -> str:
+    """A digest of the runners' source, the files that define the problems, and the libraries' versions."""
+    digest = hashlib.sha256()
+    for fn in code:
+        digest.update(inspect.getsource(fn).encode())
+    for path in files:
+        digest.update(path.read_bytes() if path.exists() else b"absent")
+    for name in LIBRARIES:
+        try:
+            digest.update(f"{name}=={metadata.version(name)}".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{name} absent".encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class KeptRuns:
+    """A shelf: the kept runs of the methods it ``holds``, under one stamp, read from and written to
+    ``path``."""
+
+    path: Path
+    stamp: str
+    holds: Callable[[str], bool]
+    runs: dict[str, list[float]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path, stamp: str, holds: Callable[[str], bool]) -> KeptRuns:
+        """The runs kept at ``path`` under ``stamp``; none where the file is absent or stamped otherwise."""
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        return cls(path, stamp, holds, saved.get("runs", {}) if saved.get("stamp") == stamp else {})
+
+    def get(self, cell: Cell) -> list[float] | None:
+        return self.runs.get(_key(cell))
+
+    def keep(self, found: Sequence[tuple[Cell, list[float]]]) -> None:
+        """Add runs and write the file (whole, then renamed: a killed benchmark leaves the old one)."""
+        self.runs.update((_key(cell), losses) for cell, losses in found)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps({"stamp": self.stamp, "runs": self.runs}))
+        partial.replace(self.path)
+
+
+def _key(cell: Cell) -> str:
+    return json.dumps(list(cell))

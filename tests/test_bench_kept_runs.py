@@ -1,0 +1,64 @@
+"""Runs kept between benchmark runs (bench/kept_runs.py): reused only under the same stamp, on their shelf."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import search
+from bench.kept_runs import KeptRuns, fingerprint
+from bench.search import random_run, run_cells
+
+
+def rivals(method: str) -> bool:
+    return method == "random"
+
+
+def test_runs_come_back_only_under_their_stamp(tmp_path: Path) -> None:
+    path = tmp_path / "kept.json"
+    KeptRuns.load(path, "a", rivals).keep([(("branin", "random", 0, 30), [3.0, 1.0])])
+    assert KeptRuns.load(path, "a", rivals).get(("branin", "random", 0, 30)) == [3.0, 1.0]
+    assert KeptRuns.load(path, "a", rivals).get(("branin", "random", 1, 30)) is None
+    assert KeptRuns.load(path, "b", rivals).runs == {}  # another stamp: the file starts afresh
+
+
+def test_the_stamp_follows_code_files_and_their_absence(tmp_path: Path) -> None:
+    problems = tmp_path / "problems.py"
+    problems.write_text("A = 1\n")
+    first = fingerprint([random_run], [problems])
+    assert fingerprint([random_run], [problems]) == first
+    problems.write_text("A = 2\n")
+    assert fingerprint([random_run], [problems]) != first
+    assert fingerprint([run_cells], [problems]) != fingerprint([random_run], [problems])
+    problems.unlink()
+    assert fingerprint([random_run], [problems]) != first
+
+
+def test_run_cells_reuses_kept_rival_runs_and_keeps_new_ones(tmp_path: Path) -> None:
+    kept = KeptRuns.load(tmp_path / "kept.json", "stamp", rivals)
+    planted = [123.0] * 8  # no real run of Branin gives this: a rerun would show
+    kept.keep([(("branin", "random", 0, 8), planted)])
+    out = run_cells(["branin"], ["random", "kubetune p1"], 2, 8, None, workers=1, kept=[kept])
+    assert out["branin"]["random"][0] == planted
+    assert out["branin"]["random"][1] != planted and len(out["branin"]["random"][1]) == 12  # 1.5x budget
+    again = KeptRuns.load(tmp_path / "kept.json", "stamp", rivals)
+    assert again.get(("branin", "random", 1, 8)) == out["branin"]["random"][1]
+    assert again.get(("branin", "kubetune p1", 0, 8)) is None  # not this shelf's method
+
+
+def test_a_change_to_kubetune_empties_its_shelf_not_the_rivals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search, "REPO", tmp_path)
+    monkeypatch.setattr(search, "KEPT", tmp_path / "kept")
+    module = tmp_path / "kubetune" / "controller" / "search" / "gp.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("EI = 1\n")
+    before = [shelf.stamp for shelf in search.shelves()]
+    module.write_text("EI = 2\n")
+    after = [shelf.stamp for shelf in search.shelves()]
+    assert before[0] == after[0]  # the rivals'
+    assert before[1] != after[1]  # kubetune's
+    assert [s.holds("optuna GP") for s in search.shelves()] == [True, False]
+    assert [s.holds("kubetune p8 global") for s in search.shelves()] == [False, True]
