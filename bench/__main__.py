@@ -107,7 +107,9 @@ def run_all(names: list[str], *, smoke: bool, work: Path, **shared: Path) -> dic
 
 def _save(section: Section, took: float) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    footer = f"_Took {took / 60:.1f} min, finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC._"
+    kept = section.data.get("kept_runs")
+    reused = f" ({kept:,} runs kept from earlier runs, not made again: bench/kept_runs.py)" if kept else ""
+    footer = f"_Took {took / 60:.1f} min{reused}, finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC._"
     (RESULTS / f"{section.name}.md").write_text(section.markdown() + "\n" + footer + "\n")
     (RESULTS / f"{section.name}.json").write_text(json.dumps({"took_s": took, **section.data}, default=str))
 

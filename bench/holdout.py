@@ -17,7 +17,7 @@ import math
 
 from bench import suite, suite_problems
 from bench.common import Context, Section, log, machine, table
-from bench.search import BUDGET, median_iqr, run_cells, versus
+from bench.search import BUDGET, median_iqr, run_cells, shelves, versus
 from bench.search_problems import Problem
 
 SEEDS = 10
@@ -33,9 +33,11 @@ def run(ctx: Context) -> Section:
     methods = [m for m in METHODS if importlib.util.find_spec("torch") or m != "optuna GP"]
     log(f"holdout: {len(found)} problems, {len(methods)} methods, {seeds} seeds")
     maker = functools.partial(suite_problems.problems, names)  # each worker's, picklable
-    kept = () if ctx.smoke else suite.suite_shelves()
+    kept = () if ctx.smoke else shelves()
     runs = run_cells(list(found), methods, seeds, budget, None, maker, suite.WORKERS, kept)
-    return _section(found, runs, budget, seeds)
+    section = _section(found, runs, budget, seeds)
+    section.data["kept_runs"] = sum(k.hits for k in kept)
+    return section
 
 
 def _section(

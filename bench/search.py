@@ -55,6 +55,7 @@ from bench.search_cnn import (
 )
 from bench.search_problems import SYNTHETIC, Problem, cnn_problem
 from bench.search_scale import SIZES, scale_table
+from bench.suite_tables import CACHE_FILE as TABLES_FILE
 from kubetune.contract import Params, TrialResult
 from kubetune.controller import optimizer
 from kubetune.controller.search import gp
@@ -205,13 +206,15 @@ def optuna_run(problem: Problem, seed: int, budget: int, sampler: str) -> list[f
     return [problem.truth(p) for p in points]
 
 
-def shelves(*problem_files: Path) -> list[KeptRuns]:
+def shelves() -> list[KeptRuns]:
     """Shelves for the rivals' runs and for kubetune's (bench/kept_runs.py), each stamped with its
-    methods' code, the files that define the problems (section 4's and ``problem_files``) and the
-    libraries: a change to kubetune's package reruns its runs, never the rivals'."""
-    problems = [Path(__file__).with_name(n) for n in ("search_problems.py", "search_cnn.py")]
-    problems += [REPO / "kubetune" / "spec.py", REPO / "kubetune/controller/search/space.py", CACHE_FILE]
-    problems += problem_files
+    methods' code, every file that defines a problem of sections 4, 14 and 15 (one stamp for all
+    three: they share the files) and the libraries: a change to kubetune's package reruns its runs,
+    never the rivals'."""
+    here = Path(__file__).parent
+    problems = [here / f"{m}.py" for m in ("search_problems", "search_cnn", "suite_problems", "suite_tables")]
+    problems += [REPO / "kubetune" / "spec.py", REPO / "kubetune/controller/search/space.py"]
+    problems += [CACHE_FILE, TABLES_FILE]
     rivals = fingerprint((gp_minimize_run, optuna_run, optuna_distribution, random_run), problems)
     package = [REPO / "tests" / "fake_trial.py", *sorted((REPO / "kubetune").rglob("*.py"))]
     ours = fingerprint((kubetune_run, _waiting, method_run), [*problems, *package])

@@ -30,7 +30,6 @@ from scipy.stats import rankdata
 
 from bench import suite_problems, suite_tables
 from bench.common import Context, Section, log, machine, table
-from bench.kept_runs import KeptRuns
 from bench.search import BUDGET, goals, median_iqr, problem_table, regret, run_cells, shelves, versus
 from bench.search_cnn import CACHE_FILE, Evaluations, Surrogate, surrogate
 from bench.search_problems import Problem, cnn_problem
@@ -71,17 +70,13 @@ def run(ctx: Context) -> Section:
     torch = importlib.util.find_spec("torch") is not None
     methods = [m for m in METHODS if torch or m != "optuna GP"]
     log(f"suite: {len(found)} problems, {len(methods)} methods, {seeds} seeds")
-    kept = () if ctx.smoke else suite_shelves()
+    kept = () if ctx.smoke else shelves()
     main = run_cells(list(found), methods, seeds, budget, cnn, more, WORKERS, kept)
     tried = [f"kubetune p{p} {c}" for c in CANDIDATES for p in (1, 8)]
     candidates = run_cells(list(found), tried, cseeds, budget, cnn, more, WORKERS, kept)
-    return _section(found, main, candidates, methods, budget, seeds, cseeds, torch)
-
-
-def suite_shelves() -> list[KeptRuns]:
-    """The shelves of kept runs (bench/kept_runs.py), stamped with the suite's problem files as well."""
-    problems = (Path(__file__).with_name(f"{m}.py") for m in ("suite_problems", "suite_tables"))
-    return shelves(*problems, suite_tables.CACHE_FILE)
+    section = _section(found, main, candidates, methods, budget, seeds, cseeds, torch)
+    section.data["kept_runs"] = sum(k.hits for k in kept)
+    return section
 
 
 # --- statistics -------------------------------------------------------------------

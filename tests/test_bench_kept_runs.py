@@ -41,6 +41,7 @@ def test_run_cells_reuses_kept_rival_runs_and_keeps_new_ones(tmp_path: Path) -> 
     kept.keep([(("branin", "random", 0, 8), planted)])
     out = run_cells(["branin"], ["random", "kubetune p1"], 2, 8, None, workers=1, kept=[kept])
     assert out["branin"]["random"][0] == planted
+    assert kept.hits == 1  # what the section reports as not made again
     assert out["branin"]["random"][1] != planted and len(out["branin"]["random"][1]) == 12  # 1.5x budget
     again = KeptRuns.load(tmp_path / "kept.json", "stamp", rivals)
     assert again.get(("branin", "random", 1, 8)) == out["branin"]["random"][1]
