@@ -12,12 +12,11 @@ demand, about 15 minutes on two cores).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 
 from bench import suite, suite_problems
 from bench.common import Context, Section, log, machine, table
-from bench.search import BUDGET, median_iqr, run_cells, shelves, versus
+from bench.search import BUDGET, installed, median_iqr, run_cells, shelves, versus
 from bench.search_problems import Problem
 
 SEEDS = 10
@@ -30,7 +29,7 @@ def run(ctx: Context) -> Section:
     budget, seeds = (12, 1) if ctx.smoke else (BUDGET, SEEDS)
     names = SMOKE_NAMES if ctx.smoke else tuple(suite_problems.HELD_OUT)
     found = suite_problems.problems(names)
-    methods = [m for m in METHODS if importlib.util.find_spec("torch") or m != "optuna GP"]
+    methods = installed(METHODS)
     log(f"holdout: {len(found)} problems, {len(methods)} methods, {seeds} seeds")
     maker = functools.partial(suite_problems.problems, names)  # each worker's, picklable
     kept = () if ctx.smoke else shelves()

@@ -65,6 +65,8 @@ class KeptRuns:
 
     def keep(self, found: Sequence[tuple[Cell, list[float]]]) -> None:
         """Add runs and write the file (whole, then renamed: a killed benchmark leaves the old one)."""
+        if not found:
+            return
         self.runs.update((_key(cell), losses) for cell, losses in found)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".partial")

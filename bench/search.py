@@ -27,6 +27,7 @@ CNN's noise. One cell from the command line:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import subprocess
@@ -204,6 +205,12 @@ def optuna_run(problem: Problem, seed: int, budget: int, sampler: str) -> list[f
         points.append(trial.params)
         study.tell(trial, problem.observe(trial.params, seed, index))
     return [problem.truth(p) for p in points]
+
+
+def installed(methods: Sequence[str]) -> list[str]:
+    """The methods this machine can run: Optuna's GP sampler only where torch is installed."""
+    torch = importlib.util.find_spec("torch") is not None
+    return [m for m in methods if torch or m not in NEEDS_TORCH]
 
 
 def shelves() -> list[KeptRuns]:

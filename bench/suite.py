@@ -20,7 +20,6 @@ evaluations are cached (bench/.cache/search-evaluations.json, section 4).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +29,18 @@ from scipy.stats import rankdata
 
 from bench import suite_problems, suite_tables
 from bench.common import Context, Section, log, machine, table
-from bench.search import BUDGET, goals, median_iqr, problem_table, regret, run_cells, shelves, versus
+from bench.search import (
+    BUDGET,
+    NEEDS_TORCH,
+    goals,
+    installed,
+    median_iqr,
+    problem_table,
+    regret,
+    run_cells,
+    shelves,
+    versus,
+)
 from bench.search_cnn import CACHE_FILE, Evaluations, Surrogate, surrogate
 from bench.search_problems import Problem, cnn_problem
 from kubetune.spec import Categorical, Dimension, Integer, Real
@@ -67,8 +77,8 @@ def run(ctx: Context) -> Section:
     cnn = None if ctx.smoke else cached_cnn()
     more = functools.partial(all_problems, names, tables, ctx.smoke)
     found = {**more(), **({"cnn": cnn_problem(cnn)} if cnn else {})}
-    torch = importlib.util.find_spec("torch") is not None
-    methods = [m for m in METHODS if torch or m != "optuna GP"]
+    methods = installed(METHODS)
+    torch = set(NEEDS_TORCH) <= set(methods)
     log(f"suite: {len(found)} problems, {len(methods)} methods, {seeds} seeds")
     kept = () if ctx.smoke else shelves()
     main = run_cells(list(found), methods, seeds, budget, cnn, more, WORKERS, kept)
