@@ -29,7 +29,7 @@ def run(ctx: Context) -> Section:
     budget, seeds = (12, 1) if ctx.smoke else (BUDGET, SEEDS)
     names = SMOKE_NAMES if ctx.smoke else tuple(suite_problems.HELD_OUT)
     found = suite_problems.problems(names)
-    methods = installed(METHODS)
+    methods = installed(METHODS, ctx.smoke)
     log(f"holdout: {len(found)} problems, {len(methods)} methods, {seeds} seeds")
     maker = functools.partial(suite_problems.problems, names)  # each worker's, picklable
     kept = () if ctx.smoke else shelves()

@@ -207,9 +207,10 @@ def optuna_run(problem: Problem, seed: int, budget: int, sampler: str) -> list[f
     return [problem.truth(p) for p in points]
 
 
-def installed(methods: Sequence[str]) -> list[str]:
-    """The methods this machine can run: Optuna's GP sampler only where torch is installed."""
-    torch = importlib.util.find_spec("torch") is not None
+def installed(methods: Sequence[str], smoke: bool) -> list[str]:
+    """The methods to run here: Optuna's GP sampler only where torch is installed, and never in a
+    smoke run, which must run the same methods on every machine (CI installs no torch)."""
+    torch = not smoke and importlib.util.find_spec("torch") is not None
     return [m for m in methods if torch or m not in NEEDS_TORCH]
 
 
@@ -474,7 +475,7 @@ def run(ctx: Context) -> Section:
     budget, seeds, strategy_seeds = (12, 2, 1) if ctx.smoke else (BUDGET, SEEDS, STRATEGY_SEEDS)
     if ctx.smoke:
         found = {k: v for k, v in found.items() if k in ("branin", "cnn")}
-    methods = [m for m in METHODS if not (ctx.smoke and m in NEEDS_TORCH)]
+    methods = installed(METHODS, ctx.smoke)
     main = run_cells(list(found), methods, seeds, budget, cnn, kept=() if ctx.smoke else shelves())
     # The default strategy's runs are main's p8 runs with the same seeds: reused, not rerun.
     default = OptimizerSettings().pending

@@ -77,7 +77,7 @@ def run(ctx: Context) -> Section:
     cnn = None if ctx.smoke else cached_cnn()
     more = functools.partial(all_problems, names, tables, ctx.smoke)
     found = {**more(), **({"cnn": cnn_problem(cnn)} if cnn else {})}
-    methods = installed(METHODS)
+    methods = installed(METHODS, ctx.smoke)
     torch = set(NEEDS_TORCH) <= set(methods)
     log(f"suite: {len(found)} problems, {len(methods)} methods, {seeds} seeds")
     kept = () if ctx.smoke else shelves()
@@ -238,7 +238,7 @@ def _section(
         f"{machine().line()}. Section 4's runners on {len(found)} problems: {budget} trials per sequential "
         f"run, {longer} per parallel run and random search, {seeds} seeds per method and problem "
         f"({cseeds} for the candidates), {WORKERS} worker processes. Methods: {', '.join(methods)}"
-        + ("" if torch else " (Optuna's GP sampler needs torch, not installed here: left out)")
+        + ("" if torch else " (no Optuna GP: it runs only where torch is installed, never in a smoke run)")
         + (
             ". The CNN surrogate is left out: its real evaluations are not cached on this machine"
             if missing

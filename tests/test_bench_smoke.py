@@ -8,6 +8,7 @@ kwok benchmark starts a control plane of its own, whose nodes kwok simulates.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 
 from bench.__main__ import BENCHMARKS
 from bench.common import CACHE, Context, context
+from bench.search import NEEDS_TORCH, installed
 from bench.testbed import BenchCluster
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.kueue import Kueue
@@ -80,8 +82,19 @@ def test_holdout_benchmark_smoke(tmp_path: Path) -> None:
         section = BENCHMARKS["holdout"](ctx)
     assert "| " in section.markdown()
     runs = section.data["main"]["beale"]
-    assert set(runs) == set(holdout.METHODS)  # the default, the previous default and the rivals
+    # The default, the previous default and the rivals, on every machine: a smoke run leaves torch's out.
+    assert set(runs) == set(holdout.METHODS) - set(NEEDS_TORCH)
     assert [len(runs[m][0]) for m in ("kubetune p1", "kubetune p8 global", "random")] == [12, 18, 18]
+
+
+@pytest.mark.parametrize(
+    ("torch", "smoke", "runs_it"), [(True, False, True), (False, False, False), (True, True, False)]
+)
+def test_optunas_gp_sampler_runs_only_where_torch_is_and_never_in_a_smoke_run(
+    monkeypatch: pytest.MonkeyPatch, torch: bool, smoke: bool, runs_it: bool
+) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if torch else None)
+    assert ("optuna GP" in installed(["random", *NEEDS_TORCH], smoke)) is runs_it
 
 
 def test_late_binding_benchmark_smoke(tmp_path: Path) -> None:
