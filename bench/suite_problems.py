@@ -210,6 +210,43 @@ def powell(x: np.ndarray) -> np.ndarray:
     return np.sum((a + 10 * b) ** 2 + 5 * (c - d) ** 2 + (b - 2 * c) ** 4 + 10 * (a - d) ** 4, axis=1)  # type: ignore[no-any-return]
 
 
+# The second held-out set, added after the length-scale prior's screens had seen the first six
+# (section 14's prose): it judges the next change to the default. Shifts drawn once, as above.
+_ALPINE_SHIFT = np.random.default_rng(2027).uniform(-6, 6, 6)
+_LOG_ACKLEY_SHIFT = np.random.default_rng(2028).uniform(1, 5, 3)
+_SHEKEL_C = np.array([1, 2, 2, 4, 4, 6, 3, 7, 5, 5]) / 10
+_SHEKEL_A = np.array([[4.0, 4, 4, 4], [1, 1, 1, 1], [8, 8, 8, 8], [6, 6, 6, 6], [3, 7, 3, 7], [2, 9, 2, 9],
+                      [5, 5, 3, 3], [8, 1, 8, 1], [6, 2, 6, 2], [7, 3.6, 7, 3.6]])  # fmt: skip
+
+
+def shekel(x: np.ndarray) -> np.ndarray:
+    return -np.sum(1 / (np.sum((x[:, None, :] - _SHEKEL_A) ** 2, axis=2) + _SHEKEL_C), axis=1)  # type: ignore[no-any-return]
+
+
+def zakharov(x: np.ndarray) -> np.ndarray:
+    weighted = x @ (0.5 * np.arange(1, x.shape[1] + 1))
+    return np.sum(x**2, axis=1) + weighted**2 + weighted**4  # type: ignore[no-any-return]
+
+
+def trid(x: np.ndarray) -> np.ndarray:
+    return np.sum((x - 1) ** 2, axis=1) - np.sum(x[:, 1:] * x[:, :-1], axis=1)  # type: ignore[no-any-return]
+
+
+def eggholder(x: np.ndarray) -> np.ndarray:
+    a, b = x[:, 0], x[:, 1]
+    return -(b + 47) * np.sin(np.sqrt(np.abs(b + a / 2 + 47))) - a * np.sin(np.sqrt(np.abs(a - b - 47)))  # type: ignore[no-any-return]
+
+
+def alpine(x: np.ndarray) -> np.ndarray:
+    z = x - _ALPINE_SHIFT[: x.shape[1]]
+    return np.sum(np.abs(z * np.sin(z) + 0.1 * z), axis=1)  # type: ignore[no-any-return]
+
+
+def log_ackley(x: np.ndarray) -> np.ndarray:
+    """Ackley in log10 of its inputs, six units to a decade: a rugged learning-rate-like space."""
+    return ackley(6.0 * (np.log10(x) + _LOG_ACKLEY_SHIFT[: x.shape[1]]), np.zeros(x.shape[1]))
+
+
 HELD_OUT: dict[str, Callable[[], Problem]] = {
     "hartmann3": functools.partial(box, "hartmann3", hartmann3, reals(3, 0, 1), -3.86278),
     "goldstein_price": functools.partial(box, "goldstein_price", goldstein_price, reals(2, -2, 2), 3.0),
@@ -217,7 +254,15 @@ HELD_OUT: dict[str, Callable[[], Problem]] = {
     "griewank5": functools.partial(box, "griewank5", griewank, reals(5, -50, 50), 0.0),
     "dixon_price6": functools.partial(box, "dixon_price6", dixon_price, reals(6, -10, 10), 0.0),
     "powell8": functools.partial(box, "powell8", powell, reals(8, -4, 5), 0.0),
+    "shekel4": functools.partial(box, "shekel4", shekel, reals(4, 0, 10), -10.536410),
+    "zakharov5": functools.partial(box, "zakharov5", zakharov, reals(5, -5, 10), 0.0),
+    "trid6": functools.partial(box, "trid6", trid, reals(6, -36, 36), -50.0),
+    "eggholder": functools.partial(box, "eggholder", eggholder, reals(2, -512, 512), -959.640663),
+    "alpine6": functools.partial(box, "alpine6", alpine, reals(6, -10, 10), 0.0),
+    "log_ackley3": functools.partial(box, "log_ackley3", log_ackley, reals(3, 1e-6, 1.0, "log-uniform"), 0.0),
 }
+# The held-out problems no screen has seen (the first six have: section 14's prose).
+UNSEEN = ("shekel4", "zakharov5", "trid6", "eggholder", "alpine6", "log_ackley3")
 
 
 def problems(names: Sequence[str]) -> dict[str, Problem]:
@@ -250,4 +295,10 @@ WHY = {
     "griewank5": "held out: a wide bowl under many shallow ripples, non-separable (shifted)",
     "dixon_price6": "held out: a curved valley, 6-d",
     "powell8": "held out: 8-d, a singular Hessian at the optimum (flat, slow to close in)",
+    "shekel4": "held out, unseen: ten narrow wells on a flat plain, 4-d",
+    "zakharov5": "held out, unseen: smooth and unimodal, non-separable, steep (a quartic term)",
+    "trid6": "held out, unseen: a smooth non-separable bowl, its optimum off-centre inside the box",
+    "eggholder": "held out, unseen: 2-d, rugged and deceptive, the optimum on the box's edge",
+    "alpine6": "held out, unseen: non-smooth (|.|), many local minima, 6-d (shifted)",
+    "log_ackley3": "held out, unseen: Ackley over log-uniform inputs spanning six decades",
 }
