@@ -47,8 +47,9 @@ def _section(
     s = Section("holdout", "15. Held-out problems: the default where it was not chosen")
     longer = math.ceil(budget * 1.5)
     s.add(
-        f"{machine().line()}. Section 14's runners and statistics on {len(found)} problems that played no "
-        f"part in choosing the default: {budget} trials per sequential run, {longer} per parallel run and "
+        f"{machine().line()}. Section 14's runners and statistics on {len(found)} problems outside its "
+        "suite (the first six have since taken part in screening changes, section 14; the unseen ones in "
+        f"none): {budget} trials per sequential run, {longer} per parallel run and "
         f"random search, {seeds} seeds, {suite.WORKERS} worker processes. `global`: the previous default, "
         "every ask over the whole space (`optimizer.trust_region: none`). Runs are kept and reused as "
         "section 14's are. Run: "

@@ -42,9 +42,11 @@ _S = TypeVar("_S")
 # space; cl_min and cl_max never did).
 PENDING_STRATEGIES = ("kriging_believer", "cl_mean")
 WARPS = ("auto", "none")
-# auto: every other GP ask within a trust region around the best trial (one objective and no
-# constraints; ParEGO's weights move the best at every ask, so several objectives search the whole
-# space); none: every ask over the whole space, as gp_minimize (BENCHMARKS.md section 14).
+# auto: every other GP ask within a trust region around the best trial, the asks between over the
+# whole space, on a model with a prior on its length scales where that predicts the trials better
+# (one objective and no constraints; ParEGO's weights move the best at every ask, so several
+# objectives search the whole space); none: every ask over the whole space, no prior, as
+# gp_minimize (BENCHMARKS.md section 14).
 TRUST_REGIONS = ("auto", "none")
 # Fields a resumed study may change: raising max_trials extends a study; a
 # confirmation phase may be asked for (or widened) after the search. The
@@ -114,8 +116,10 @@ class OptimizerSettings:
                              "prefers them; none: to the losses as they are, as gp_minimize")  # fmt: skip
     trust_region: str = setting("auto", choices=TRUST_REGIONS,
                                 help="auto: every other GP ask within a trust region around the "
-                                     "best trial (one objective, no constraints); none: every ask "
-                                     "over the whole space")  # fmt: skip
+                                     "best trial, the asks between over the whole space, on a "
+                                     "model with a prior on its length scales where that predicts "
+                                     "the trials better (one objective, no constraints); none: "
+                                     "every ask over the whole space, no prior")  # fmt: skip
     # Stores of earlier studies whose finished trials are told first (kubetune/controller/warmstart.py).
     warm_start: tuple[str, ...] = setting(
         (), item="a store (a folder or gs://bucket/prefix)",

@@ -10,7 +10,8 @@ from skopt.learning import GaussianProcessRegressor
 from skopt.space import Categorical, Integer, Real, Space
 from skopt.utils import cook_estimator
 
-from kubetune.controller.gp import FastGP, is_matern52_ard
+from kubetune.controller.gp import LENGTH_SCALE_PRIOR, FastGP, PriorGP, is_matern52_ard, loo_log_density
+from kubetune.controller.search.gp import frozen
 
 
 def pair(
@@ -79,3 +80,66 @@ def test_an_all_categorical_space_takes_scikit_learns_path() -> None:
     skopt_gp, fast, _, _ = pair(space, 20)
     assert not is_matern52_ard(fast.kernel_, fast.X_train_.shape[1])
     np.testing.assert_allclose(fast.kernel_.theta, skopt_gp.kernel_.theta)
+
+
+def test_the_prior_adds_its_log_and_gradient_to_the_likelihood() -> None:
+    _, fast, X, y = pair(SPACE6, 30)
+    prior = PriorGP(**fast.get_params(deep=False)).fit(X, y)
+    scales = np.array([0.3, 0.8, 2.0, 1.5, 0.5, 4.0])
+    theta = np.log(np.r_[1.2, scales, 1e-3])  # amplitude, length scales, noise
+    plain, plain_grad = fast.log_marginal_likelihood(theta, eval_gradient=True)
+    got, got_grad = prior.log_marginal_likelihood(theta, eval_gradient=True)
+    assert got == pytest.approx(plain - LENGTH_SCALE_PRIOR * np.sum(scales**2 + scales**-2), rel=1e-12)
+    step = 1e-6  # the gradient in log-parameters, against central differences
+    numeric = [
+        (prior.log_marginal_likelihood(theta + e) - prior.log_marginal_likelihood(theta - e)) / (2 * step)
+        for e in np.eye(len(theta)) * step
+    ]
+    np.testing.assert_allclose(got_grad, numeric, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(got_grad, plain_grad)
+
+
+def test_the_prior_keeps_an_unresolved_dimension_from_a_straight_line() -> None:
+    """A dimension the losses barely depend on: the free fit runs its length scale to the bound."""
+    space = Space([Real(0.0, 1.0) for _ in range(3)])
+    X = space.transform(space.rvs(15, random_state=2))
+    y = np.sin(6 * X[:, 0]) + 0.01 * X[:, 2]
+    params = cook_estimator("GP", space=space, random_state=0).get_params(deep=False)
+    free = FastGP(**params).fit(X, y).kernel_.k1.k2.length_scale
+    held = PriorGP(**params).fit(X, y).kernel_.k1.k2.length_scale
+    assert free[2] > 50 and held[2] < 10
+    assert abs(np.log(held[0]) - np.log(free[0])) < 1.0  # the resolved dimension keeps its scale
+
+
+def test_the_leave_one_out_density_is_each_trial_predicted_from_the_others() -> None:
+    _, fast, X, y = pair(SPACE6, 25)
+    standardized = (y - fast.y_train_mean_) / fast.y_train_std_
+    brute = 0.0
+    for i in range(len(y)):
+        others = np.arange(len(y)) != i
+        gp = frozen(fast)
+        gp.normalize_y = False  # the closed form is on the fitted GP's standardized targets
+        gp.fit(X[others], standardized[others])
+        mean, std = gp.predict(X[i : i + 1], return_std=True)
+        var = std[0] ** 2 + fast.noise_  # a held-out observation carries the noise
+        brute += -0.5 * np.log(2 * np.pi * var) - 0.5 * (standardized[i] - mean[0]) ** 2 / var
+    assert loo_log_density(fast) == pytest.approx(brute, rel=1e-6)
+
+
+def _both_fits(X: np.ndarray, y: np.ndarray, space: Space) -> tuple[FastGP, PriorGP]:
+    params = cook_estimator("GP", space=space, random_state=0).get_params(deep=False)
+    return FastGP(**params).fit(X, y), PriorGP(**params).fit(X, y)
+
+
+def test_the_prior_predicts_better_where_few_trials_leave_a_dimension_unresolved() -> None:
+    space = Space([Real(0.0, 1.0) for _ in range(4)])
+    X = space.transform(space.rvs(12, random_state=3))
+    free, held = _both_fits(X, np.sin(5 * X[:, 0]) + np.cos(4 * X[:, 1]) + X[:, 2] ** 2, space)
+    assert loo_log_density(held) > loo_log_density(free)
+
+
+def test_the_free_fit_predicts_better_where_many_trials_pin_the_scales() -> None:
+    space = Space([Real(0.0, 1.0) for _ in range(2)])
+    X = space.transform(space.rvs(60, random_state=3))
+    free, held = _both_fits(X, np.sin(3 * X[:, 0]) + 0.0 * X[:, 1], space)
+    assert loo_log_density(free) > loo_log_density(held)

@@ -15,8 +15,9 @@ from skopt.space import Real as SkReal
 from skopt.space import Space
 from skopt.utils import normalize_dimensions
 
-from kubetune.contract import TrialResult
+from kubetune.contract import Params, TrialResult
 from kubetune.controller import optimizer
+from kubetune.controller.gp import FastGP, PriorGP, loo_log_density
 from kubetune.controller.search import MultiSuggester, gp, region
 from kubetune.spec import (
     Budget,
@@ -147,13 +148,50 @@ def test_an_even_count_of_trials_told_asks_within_the_region_around_the_best() -
     assert all(low <= asked[d] <= high for d, (low, high) in zip("ab", local.bounds, strict=True))
 
 
-def test_an_odd_count_asks_over_the_whole_space_as_trust_region_none_always_does() -> None:
+def test_an_odd_count_asks_over_the_whole_space_on_the_model_offered_the_prior() -> None:
     history = _history(_spec(), 13)
-    local, fitted = _suggester(_spec(), history)
-    assert local.region(fitted) is not None
-    everywhere, fitted = _suggester(_spec("none"), history)
-    assert everywhere.region(fitted) is None
-    assert local.ask([]) == everywhere.ask([])
+    turns, fitted = _suggester(_spec(), history)
+    assert turns.region(fitted) is not None
+    xs = [[p[d.name] for d in turns.spec.space] for p, _ in turns.observed]
+    chosen, ys = gp.model(turns.spec, xs, [loss for _, loss in turns.observed], prior=True)
+    assert turns.ask([]) == turns.anywhere(chosen, xs, ys)
+    everywhere, plain = _suggester(_spec("none"), history)
+    assert everywhere.region(plain) is None and type(plain) is FastGP  # none: gp_minimize's model
+
+
+def test_the_prior_fit_is_kept_where_it_predicts_the_trials_better() -> None:
+    spec = _spec()
+    history, kept = _history(spec, 17), set()
+    for told in (5, 9, 13, 17):  # the prior wins early here, the free fit once the bowl is pinned
+        suggester, free = _suggester(spec, history[:told])
+        xs = [[p[d.name] for d in spec.space] for p, _ in suggester.observed]
+        losses = [loss for _, loss in suggester.observed]
+        chosen, ys = gp.model(spec, xs, losses, prior=True)
+        assert ys == gp.model(spec, xs, losses)[1]  # the same values, refitted with the prior
+        held = gp.fitted_gp(spec.space, spec.optimizer.random_state, tuple(map(tuple, xs)), tuple(ys), True)
+        assert isinstance(held, PriorGP)
+        assert chosen is (held if loo_log_density(held) > loo_log_density(free) else free)
+        kept.add(type(chosen))
+    assert kept == {PriorGP, FastGP}
+
+
+def test_the_prior_is_fitted_for_the_whole_space_turns_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    priors: list[bool] = []
+    fit = gp.model
+
+    def recorded(spec: Spec, xs: list[list[Any]], ys: list[float], prior: bool = False) -> Any:
+        priors.append(prior)
+        return fit(spec, xs, ys, prior)
+
+    history = _history(_spec(), 13)
+    monkeypatch.setattr(gp, "model", recorded)
+    running: Params = {"a": 0.5, "b": 0.5}  # a running trial counts toward the turn
+    for spec, told, pending in [(_spec(), 13, []), (_spec(), 12, []), (_spec(), 12, [running]),
+                                (_spec("none"), 13, [])]:  # fmt: skip
+        suggester = gp.GPSuggester(spec, 7)
+        suggester.tell(history[:told])
+        suggester.ask(pending)
+    assert priors == [True, False, True, False]
 
 
 def test_an_all_categorical_space_has_no_region() -> None:

@@ -12,9 +12,14 @@ variance there, so parallel trials spread out instead of piling on one point.
 Every other ask looks only within a trust region around the best trial
 (``optimizer.trust_region``; kubetune/controller/search/region.py), the asks
 between over the whole space: a short study spends fewer trials at the edges.
+For those whole-space asks the kernel is also fitted with a prior on its
+length scales (kubetune/controller/gp.py, PriorGP), and that fit is used
+where it predicts each trial from the others better than the free one: a
+dimension the trials have barely resolved no longer sends EI to the edge.
 Past FIT_MAX trials the kernel is fitted on a subset; with the likelihood and
 the acquisition computed by BLAS (kubetune/controller/gp.py), a 1,000-trial
-study asks in under a second of CPU (bench/search_scale.py).
+study asks in about a second of CPU (bench/search_scale.py), 1.4 s on a
+whole-space turn, which fits the kernel a third time.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from skopt.utils import cook_estimator
 
 from kubetune.contract import Params
 from kubetune.controller import warping
-from kubetune.controller.gp import FastGP
+from kubetune.controller.gp import FastGP, PriorGP, loo_log_density
 from kubetune.controller.search.base import Suggester, beliefs
 from kubetune.controller.search.region import box, relative_scales, side
 from kubetune.controller.search.space import normalized, point, row, skopt_dimensions
@@ -56,7 +61,8 @@ class GPSuggester(Suggester):
             return self.explore()  # nothing finished yet (all failed, or all still running)
         spec = self.spec
         xs = [row(spec, p) for p, _ in self.observed]
-        fitted, ys = model(spec, xs, [loss for _, loss in self.observed])
+        whole = (len(xs) + len(pending)) % 2 == 1 and self.regional()  # choose()'s turn, told now
+        fitted, ys = model(spec, xs, [loss for _, loss in self.observed], prior=whole)
         px = [row(spec, p) for p in pending]
         return self.choose(fitted, xs + px, ys + self.believe(fitted, ys, px))
 
@@ -74,13 +80,18 @@ class GPSuggester(Suggester):
         local = self.region(fitted) if len(xs) % 2 == 0 else None
         return self.anywhere(fitted, xs, ys) if local is None else self.within(local, fitted, xs, ys)
 
+    def regional(self) -> bool:
+        """Whether the asks take turns, within the trust region and over the whole space: not where
+        the spec turns it off or every dimension is categorical."""
+        numeric = any(not isinstance(d, SkCategorical) for d in skopt_dimensions(self.spec))
+        return self.spec.optimizer.trust_region != "none" and numeric
+
     def region(self, fitted: GaussianProcessRegressor) -> Space | None:
-        """The trust region around the best finished trial; None where the spec turns it off or
-        every dimension is categorical."""
+        """The trust region around the best finished trial; None where the asks do not take turns."""
+        if not self.regional():
+            return None
         spec = self.spec
         dims = skopt_dimensions(spec)
-        if spec.optimizer.trust_region == "none" or all(isinstance(d, SkCategorical) for d in dims):
-            return None
         losses = [loss for _, loss in self.observed]
         unit = normalized(spec.space)
         numeric = sum(not isinstance(d, SkCategorical) for d in dims)
@@ -117,17 +128,32 @@ class GPSuggester(Suggester):
         return point(self.spec, opt.ask())
 
 
-def model(spec: Spec, xs: list[list[Any]], ys: list[float]) -> tuple[GaussianProcessRegressor, list[float]]:
+def model(
+    spec: Spec, xs: list[list[Any]], ys: list[float], prior: bool = False
+) -> tuple[GaussianProcessRegressor, list[float]]:
     """The GP fitted to the losses, or to their warping when that explains them better.
 
     Better: the higher evidence, the likelihood of the losses themselves
     (kubetune/controller/warping.py), over the trials the kernel was fitted on.
-    Returns the GP and the values it was fitted to, which the running trials'
-    beliefs must share.
+    ``prior``: then refitted with the length scales' prior (PriorGP) to the
+    chosen values, and that fit kept where its leave-one-out predictions are
+    better. Returns the GP and the values it was fitted to, which the running
+    trials' beliefs must share.
     """
     key = (spec.space, spec.optimizer.random_state, tuple(map(tuple, xs)))
+    fitted, values = _warped_or_not(key, ys, spec.optimizer.warp == "auto")
+    if not prior:
+        return fitted, values
+    held = fitted_gp(*key, tuple(values), True)
+    return (held if loo_log_density(held) > loo_log_density(fitted) else fitted), values
+
+
+def _warped_or_not(
+    key: tuple[Any, ...], ys: list[float], warp: bool
+) -> tuple[GaussianProcessRegressor, list[float]]:
+    """The free fit to the losses, or to their warping where its evidence is higher."""
     plain = fitted_gp(*key, tuple(ys))
-    warped = warping.yeo_johnson(ys) if spec.optimizer.warp == "auto" else None
+    warped = warping.yeo_johnson(ys) if warp else None
     if warped is None:
         return plain, ys
     bent = fitted_gp(*key, warped.values)
@@ -143,13 +169,19 @@ def _evidence(fitted: GaussianProcessRegressor, log_slopes: list[float]) -> floa
     return float(fitted.log_marginal_likelihood_value_ - scaled + sum(log_slopes))
 
 
-@functools.lru_cache(maxsize=4)  # a wave's plain and warped fits
+@functools.lru_cache(maxsize=8)  # a wave's plain and warped fits, with the prior and without
 def fitted_gp(
-    dims: tuple[Dimension, ...], random_state: int, xs: tuple[tuple[Any, ...], ...], ys: tuple[float, ...]
+    dims: tuple[Dimension, ...],
+    random_state: int,
+    xs: tuple[tuple[Any, ...], ...],
+    ys: tuple[float, ...],
+    prior: bool = False,
 ) -> GaussianProcessRegressor:
-    """skopt's GP for this space, its kernel fitted to the finished trials (memoized per wave)."""
+    """skopt's GP for this space, its kernel fitted to the finished trials (memoized per wave);
+    ``prior``: with the length scales' prior (PriorGP)."""
     space = normalized(dims)
-    est = FastGP(**cook_estimator("GP", space=space, random_state=random_state).get_params(deep=False))
+    cls = PriorGP if prior else FastGP
+    est = cls(**cook_estimator("GP", space=space, random_state=random_state).get_params(deep=False))
     rows, targets = fit_subset(list(xs), list(ys))
     est.fit(space.transform(rows), targets)
     return est

@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 from skopt.acquisition import gaussian_ei
 from skopt.learning import GaussianProcessRegressor
-from skopt.space import Space
 
 from kubetune.contract import Params, TrialResult
 from kubetune.controller import objectives
@@ -110,9 +109,9 @@ class MultiSuggester(GPSuggester):
         order = np.argsort(raw, kind="stable")
         return [float(v) for v in np.interp(believed, raw[order], np.asarray(ys)[order])]
 
-    def region(self, fitted: GaussianProcessRegressor) -> Space | None:
-        """None: ParEGO's weights move the best trial at every ask (spec.TRUST_REGIONS)."""
-        return None
+    def regional(self) -> bool:
+        """No turns: ParEGO's weights move the best trial at every ask (spec.TRUST_REGIONS)."""
+        return False
 
     def choose(self, fitted: GaussianProcessRegressor, xs: list[list[Any]], ys: list[float]) -> Params:
         if not self.spec.constraints:
