@@ -78,13 +78,12 @@ def run(ctx: Context) -> Section:
     more = functools.partial(all_problems, names, tables, ctx.smoke)
     found = {**more(), **({"cnn": cnn_problem(cnn)} if cnn else {})}
     methods = installed(METHODS, ctx.smoke)
-    torch = set(NEEDS_TORCH) <= set(methods)
     log(f"suite: {len(found)} problems, {len(methods)} methods, {seeds} seeds")
     kept = () if ctx.smoke else shelves()
     main = run_cells(list(found), methods, seeds, budget, cnn, more, WORKERS, kept)
     tried = [f"kubetune p{p} {c}" for c in CANDIDATES for p in (1, 8)]
     candidates = run_cells(list(found), tried, cseeds, budget, cnn, more, WORKERS, kept)
-    section = _section(found, main, candidates, methods, budget, seeds, cseeds, torch)
+    section = _section(found, main, candidates, methods, budget, seeds, cseeds)
     section.data["kept_runs"] = sum(k.hits for k in kept)
     return section
 
@@ -254,7 +253,6 @@ def _section(
     budget: int,
     seeds: int,
     cseeds: int,
-    torch: bool,
 ) -> Section:
     s = Section("suite", "14. Search quality across a suite of problems")
     longer = math.ceil(budget * 1.5)
@@ -263,7 +261,11 @@ def _section(
         f"{machine().line()}. Section 4's runners on {len(found)} problems: {budget} trials per sequential "
         f"run, {longer} per parallel run and random search, {seeds} seeds per method and problem "
         f"({cseeds} for the candidates), {WORKERS} worker processes. Methods: {', '.join(methods)}"
-        + ("" if torch else " (no Optuna GP: it runs only where torch is installed, never in a smoke run)")
+        + (
+            ""
+            if set(NEEDS_TORCH) <= set(methods)
+            else " (no Optuna GP: it runs only where torch is installed, never in a smoke run)"
+        )
         + (
             ". The CNN surrogate is left out: its real evaluations are not cached on this machine"
             if missing
