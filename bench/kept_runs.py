@@ -7,14 +7,18 @@ unchanged from one run to the next (the rivals' always, unless a library
 moved), and a text fix should not cost the hour. A run is kept under its cell
 (problem, method, seed, budget) on a shelf, a file stamped with a
 fingerprint of what its methods depend on; a stamp that no longer matches
-empties the shelf, so a stale run is never reused.
+empties the shelf, so a stale run is never reused. Python is fingerprinted
+as its syntax tree without docstrings: a comment, a docstring or a line
+wrapped differently changes no run, and no longer empties a shelf.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 import json
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -30,15 +34,29 @@ def fingerprint(code: Iterable[Callable[..., Any]], files: Iterable[Path]) -> st
     """A digest of the runners' source, the files that define the problems, and the libraries' versions."""
     digest = hashlib.sha256()
     for fn in code:
-        digest.update(inspect.getsource(fn).encode())
+        digest.update(_syntax(inspect.getsource(fn)))
     for path in files:
-        digest.update(path.read_bytes() if path.exists() else b"absent")
+        if not path.exists():
+            digest.update(b"absent")
+        else:
+            digest.update(_syntax(path.read_text()) if path.suffix == ".py" else path.read_bytes())
     for name in LIBRARIES:
         try:
             digest.update(f"{name}=={metadata.version(name)}".encode())
         except metadata.PackageNotFoundError:
             digest.update(f"{name} absent".encode())
     return digest.hexdigest()
+
+
+def _syntax(source: str) -> bytes:
+    """Python source as what it runs: its syntax tree (no comments, no positions), docstrings dropped."""
+    tree = ast.parse(textwrap.dedent(source))
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if ast.get_docstring(node, clean=False) is not None:
+            node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
 
 
 @dataclass

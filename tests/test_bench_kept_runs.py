@@ -35,6 +35,19 @@ def test_the_stamp_follows_code_files_and_their_absence(tmp_path: Path) -> None:
     assert fingerprint([random_run], [problems]) != first
 
 
+def test_comments_docstrings_and_line_breaks_keep_the_stamp_code_changes_it(tmp_path: Path) -> None:
+    problems = tmp_path / "problems.py"
+    problems.write_text('"""Problems."""\ndef f():\n    """Doc."""\n    return 1\n')
+    first = fingerprint([random_run], [problems])
+    reworded = '"""Reworded."""\n\n# why\ndef f():\n    """Other."""\n    return (\n        1\n    )\n'
+    problems.write_text(reworded)
+    assert fingerprint([random_run], [problems]) == first
+    problems.write_text('"""Problems."""\ndef f():\n    """Doc."""\n    return 2\n')
+    assert fingerprint([random_run], [problems]) != first
+    problems.write_text('"""Problems."""\ndef f():\n    """Doc."""\n    "not a docstring"\n    return 1\n')
+    assert fingerprint([random_run], [problems]) != first
+
+
 def test_run_cells_reuses_kept_rival_runs_and_keeps_new_ones(tmp_path: Path) -> None:
     kept = KeptRuns.load(tmp_path / "kept.json", "stamp", rivals)
     planted = [123.0] * 8  # no real run of Branin gives this: a rerun would show
