@@ -230,8 +230,11 @@ LENGTH_SCALE_CHOICE = (
     "zakharov5 and eggholder, higher on alpine6 (7.34 against 6.50) and clearly worse on "
     "log_ackley3 (3.78 against 3.38 [3.08, 3.67]); p8 lower on four, higher on eggholder and "
     "alpine6. Adopted by section 14's rule; log_ackley3, multimodal on a log scale, is where the "
-    "prior's smoothness can still mislead. Cost: the third kernel fit of a whole-space turn, "
-    "suggest() at 1,001 finished trials 1.4 s of CPU against about 1.0 s."
+    "prior's smoothness can still mislead. Cost: the third kernel fit of a whole-space turn; at "
+    "1,000 finished trials suggest() takes 1.38 s of CPU on that turn on Hartmann-6's space and "
+    "1.49 s on the mixed one, against 1.15 and 1.09 s on the trust region's turn "
+    "(`.venv/bin/python -m bench.search_scale`; section 4's table predates the choice and times the "
+    "trust region's turn alone)."
 )
 
 

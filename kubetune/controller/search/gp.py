@@ -18,8 +18,8 @@ where it predicts each trial from the others better than the free one: a
 dimension the trials have barely resolved no longer sends EI to the edge.
 Past FIT_MAX trials the kernel is fitted on a subset; with the likelihood and
 the acquisition computed by BLAS (kubetune/controller/gp.py), a 1,000-trial
-study asks in about a second of CPU (bench/search_scale.py), 1.4 s on a
-whole-space turn, which fits the kernel a third time.
+study asks in 1.1 s of CPU on a trust region's turn and 1.4-1.5 s on a
+whole-space turn, which fits the kernel a third time (bench/search_scale.py).
 """
 
 from __future__ import annotations
