@@ -61,7 +61,7 @@ class GPSuggester(Suggester):
             return self.explore()  # nothing finished yet (all failed, or all still running)
         spec = self.spec
         xs = [row(spec, p) for p, _ in self.observed]
-        whole = (len(xs) + len(pending)) % 2 == 1 and self.regional()  # choose()'s turn, told now
+        whole = whole_space_turn(len(xs) + len(pending)) and self.regional()  # choose()'s turn
         fitted, ys = model(spec, xs, [loss for _, loss in self.observed], prior=whole)
         px = [row(spec, p) for p in pending]
         return self.choose(fitted, xs + px, ys + self.believe(fitted, ys, px))
@@ -77,7 +77,7 @@ class GPSuggester(Suggester):
         """The acquisition's best point, the GP conditioned on ``xs`` (finished trials, then running
         ones) and ``ys`` (their fitted losses, then beliefs): every other ask (by the count of
         trials told) only within the trust region (``optimizer.trust_region``; search/region.py)."""
-        local = self.region(fitted) if len(xs) % 2 == 0 else None
+        local = None if whole_space_turn(len(xs)) else self.region(fitted)
         return self.anywhere(fitted, xs, ys) if local is None else self.within(local, fitted, xs, ys)
 
     def regional(self) -> bool:
@@ -126,6 +126,12 @@ class GPSuggester(Suggester):
         )
         opt.tell(xs, ys)
         return point(self.spec, opt.ask())
+
+
+def whole_space_turn(told: int) -> bool:
+    """Whether the ask with ``told`` trials told, finished and running, looks over the whole space;
+    the asks between look within the trust region. ask() fits the prior's model for these turns."""
+    return told % 2 == 1
 
 
 def model(
