@@ -9,6 +9,7 @@ import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,6 +115,22 @@ def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trial_request() -> MakeRequest:
     """The trials the launcher contract suite launches: the CNN's, run by tests/fake_trial.py."""
     return cnn_request
+
+
+@pytest.fixture
+def prior_fits(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each kernel fit the GP search makes from now on is the prior's; the fits are real."""
+    from kubetune.controller.search import gp  # imports scikit-learn: only for tests that ask
+
+    priors: list[bool] = []
+    fit = gp.model
+
+    def recorded(spec: Any, xs: Any, ys: Any, prior: bool = False) -> Any:
+        priors.append(prior)
+        return fit(spec, xs, ys, prior)
+
+    monkeypatch.setattr(gp, "model", recorded)
+    return priors
 
 
 @pytest.fixture(scope="session")

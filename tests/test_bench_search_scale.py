@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
-
 from bench import search_scale
 from bench.search_problems import SYNTHETIC
-from kubetune.controller.search import gp
 
 
 def test_the_two_new_history_asks_are_the_trust_regions_turn_and_the_whole_spaces(
-    monkeypatch: pytest.MonkeyPatch,
+    prior_fits: list[bool],
 ) -> None:
-    turns: list[bool] = []
-    model = gp.model
-
-    def recorded(spec: Any, xs: Any, ys: Any, prior: bool = False) -> Any:
-        turns.append(prior)
-        return model(spec, xs, ys, prior)
-
-    monkeypatch.setattr(gp, "model", recorded)
     spec, finished, pending = search_scale._history(SYNTHETIC["hartmann6"], 20)
     assert len(pending) == search_scale.IN_FLIGHT
     search_scale._new_history(spec, finished, pending)
     search_scale._new_history(spec, finished, pending[1:])
-    assert turns == [False, True]  # the prior is fitted on the whole space's turn only
+    assert prior_fits == [False, True]  # the prior is fitted on the whole space's turn only
 
 
 def test_the_table_has_a_row_per_space_and_size_with_both_turns() -> None:
