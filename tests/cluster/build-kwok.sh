@@ -5,46 +5,26 @@
 #
 # Kept apart from build-binaries.sh so that its stamp, and the test cluster's
 # binaries, do not change for a benchmark-only tool. Idempotent: a stamp names
-# the version built. The folder is printed on the last line of stdout, like
-# build-binaries.sh (which this calls first: it builds the control plane when
-# missing). A cold build takes about 5 minutes on 2 cores.
+# the version built (stamped-build.sh). The folder is printed on the last line
+# of stdout, like build-binaries.sh (which this calls first: it builds the
+# control plane when missing). A cold build takes about 5 minutes on 2 cores.
 set -euo pipefail
 
 # v0.8.0 requires the k8s.io v0.36 client libraries, as the control plane's v1.36.
 KWOK_VERSION=v0.8.0
+TOOL=kwok
 STAMP_CONTENT="kwok=${KWOK_VERSION}"
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-assets="$(bash "${here}/build-binaries.sh" | tail -n1)"
-stamp="${assets}/.kwok-version"
+present() { [[ -x "${assets}/kwok" ]]; }
 
-log() { echo "build-kwok: $*" >&2; }
+build_into() {
+    # kwok's go.mod has no replace directives: `go install` builds it against its own
+    # go.sum. Its version constants are in its source, so no -X stamps are needed.
+    CGO_ENABLED=0 GOFLAGS=-trimpath GOBIN="$1" \
+        go install -p 2 -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
+    mv -f "$1/kwok" "${assets}/kwok"
+}
 
-built() { [[ -x "${assets}/kwok" && -f "${stamp}" && "$(cat "${stamp}")" == "${STAMP_CONTENT}" ]]; }
-
-if built; then
-    echo "${assets}"
-    exit 0
-fi
-
-command -v go >/dev/null || { log "go toolchain not found on PATH"; exit 1; }
-# The lock build-binaries.sh takes: one build in this folder at a time.
-exec 9>"${assets}/.lock"
-flock 9
-if built; then
-    echo "${assets}"
-    exit 0
-fi
-
-staging="$(mktemp -d "${assets}/.build.XXXXXX")"
-trap 'rm -rf "${staging}"' EXIT
-start=$SECONDS
-log "building kwok ${KWOK_VERSION}"
-# kwok's go.mod has no replace directives: `go install` builds it against its own
-# go.sum. Its version constants are in its source, so no -X stamps are needed.
-CGO_ENABLED=0 GOFLAGS=-trimpath GOBIN="${staging}" \
-    go install -p 2 -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
-mv -f "${staging}/kwok" "${assets}/kwok"
-echo "${STAMP_CONTENT}" > "${stamp}"
-log "built in $((SECONDS - start)) s"
-echo "${assets}"
+# shellcheck source=stamped-build.sh
+source "$(dirname "${BASH_SOURCE[0]}")/stamped-build.sh"
+stamped_build
