@@ -50,7 +50,8 @@ def _section(
     s.add(
         f"{machine().line()}. Section 14's runners and statistics on {len(found)} problems outside its "
         "suite (the first six have since taken part in screening changes, section 14; the unseen ones "
-        f"only in one, rejected: `gp_hedge` at p8): {budget} trials per sequential run, {longer} per "
+        "only in two: `gp_hedge` at p8, rejected, and the edge probe at p1, a candidate): "
+        f"{budget} trials per sequential run, {longer} per "
         f"parallel run and random search, {seeds} seeds, {suite.WORKERS} worker processes. `global`: the "
         "previous default, every ask over the whole space (`optimizer.trust_region: none`). Runs are kept "
         "and reused as section 14's are. Run: "
