@@ -86,6 +86,7 @@ NEEDS_TORCH = ("optuna GP",)
 WORKERS = 2
 RIVALS = ("gp_minimize", "optuna TPE", "optuna GP")
 KEPT = CACHE / "kept-runs"  # the shelves of kept runs (bench/kept_runs.py), a file each
+KEEP_EVERY = 50  # runs made between writes of the shelves
 
 Run = Callable[[Problem, int, int], list[float]]  # (problem, seed, budget) -> true losses in trial order
 
@@ -339,12 +340,16 @@ def run_cells(
         context = get_context("spawn")
         with ProcessPoolExecutor(workers, context, initializer=_worker, initargs=(cnn, more)) as pool:
             futures = [pool.submit(_cell, p, m, s, budget) for p, m, s in todo]
+            fresh: list[tuple[str, str, int]] = []
             for n, (job, fut) in enumerate(zip(todo, futures, strict=True)):
                 done[job] = fut.result()
-                if (n + 1) % 50 == 0:
+                fresh.append(job)
+                # Kept as they come, not at the end: a benchmark killed after an hour loses minutes.
+                if len(fresh) == KEEP_EVERY or n + 1 == len(todo):
                     log(f"search: {n + 1}/{len(todo)} runs")
-    for k in kept:
-        k.keep([((*job, budget), done[job]) for job in todo if k.holds(job[1])])
+                    for k in kept:
+                        k.keep([((*j, budget), done[j]) for j in fresh if k.holds(j[1])])
+                    fresh.clear()
     out: dict[str, dict[str, list[list[float]]]] = {p: {m: [] for m in methods} for p in names}
     for p, m, s in jobs:
         out[p][m].append(done[(p, m, s)])

@@ -61,6 +61,17 @@ def test_run_cells_reuses_kept_rival_runs_and_keeps_new_ones(tmp_path: Path) -> 
     assert again.get(("branin", "kubetune p1", 0, 8)) is None  # not this shelf's method
 
 
+def test_a_benchmark_that_dies_keeps_the_runs_it_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search, "KEEP_EVERY", 1)
+    kept = KeptRuns.load(tmp_path / "kept.json", "stamp", rivals)
+    with pytest.raises(SystemExit, match="unknown option"):  # the third run fails, as a kill would end it
+        run_cells(["branin"], ["random", "kubetune p1 nonsense"], 2, 8, None, workers=1, kept=[kept])
+    again = KeptRuns.load(tmp_path / "kept.json", "stamp", rivals)
+    assert [len(again.get(("branin", "random", s, 8)) or []) for s in (0, 1)] == [12, 12]
+
+
 def test_a_change_to_kubetune_empties_its_shelf_not_the_rivals(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
