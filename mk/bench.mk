@@ -22,8 +22,8 @@ BENCH_PREREQS := $(if $(BIN),venv binaries node-packages images-cpu $(FASHION_MN
 
 # The search benchmark's Optuna GPSampler (bench/search.py) needs torch.
 BENCH_GP := $(dir $(BENCH_PYTHON)).bench-gp
-$(BENCH_GP): pyproject.toml
-	$(dir $(BENCH_PYTHON))pip install --quiet -e '.[bench-gp]'
+$(BENCH_GP): pyproject.toml constraints.txt
+	$(dir $(BENCH_PYTHON))pip install --quiet -c constraints.txt -e '.[bench-gp]'
 	touch $@
 
 bench: $(BENCH_PREREQS) $(BENCH_GP)
