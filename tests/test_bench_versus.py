@@ -1,0 +1,43 @@
+"""The goals' verdicts (bench/search.py: versus, goals) and how firmly the seeds hold them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.search import BUDGET, beyond, goals, versus
+from bench.search_problems import Problem
+
+
+def test_clearly_separated_methods_give_verdicts_no_draw_of_the_seeds_would_flip() -> None:
+    rng = np.random.default_rng(1)
+    low, high = rng.uniform(0, 1, 20).tolist(), rng.uniform(10, 11, 20).tolist()
+    assert beyond(low, high, 75) == 0.0
+    assert beyond(high, low, 75) == 1.0
+
+
+def test_a_median_at_the_rivals_upper_quartile_is_left_to_the_seeds() -> None:
+    rng = np.random.default_rng(2)
+    theirs = rng.normal(0, 1, 20)
+    ours = (theirs + np.percentile(theirs, 75) - np.median(theirs)).tolist()  # our median on their q3
+    odds = beyond(ours, theirs.tolist(), 75)
+    assert 0.3 < odds < 0.7
+    assert beyond(ours, theirs.tolist(), 75) == odds  # the same draws each time: the tables do not move
+
+
+def test_each_verdict_carries_its_odds() -> None:
+    problem = Problem("flat", (), lambda x: 0.0, optimum=0.0, target=1.0)
+    at_budget = {"kubetune p1": [1.0] * 20, "tpe": [2.0, 3.0] * 10, "gp": [0.1] * 20}
+    runs = {m: [[v] * BUDGET for v in values] for m, values in at_budget.items()}
+    row = versus(problem, runs, ["tpe", "gp"])
+    assert row[0] == "flat" and row[-2:] == ["yes (0%)", "no (100%)"]
+
+
+def test_parallel_8_tied_with_random_is_not_ahead_whatever_the_seeds() -> None:
+    problem = Problem("plateau", (), lambda x: 0.0, optimum=0.0, target=1.0)
+    longer = BUDGET * 3 // 2
+    runs = {"kubetune p1": [[1.0] * BUDGET] * 20, "kubetune p8": [[1.0] * longer] * 20,
+            "random": [[1.0] * longer] * 20}  # fmt: skip
+    row = goals(problem, runs)
+    assert row[1:3] == ["1 vs 1: no (100%)"] * 2
+    runs["kubetune p8"] = [[0.5] * longer] * 20
+    assert goals(problem, runs)[1:3] == ["0.5 vs 1: yes (0%)"] * 2
