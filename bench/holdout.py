@@ -72,7 +72,7 @@ def _section(
         f"upper quartile; {BEYOND}"
     )
     header = ["problem", "kubetune p1", *rivals, *(f"no worse than {m}" for m in rivals)]
-    s.add(table(header, [v for n, p in found.items() if (v := versus(p, runs[n], rivals))]))
+    s.add(table(header, [v.cells for n, p in found.items() if (v := versus(p, runs[n], rivals))]))
     s.add(f"**Parallel 8** after {longer} trials, median [IQR], against the previous default and random.")
     rows = [
         [n, *(median_iqr(suite.at(p, runs[n][m], longer)) for m in ("kubetune p8", "kubetune p8 global",

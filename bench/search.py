@@ -34,10 +34,11 @@ import subprocess
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -411,20 +412,44 @@ BEYOND = (
 )
 
 
-def versus(problem: Problem, runs: dict[str, list[list[float]]], rivals: Sequence[str] = RIVALS) -> list[str]:
-    """Parallel 1 against the rivals after BUDGET trials: no worse beyond their IQR? Each verdict
-    comes with how often the seeds, drawn again, would make it "no" (``beyond``)."""
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a goal holds, and how often the seeds, drawn again, would say it does not (``beyond``)."""
+
+    holds: bool
+    against: float
+
+    def __str__(self) -> str:
+        return f"{'yes' if self.holds else 'no'} ({self.against:.0%})"
+
+
+class GoalRow(NamedTuple):
+    """A goal table's row: the cells it shows, the problem's name first, and the verdicts among them."""
+
+    cells: list[str]
+    verdicts: list[Verdict]
+
+    @property
+    def problem(self) -> str:
+        return self.cells[0]
+
+
+def versus(
+    problem: Problem, runs: dict[str, list[list[float]]], rivals: Sequence[str] = RIVALS
+) -> GoalRow | None:
+    """Parallel 1 against the rivals after BUDGET trials: no worse than their upper quartile? None
+    for a smoke run (a short budget, no torch)."""
     if not {"kubetune p1", *rivals} <= runs.keys() or any(
         len(c) < BUDGET for m in ("kubetune p1", *rivals) for c in runs[m]
     ):
-        return []  # a smoke run: a short budget, no torch
+        return None
     at = {m: [regret(c, problem.optimum)[BUDGET - 1] for c in runs[m]] for m in ("kubetune p1", *rivals)}
     p1 = float(np.median(at["kubetune p1"]))
     verdicts = [
-        f"{'yes' if p1 <= np.percentile(at[m], 75) else 'no'} ({beyond(at['kubetune p1'], at[m], 75):.0%})"
-        for m in rivals
+        Verdict(bool(p1 <= np.percentile(at[m], 75)), beyond(at["kubetune p1"], at[m], 75)) for m in rivals
     ]
-    return [problem.name, *(median_iqr(at[m]) for m in ("kubetune p1", *rivals)), *verdicts]
+    medians = [median_iqr(at[m]) for m in ("kubetune p1", *rivals)]
+    return GoalRow([problem.name, *medians, *map(str, verdicts)], verdicts)
 
 
 def beyond(
@@ -441,29 +466,29 @@ def beyond(
     return float(np.mean(medians >= percentiles if ties else medians > percentiles))
 
 
-def goals(problem: Problem, runs: dict[str, list[list[float]]]) -> list[str]:
+def goals(problem: Problem, runs: dict[str, list[list[float]]]) -> GoalRow | None:
     """Parallel 8 against random at BUDGET and 1.5x BUDGET trials, and the trials it needs for
-    parallel 1's regret after BUDGET."""
+    parallel 1's regret after BUDGET. None without those three methods' runs at full length."""
     seeds = {m: np.array([regret(c, problem.optimum) for c in cs]) for m, cs in runs.items() if m in METHODS}
     med = {m: np.median(curves, axis=0) for m, curves in seeds.items()}
     longer = math.ceil(BUDGET * 1.5)
     if not {"kubetune p1", "kubetune p8", "random"} <= med.keys() or len(med["random"]) < longer:
-        return []
+        return None
     p1, p8, rnd = med["kubetune p1"][BUDGET - 1], med["kubetune p8"], med["random"]
     need = next((k + 1 for k, v in enumerate(p8) if v <= p1), None)
 
-    def ahead(k: int) -> str:  # is p8 ahead of random after k trials, and how often not with other seeds
+    def ahead(k: int) -> Verdict:  # is p8 ahead of random after k trials, and how often not with other seeds
         p8_at, rnd_at = (seeds[m][:, k - 1].tolist() for m in ("kubetune p8", "random"))
-        verdict = "yes" if p8[k - 1] < rnd[k - 1] else "no"
-        return f"{_g(p8[k - 1])} vs {_g(rnd[k - 1])}: {verdict} ({beyond(p8_at, rnd_at, 50, ties=True):.0%})"
+        return Verdict(bool(p8[k - 1] < rnd[k - 1]), beyond(p8_at, rnd_at, 50, ties=True))
 
-    return [
-        problem.name,
-        ahead(BUDGET),
-        ahead(longer),
-        _g(p1),
-        f"{need} ({need / BUDGET:.2f}x), {math.ceil(need / 8)} rounds" if need else f"not within {len(p8)}",
+    verdicts = [ahead(BUDGET), ahead(longer)]
+    against = [
+        f"{_g(p8[k - 1])} vs {_g(rnd[k - 1])}: {v}" for k, v in zip((BUDGET, longer), verdicts, strict=True)
     ]
+    reach = (
+        f"{need} ({need / BUDGET:.2f}x), {math.ceil(need / 8)} rounds" if need else f"not within {len(p8)}"
+    )
+    return GoalRow([problem.name, *against, _g(p1), reach], verdicts)
 
 
 # --- the benchmark ----------------------------------------------------------------
@@ -561,7 +586,7 @@ def _section(
     for name, problem in found.items():
         s.add(f"**{name}** (optimum {problem.optimum:g}, target: regret <= {problem.target:g})")
         s.add(problem_table(problem, main[name]))
-    rows = [g for name, problem in found.items() if (g := goals(problem, main[name]))]
+    rows = [g.cells for name, problem in found.items() if (g := goals(problem, main[name]))]
     if rows:
         s.add(
             f"**Goals** (medians over seeds): parallel 8 against random at equal trials (is p8's regret "
@@ -576,7 +601,7 @@ def _section(
             "p8 reaches it after",
         ]
         s.add(table(header, rows))
-    rows = [v for name, problem in found.items() if (v := versus(problem, main[name]))]
+    rows = [v.cells for name, problem in found.items() if (v := versus(problem, main[name]))]
     if rows:
         s.add(
             "**Parallel 1 against the notebook's gp_minimize and Optuna's TPE and GP samplers**: regret "

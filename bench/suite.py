@@ -414,17 +414,18 @@ def _section(
     )
     s.add(summary(found, main, budget))
     rivals = [m for m in RIVALS if m in methods]
-    rows = [v for n, p in found.items() if (v := versus(p, main[n], rivals))]
-    if rows:
+    versus_rows = [v for n, p in found.items() if (v := versus(p, main[n], rivals))]
+    if versus_rows:
         s.add(
             f"**Goal, parallel 1**: regret after {budget} trials, and whether kubetune p1's median is no "
             f"worse than each rival's upper quartile; {BEYOND}"
         )
-        s.add(table(["problem", "kubetune p1", *rivals, *(f"no worse than {m}" for m in rivals)], rows))
-        held = [r[0] for r in rows if all(v.startswith("yes") for v in r[-len(rivals) :])]
-        s.add(f"kubetune p1 is no worse than every rival on {len(held)} of {len(rows)} problems.")
-    rows = [g for n, p in found.items() if (g := goals(p, main[n]))]
-    if rows:
+        header = ["problem", "kubetune p1", *rivals, *(f"no worse than {m}" for m in rivals)]
+        s.add(table(header, [r.cells for r in versus_rows]))
+        held = [r.problem for r in versus_rows if all(v.holds for v in r.verdicts)]
+        s.add(f"kubetune p1 is no worse than every rival on {len(held)} of {len(versus_rows)} problems.")
+    goal_rows = [g for n, p in found.items() if (g := goals(p, main[n]))]
+    if goal_rows:
         s.add(
             f"**Goal, parallel 8**: median regret against random at equal trials ({budget} and {longer}), "
             f"is p8's lower ({BEYOND}), and the trials parallel 8 needs to reach parallel 1's {budget}-trial "
@@ -432,11 +433,11 @@ def _section(
         )
         header = ["problem", f"p8 vs random at {budget}", f"p8 vs random at {longer}", f"p1 at {budget}",
                   "p8 reaches it after"]  # fmt: skip
-        s.add(table(header, rows))
-        ahead = [r[0] for r in rows if ": yes" in r[2]]
-        behind = ", ".join(r[0] for r in rows if ": yes" not in r[2])
+        s.add(table(header, [r.cells for r in goal_rows]))
+        ahead = [r.problem for r in goal_rows if r.verdicts[-1].holds]  # at the longer budget
+        behind = ", ".join(r.problem for r in goal_rows if not r.verdicts[-1].holds)
         s.add(
-            f"kubetune p8 is ahead of random at {longer} trials on {len(ahead)} of {len(rows)} problems"
+            f"kubetune p8 is ahead of random at {longer} trials on {len(ahead)} of {len(goal_rows)} problems"
             + (f"; not on {behind}." if behind else ".")
         )
     s.add(

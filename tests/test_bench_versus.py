@@ -29,7 +29,9 @@ def test_each_verdict_carries_its_odds() -> None:
     at_budget = {"kubetune p1": [1.0] * 20, "tpe": [2.0, 3.0] * 10, "gp": [0.1] * 20}
     runs = {m: [[v] * BUDGET for v in values] for m, values in at_budget.items()}
     row = versus(problem, runs, ["tpe", "gp"])
-    assert row[0] == "flat" and row[-2:] == ["yes (0%)", "no (100%)"]
+    assert row is not None and row.problem == "flat" and row.cells[-2:] == ["yes (0%)", "no (100%)"]
+    assert [(v.holds, v.against) for v in row.verdicts] == [(True, 0.0), (False, 1.0)]
+    assert versus(problem, {m: [c[:-1] for c in cs] for m, cs in runs.items()}, ["tpe", "gp"]) is None
 
 
 def test_parallel_8_tied_with_random_is_not_ahead_whatever_the_seeds() -> None:
@@ -37,7 +39,10 @@ def test_parallel_8_tied_with_random_is_not_ahead_whatever_the_seeds() -> None:
     longer = BUDGET * 3 // 2
     runs = {"kubetune p1": [[1.0] * BUDGET] * 20, "kubetune p8": [[1.0] * longer] * 20,
             "random": [[1.0] * longer] * 20}  # fmt: skip
-    row = goals(problem, runs)
-    assert row[1:3] == ["1 vs 1: no (100%)"] * 2
+    tied = goals(problem, runs)
+    assert tied is not None and tied.cells[1:3] == ["1 vs 1: no (100%)"] * 2
+    assert not any(v.holds for v in tied.verdicts)
     runs["kubetune p8"] = [[0.5] * longer] * 20
-    assert goals(problem, runs)[1:3] == ["0.5 vs 1: yes (0%)"] * 2
+    ahead = goals(problem, runs)
+    assert ahead is not None and ahead.cells[1:3] == ["0.5 vs 1: yes (0%)"] * 2
+    assert all(v.holds for v in ahead.verdicts)
