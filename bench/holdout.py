@@ -19,7 +19,7 @@ import math
 
 from bench import suite, suite_problems
 from bench.common import Context, Section, log, machine, table
-from bench.search import BEYOND, BUDGET, installed, median_iqr, run_cells, shelves, versus
+from bench.search import BEYOND, BUDGET, installed, median_iqr, run_cells, shelves, versus, versus_table
 from bench.search_problems import Problem
 
 SEEDS = 10
@@ -71,8 +71,7 @@ def _section(
         f"**Parallel 1** after {budget} trials: kubetune p1's median against each other method's "
         f"upper quartile; {BEYOND}"
     )
-    header = ["problem", "kubetune p1", *rivals, *(f"no worse than {m}" for m in rivals)]
-    s.add(table(header, [v.cells for n, p in found.items() if (v := versus(p, runs[n], rivals))]))
+    s.add(versus_table([v for n, p in found.items() if (v := versus(p, runs[n], rivals))], rivals))
     s.add(f"**Parallel 8** after {longer} trials, median [IQR], against the previous default and random.")
     rows = [
         [n, *(median_iqr(suite.at(p, runs[n][m], longer)) for m in ("kubetune p8", "kubetune p8 global",

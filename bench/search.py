@@ -452,6 +452,13 @@ def versus(
     return GoalRow([problem.name, *medians, *map(str, verdicts)], verdicts)
 
 
+def versus_table(rows: Sequence[GoalRow], rivals: Sequence[str] = RIVALS) -> str:
+    """versus()'s rows as a table, its header naming the rivals they were judged against."""
+    return table(
+        ["problem", "kubetune p1", *rivals, *(f"no worse than {m}" for m in rivals)], [r.cells for r in rows]
+    )
+
+
 def beyond(
     ours: Sequence[float], theirs: Sequence[float], q: float, ties: bool = False, draws: int = 4000
 ) -> float:
@@ -601,15 +608,14 @@ def _section(
             "p8 reaches it after",
         ]
         s.add(table(header, rows))
-    rows = [v.cells for name, problem in found.items() if (v := versus(problem, main[name]))]
-    if rows:
+    versus_rows = [v for name, problem in found.items() if (v := versus(problem, main[name]))]
+    if versus_rows:
         s.add(
             "**Parallel 1 against the notebook's gp_minimize and Optuna's TPE and GP samplers**: regret "
             f"after {BUDGET} trials, and whether kubetune's median is no worse than the rival's upper "
             f"quartile; {BEYOND}"
         )
-        header = ["problem", "kubetune p1", *RIVALS, *(f"no worse than {m}" for m in RIVALS)]
-        s.add(table(header, rows))
+        s.add(versus_table(versus_rows))
     s.add(
         f"**Pending strategies, warping, a candidate, and the kernel fitted on a subset** ({strategy_seeds} "
         "seeds): what the running trials are told at parallel 8 (`optimizer.pending`); `unwarped`: the GP "

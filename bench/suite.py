@@ -41,6 +41,7 @@ from bench.search import (
     run_cells,
     shelves,
     versus,
+    versus_table,
 )
 from bench.search_cnn import CACHE_FILE, Evaluations, Surrogate, surrogate
 from bench.search_problems import Problem, cnn_problem
@@ -420,8 +421,7 @@ def _section(
             f"**Goal, parallel 1**: regret after {budget} trials, and whether kubetune p1's median is no "
             f"worse than each rival's upper quartile; {BEYOND}"
         )
-        header = ["problem", "kubetune p1", *rivals, *(f"no worse than {m}" for m in rivals)]
-        s.add(table(header, [r.cells for r in versus_rows]))
+        s.add(versus_table(versus_rows, rivals))
         held = [r.problem for r in versus_rows if all(v.holds for v in r.verdicts)]
         s.add(f"kubetune p1 is no worse than every rival on {len(held)} of {len(versus_rows)} problems.")
     goal_rows = [g for n, p in found.items() if (g := goals(p, main[n]))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.search import BUDGET, beyond, goals, versus
+from bench.search import BUDGET, beyond, goals, versus, versus_table
 from bench.search_problems import Problem
 
 
@@ -32,6 +32,9 @@ def test_each_verdict_carries_its_odds() -> None:
     assert row is not None and row.problem == "flat" and row.cells[-2:] == ["yes (0%)", "no (100%)"]
     assert [(v.holds, v.against) for v in row.verdicts] == [(True, 0.0), (False, 1.0)]
     assert versus(problem, {m: [c[:-1] for c in cs] for m, cs in runs.items()}, ["tpe", "gp"]) is None
+    header, _, cells = versus_table([row], ["tpe", "gp"]).splitlines()
+    columns = ["problem", "kubetune p1", "tpe", "gp", "no worse than tpe", "no worse than gp"]
+    assert header == "| " + " | ".join(columns) + " |" and cells.endswith("| yes (0%) | no (100%) |")
 
 
 def test_parallel_8_tied_with_random_is_not_ahead_whatever_the_seeds() -> None:
