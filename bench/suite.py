@@ -34,6 +34,7 @@ from bench.search import (
     BUDGET,
     NEEDS_TORCH,
     goals,
+    goals_table,
     installed,
     median_iqr,
     problem_table,
@@ -451,9 +452,7 @@ def _section(
             f"is p8's lower ({BEYOND}), and the trials parallel 8 needs to reach parallel 1's {budget}-trial "
             "regret."
         )
-        header = ["problem", f"p8 vs random at {budget}", f"p8 vs random at {longer}", f"p1 at {budget}",
-                  "p8 reaches it after"]  # fmt: skip
-        s.add(table(header, [r.cells for r in goal_rows]))
+        s.add(goals_table(goal_rows))
         ahead = [r.problem for r in goal_rows if r.verdicts[-1].holds]  # at the longer budget
         behind = ", ".join(r.problem for r in goal_rows if not r.verdicts[-1].holds)
         s.add(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.search import BUDGET, beyond, goals, versus, versus_table
+from bench.search import BUDGET, beyond, goals, goals_table, versus, versus_table
 from bench.search_problems import Problem
 
 
@@ -45,6 +45,8 @@ def test_parallel_8_tied_with_random_is_not_ahead_whatever_the_seeds() -> None:
     tied = goals(problem, runs)
     assert tied is not None and tied.cells[1:3] == ["1 vs 1: no (100%)"] * 2
     assert not any(v.holds for v in tied.verdicts)
+    header = goals_table([tied]).splitlines()[0]
+    assert f"| p8 vs random at {BUDGET} | p8 vs random at {longer} | p1 at {BUDGET} |" in header
     runs["kubetune p8"] = [[0.5] * longer] * 20
     ahead = goals(problem, runs)
     assert ahead is not None and ahead.cells[1:3] == ["0.5 vs 1: yes (0%)"] * 2
