@@ -43,7 +43,8 @@ _S = TypeVar("_S")
 PENDING_STRATEGIES = ("kriging_believer", "cl_mean")
 WARPS = ("auto", "none")
 # auto: every other GP ask within a trust region around the best trial, the asks between over the
-# whole space, on a model with a prior on its length scales where that predicts the trials better
+# whole space; every fit under a prior that keeps its length scales off their upper bound, the
+# whole-space asks' also under Optuna's whole prior where that predicts the trials better
 # (one objective and no constraints; ParEGO's weights move the best at every ask, so several
 # objectives search the whole space); none: every ask over the whole space, no prior, as
 # gp_minimize (BENCHMARKS.md section 14).
@@ -116,10 +117,11 @@ class OptimizerSettings:
                              "prefers them; none: to the losses as they are, as gp_minimize")  # fmt: skip
     trust_region: str = setting("auto", choices=TRUST_REGIONS,
                                 help="auto: every other GP ask within a trust region around the "
-                                     "best trial, the asks between over the whole space, on a "
-                                     "model with a prior on its length scales where that predicts "
-                                     "the trials better (one objective, no constraints); none: "
-                                     "every ask over the whole space, no prior")  # fmt: skip
+                                     "best trial, the asks between over the whole space; a prior "
+                                     "keeps each length scale off its upper bound, and the whole-"
+                                     "space asks' model is refitted with a fuller prior where that "
+                                     "predicts the trials better (one objective, no constraints); "
+                                     "none: every ask over the whole space, no prior")  # fmt: skip
     # Stores of earlier studies whose finished trials are told first (kubetune/controller/warmstart.py).
     warm_start: tuple[str, ...] = setting(
         (), item="a store (a folder or gs://bucket/prefix)",

@@ -118,16 +118,16 @@ def trial_request() -> MakeRequest:
 
 
 @pytest.fixture
-def prior_fits(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Whether each kernel fit the GP search makes from now on is the prior's; the fits are real."""
+def prior_fits(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The priors each model the GP search fits from now on is fitted with; the fits are real."""
     from kubetune.controller.search import gp  # imports scikit-learn: only for tests that ask
 
-    priors: list[bool] = []
+    priors: list[tuple[str, ...]] = []
     fit = gp.model
 
-    def recorded(spec: Any, xs: Any, ys: Any, prior: bool = False) -> Any:
-        priors.append(prior)
-        return fit(spec, xs, ys, prior)
+    def recorded(spec: Any, xs: Any, ys: Any, fits: Any = ("none",)) -> Any:
+        priors.append(tuple(fits))
+        return fit(spec, xs, ys, fits)
 
     monkeypatch.setattr(gp, "model", recorded)
     return priors

@@ -7,13 +7,13 @@ from bench.search_problems import SYNTHETIC
 
 
 def test_the_two_new_history_asks_are_the_trust_regions_turn_and_the_whole_spaces(
-    prior_fits: list[bool],
+    prior_fits: list[tuple[str, ...]],
 ) -> None:
     spec, finished, pending = search_scale._history(SYNTHETIC["hartmann6"], 20)
     assert len(pending) == search_scale.IN_FLIGHT
     search_scale._new_history(spec, finished, pending)
     search_scale._new_history(spec, finished, pending[1:])
-    assert prior_fits == [False, True]  # the prior is fitted on the whole space's turn only
+    assert prior_fits == [("long",), ("long", "whole")]  # the whole prior on the whole space's turn only
 
 
 def test_the_table_has_a_row_per_space_and_size_with_both_turns() -> None:

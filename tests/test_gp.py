@@ -10,7 +10,14 @@ from skopt.learning import GaussianProcessRegressor
 from skopt.space import Categorical, Integer, Real, Space
 from skopt.utils import cook_estimator
 
-from kubetune.controller.gp import LENGTH_SCALE_PRIOR, FastGP, PriorGP, is_matern52_ard, loo_log_density
+from kubetune.controller.gp import (
+    LENGTH_SCALE_PRIOR,
+    FastGP,
+    LongScalePriorGP,
+    PriorGP,
+    is_matern52_ard,
+    loo_log_density,
+)
 from kubetune.controller.search.gp import frozen
 
 
@@ -82,14 +89,22 @@ def test_an_all_categorical_space_takes_scikit_learns_path() -> None:
     np.testing.assert_allclose(fast.kernel_.theta, skopt_gp.kernel_.theta)
 
 
-def test_the_prior_adds_its_log_and_gradient_to_the_likelihood() -> None:
+# Each fit's log-prior on the length scales l: the long half of Optuna's, and the whole.
+PRIOR_LOGS = [
+    (LongScalePriorGP, lambda scales: -LENGTH_SCALE_PRIOR * np.sum(scales**2)),
+    (PriorGP, lambda scales: -LENGTH_SCALE_PRIOR * np.sum(scales**2 + scales**-2)),
+]
+
+
+@pytest.mark.parametrize(("cls", "log_prior"), PRIOR_LOGS, ids=["long", "whole"])
+def test_the_prior_adds_its_log_and_gradient_to_the_likelihood(cls: type[FastGP], log_prior: Any) -> None:
     _, fast, X, y = pair(SPACE6, 30)
-    prior = PriorGP(**fast.get_params(deep=False)).fit(X, y)
+    prior = cls(**fast.get_params(deep=False)).fit(X, y)
     scales = np.array([0.3, 0.8, 2.0, 1.5, 0.5, 4.0])
     theta = np.log(np.r_[1.2, scales, 1e-3])  # amplitude, length scales, noise
     plain, plain_grad = fast.log_marginal_likelihood(theta, eval_gradient=True)
     got, got_grad = prior.log_marginal_likelihood(theta, eval_gradient=True)
-    assert got == pytest.approx(plain - LENGTH_SCALE_PRIOR * np.sum(scales**2 + scales**-2), rel=1e-12)
+    assert got == pytest.approx(plain + log_prior(scales), rel=1e-12)
     step = 1e-6  # the gradient in log-parameters, against central differences
     numeric = [
         (prior.log_marginal_likelihood(theta + e) - prior.log_marginal_likelihood(theta - e)) / (2 * step)
@@ -99,16 +114,31 @@ def test_the_prior_adds_its_log_and_gradient_to_the_likelihood() -> None:
     assert not np.allclose(got_grad, plain_grad)
 
 
-def test_the_prior_keeps_an_unresolved_dimension_from_a_straight_line() -> None:
+@pytest.mark.parametrize("cls", [LongScalePriorGP, PriorGP], ids=["long", "whole"])
+def test_the_prior_keeps_an_unresolved_dimension_from_a_straight_line(cls: type[FastGP]) -> None:
     """A dimension the losses barely depend on: the free fit runs its length scale to the bound."""
     space = Space([Real(0.0, 1.0) for _ in range(3)])
     X = space.transform(space.rvs(15, random_state=2))
     y = np.sin(6 * X[:, 0]) + 0.01 * X[:, 2]
     params = cook_estimator("GP", space=space, random_state=0).get_params(deep=False)
     free = FastGP(**params).fit(X, y).kernel_.k1.k2.length_scale
-    held = PriorGP(**params).fit(X, y).kernel_.k1.k2.length_scale
+    held = cls(**params).fit(X, y).kernel_.k1.k2.length_scale
     assert free[2] > 50 and held[2] < 10
     assert abs(np.log(held[0]) - np.log(free[0])) < 1.0  # the resolved dimension keeps its scale
+
+
+def test_the_long_half_resolves_a_wiggly_dimension_and_keeps_its_scale_short() -> None:
+    """A loss that oscillates along one dimension (period 0.25), as a multimodal one does: the free
+    fit takes the wiggles for noise and writes that dimension off; both priors resolve it, the
+    whole one at a longer scale, smoothing what it resolved."""
+    space = Space([Real(0.0, 1.0) for _ in range(2)])
+    X = space.transform(space.rvs(30, random_state=4))
+    y = np.sin(25 * X[:, 0]) + X[:, 1]
+    params = cook_estimator("GP", space=space, random_state=0).get_params(deep=False)
+    free, half, whole = (
+        cls(**params).fit(X, y).kernel_.k1.k2.length_scale for cls in (FastGP, LongScalePriorGP, PriorGP)
+    )
+    assert free[0] > 50 and half[0] < 0.15 and whole[0] > 1.3 * half[0]
 
 
 def test_the_leave_one_out_density_is_each_trial_predicted_from_the_others() -> None:

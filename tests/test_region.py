@@ -17,7 +17,7 @@ from skopt.utils import normalize_dimensions
 
 from kubetune.contract import Params, TrialResult
 from kubetune.controller import optimizer
-from kubetune.controller.gp import FastGP, PriorGP, loo_log_density
+from kubetune.controller.gp import FastGP, LongScalePriorGP, PriorGP, loo_log_density
 from kubetune.controller.search import MultiSuggester, gp, region
 from kubetune.spec import (
     Budget,
@@ -132,8 +132,8 @@ def _suggester(spec: Spec, finished: list[TrialResult]) -> tuple[gp.GPSuggester,
     suggester = gp.GPSuggester(spec, 7)
     suggester.tell(finished)
     xs = [[p[d.name] for d in spec.space] for p, _ in suggester.observed]
-    fitted, _ = gp.model(spec, xs, [loss for _, loss in suggester.observed])
-    return suggester, fitted
+    fitted, _ = gp.model(spec, xs, [loss for _, loss in suggester.observed], suggester.fits(len(xs)))
+    return suggester, fitted  # the model ask() fits for this many trials told, none running
 
 
 def test_an_even_count_of_trials_told_asks_within_the_region_around_the_best() -> None:
@@ -153,7 +153,7 @@ def test_an_odd_count_asks_over_the_whole_space_on_the_model_offered_the_prior()
     turns, fitted = _suggester(_spec(), history)
     assert turns.region(fitted) is not None
     xs = [[p[d.name] for d in turns.spec.space] for p, _ in turns.observed]
-    chosen, ys = gp.model(turns.spec, xs, [loss for _, loss in turns.observed], prior=True)
+    chosen, ys = gp.model(turns.spec, xs, [loss for _, loss in turns.observed], ("long", "whole"))
     assert turns.ask([]) == turns.anywhere(chosen, xs, ys)
     everywhere, plain = _suggester(_spec("none"), history)
     assert everywhere.region(plain) is None and type(plain) is FastGP  # none: gp_minimize's model
@@ -162,20 +162,22 @@ def test_an_odd_count_asks_over_the_whole_space_on_the_model_offered_the_prior()
 def test_the_prior_fit_is_kept_where_it_predicts_the_trials_better() -> None:
     spec = _spec()
     history, kept = _history(spec, 17), set()
-    for told in (5, 9, 13, 17):  # the prior wins early here, the free fit once the bowl is pinned
-        suggester, free = _suggester(spec, history[:told])
+    for told in (3, 5, 9, 13):  # the long half wins on 3 trials here, the whole prior from 5 on
+        suggester, _ = _suggester(spec, history[:told])
         xs = [[p[d.name] for d in spec.space] for p, _ in suggester.observed]
         losses = [loss for _, loss in suggester.observed]
-        chosen, ys = gp.model(spec, xs, losses, prior=True)
-        assert ys == gp.model(spec, xs, losses)[1]  # the same values, refitted with the prior
-        held = gp.fitted_gp(spec.space, spec.optimizer.random_state, tuple(map(tuple, xs)), tuple(ys), True)
-        assert isinstance(held, PriorGP)
-        assert chosen is (held if loo_log_density(held) > loo_log_density(free) else free)
+        chosen, ys = gp.model(spec, xs, losses, ("long", "whole"))
+        half, values = gp.model(spec, xs, losses, ("long",))
+        assert ys == values  # the same values, refitted with the whole prior
+        key = (spec.space, spec.optimizer.random_state, tuple(map(tuple, xs)), tuple(ys))
+        held = gp.fitted_gp(*key, "whole")
+        assert isinstance(held, PriorGP) and isinstance(half, LongScalePriorGP)
+        assert chosen is (held if loo_log_density(held) > loo_log_density(half) else half)
         kept.add(type(chosen))
-    assert kept == {PriorGP, FastGP}
+    assert kept == {PriorGP, LongScalePriorGP}
 
 
-def test_the_prior_is_fitted_for_the_whole_space_turns_alone(prior_fits: list[bool]) -> None:
+def test_the_prior_is_fitted_for_the_whole_space_turns_alone(prior_fits: list[tuple[str, ...]]) -> None:
     history = _history(_spec(), 13)
     prior_fits.clear()  # the asks that made the history
     running: Params = {"a": 0.5, "b": 0.5}  # a running trial counts toward the turn
@@ -184,7 +186,8 @@ def test_the_prior_is_fitted_for_the_whole_space_turns_alone(prior_fits: list[bo
         suggester = gp.GPSuggester(spec, 7)
         suggester.tell(history[:told])
         suggester.ask(pending)
-    assert prior_fits == [True, False, True, False]
+    turns = [("long", "whole"), ("long",), ("long", "whole"), ("none",)]  # none: gp_minimize's model
+    assert prior_fits == turns
 
 
 def test_an_all_categorical_space_has_no_region() -> None:

@@ -16,8 +16,9 @@
 
 Both compute what skopt and scikit-learn compute, to rounding
 (tests/test_gp.py); any other kernel (a space with categorical dimensions:
-skopt's HammingKernel) takes scikit-learn's path. ``PriorGP`` adds a prior on
-the length scales to the fit; ``loo_log_density`` scores a fit by how well it
+skopt's HammingKernel) takes scikit-learn's path. ``LongScalePriorGP`` and
+``PriorGP`` add a prior on the length scales to the fit, the long half of
+Optuna's and the whole; ``loo_log_density`` scores a fit by how well it
 predicts each trial from the others (kubetune/controller/search/gp.py
 chooses between the two fits by it).
 """
@@ -25,7 +26,7 @@ chooses between the two fits by it).
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from scipy.linalg import cho_solve, cholesky, lapack
@@ -42,7 +43,9 @@ LENGTH_SCALE_PRIOR = 0.1
 class FastGP(GaussianProcessRegressor):  # type: ignore[misc]
     """skopt's GaussianProcessRegressor; the likelihood and the predictions computed faster."""
 
-    length_scale_prior: ClassVar[float] = 0.0  # the weight of the prior's log in the fit (PriorGP)
+    # The weights of the length scales' log-prior in the fit, -long sum(l^2) - short sum(1/l^2):
+    # none, as skopt's GP; LongScalePriorGP and PriorGP add it.
+    length_scale_prior: ClassVar[tuple[float, float]] = (0.0, 0.0)
 
     def log_marginal_likelihood(
         self, theta: Any = None, eval_gradient: bool = False, clone_kernel: bool = True
@@ -51,7 +54,7 @@ class FastGP(GaussianProcessRegressor):  # type: ignore[misc]
         if not fast or not is_matern52_ard(self.kernel_, self.X_train_.shape[1]):
             return super().log_marginal_likelihood(theta, eval_gradient, clone_kernel)
         return matern52_lml(
-            np.exp(theta), self.X_train_, self.y_train_, self.alpha, eval_gradient, self.length_scale_prior
+            np.exp(theta), self.X_train_, self.y_train_, self.alpha, eval_gradient, *self.length_scale_prior
         )
 
     def predict(
@@ -83,18 +86,38 @@ class FastGP(GaussianProcessRegressor):  # type: ignore[misc]
         return mean, std, grad_mean, grad_std
 
 
-class PriorGP(FastGP):
-    """FastGP whose kernel fit maximises the likelihood plus Optuna's log-prior on the length scales.
+class LongScalePriorGP(FastGP):
+    """FastGP whose kernel fit maximises the likelihood plus the long half of Optuna's log-prior,
+    -0.1 l^2 on each length scale l.
 
-    Without it, a dimension the trials have barely resolved can get a long
-    length scale, and EI follows the near-straight line it implies to the edge
-    of the space: on log_bowl4, 9 of the free fit's 20 seeds ended at 0.36, the
-    loss of its third dimension left at its bound (BENCHMARKS.md section 14).
-    Only for skopt's Matern kernel (any space with a numeric dimension): the
-    Hamming kernel's fit has no prior.
+    Without it, a dimension the trials have barely resolved gets a length scale
+    at the bound of 100, as if the loss did not depend on it, and no later ask
+    moves it: on log_bowl4, half the seeds ended with its third dimension at
+    its bound (BENCHMARKS.md section 14). Unlike the whole prior (PriorGP) it
+    leaves short length scales free, which multimodal losses need. Only for
+    skopt's Matern kernel, as PriorGP.
     """
 
-    length_scale_prior = LENGTH_SCALE_PRIOR
+    length_scale_prior = (LENGTH_SCALE_PRIOR, 0.0)
+
+
+class PriorGP(FastGP):
+    """FastGP whose kernel fit maximises the likelihood plus Optuna's log-prior on the length scales,
+    -0.1 (l^2 + 1/l^2), highest at l = 1.
+
+    Where the trials are few, a fit that assumes every dimension matters
+    about as much as the others can predict them better than one that reads
+    each scale from them (kubetune/controller/search/gp.py chooses). Only for
+    skopt's Matern kernel (any space with a numeric dimension): the Hamming
+    kernel's fit has no prior.
+    """
+
+    length_scale_prior = (LENGTH_SCALE_PRIOR, LENGTH_SCALE_PRIOR)
+
+
+# Each fit by the prior on its length scales: none (skopt's GP), the long half of Optuna's, or the whole.
+Prior = Literal["none", "long", "whole"]
+WITH_PRIOR: dict[Prior, type[FastGP]] = {"none": FastGP, "long": LongScalePriorGP, "whole": PriorGP}
 
 
 def loo_log_density(fitted: GaussianProcessRegressor) -> float:
@@ -136,14 +159,21 @@ def is_matern52_ard(kernel: Any, dims: int) -> bool:
 
 
 def matern52_lml(
-    params: np.ndarray, X: np.ndarray, y: np.ndarray, jitter: float, eval_gradient: bool, prior: float = 0.0
+    params: np.ndarray,
+    X: np.ndarray,
+    y: np.ndarray,
+    jitter: float,
+    eval_gradient: bool,
+    long: float = 0.0,
+    short: float = 0.0,
 ) -> Any:
     """The log marginal likelihood of y under the kernel, and its gradient in log-parameters.
 
     ``params``: the amplitude, the length scales, the noise level (the
     kernel's theta, exponentiated). The gradient is 0.5 tr((a a^T - K^-1)
     dK/dtheta) (Rasmussen & Williams, eq. 5.9), each trace an (n, n) sum.
-    ``prior``: adds -prior (l^2 + 1/l^2) for each length scale l (PriorGP).
+    ``long``, ``short``: adds -long l^2 - short / l^2 for each length scale l
+    (FastGP.length_scale_prior).
     """
     amplitude, scales, noise = params[0], params[1:-1], params[-1]
     z = X / scales
@@ -158,7 +188,7 @@ def matern52_lml(
         return (-np.inf, np.zeros_like(params)) if eval_gradient else -np.inf
     alpha = cho_solve((L, True), y, check_finite=False)
     lml = -0.5 * y.dot(alpha) - np.log(np.diag(L)).sum() - len(y) / 2 * np.log(2 * np.pi)
-    lml -= prior * np.sum(scales**2 + scales**-2)
+    lml -= long * np.sum(scales**2) + short * np.sum(scales**-2)
     if not eval_gradient:
         return lml
     inner = np.outer(alpha, alpha) - _inverse(L)
@@ -166,7 +196,7 @@ def matern52_lml(
     # the symmetric weights w: sum_ij w_ij (z_ik - z_jk)^2 = 2 (w 1 . z_k^2 - z_k . w z_k).
     w = inner * (amplitude * 5.0 / 3.0 * (1.0 + r5) * decay)
     scale_grad = w.sum(axis=1).dot(z**2) - np.sum(z * w.dot(z), axis=0)
-    scale_grad -= 2 * prior * (scales**2 - scales**-2)  # d/d log l of the prior's log
+    scale_grad -= 2 * (long * scales**2 - short * scales**-2)  # d/d log l of the prior's log
     grad = np.concatenate([[0.5 * np.sum(inner * corr)], scale_grad, [0.5 * noise * np.trace(inner)]])
     return lml, grad
 

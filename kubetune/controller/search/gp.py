@@ -12,14 +12,17 @@ variance there, so parallel trials spread out instead of piling on one point.
 Every other ask looks only within a trust region around the best trial
 (``optimizer.trust_region``; kubetune/controller/search/region.py), the asks
 between over the whole space: a short study spends fewer trials at the edges.
-For those whole-space asks the kernel is also fitted with a prior on its
-length scales (kubetune/controller/gp.py, PriorGP), and that fit is used
-where it predicts each trial from the others better than the free one: a
-dimension the trials have barely resolved no longer sends EI to the edge.
+With those turns, the kernel's length scales are fitted under a prior that
+keeps each off its upper bound (kubetune/controller/gp.py, LongScalePriorGP):
+the free fit writes off a dimension the trials have barely resolved, or one
+whose wiggles it takes for noise, and no later ask moves it. For the
+whole-space asks the kernel is also fitted with Optuna's whole prior, which
+also lengthens short scales (PriorGP), and that fit is used where it
+predicts each trial from the others better.
 Past FIT_MAX trials the kernel is fitted on a subset; with the likelihood and
 the acquisition computed by BLAS (kubetune/controller/gp.py), a 1,000-trial
-study asks in 1.1 s of CPU on a trust region's turn and 1.4-1.5 s on a
-whole-space turn, which fits the kernel a third time (bench/search_scale.py).
+study asks in 0.8-1.05 s of CPU on a trust region's turn and 1.35-1.5 s on
+a whole-space turn, which fits the kernel a third time (bench/search_scale.py).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from skopt.utils import cook_estimator
 
 from kubetune.contract import Params
 from kubetune.controller import warping
-from kubetune.controller.gp import FastGP, PriorGP, loo_log_density
+from kubetune.controller.gp import WITH_PRIOR, FastGP, Prior, loo_log_density
 from kubetune.controller.search.base import Suggester, beliefs
 from kubetune.controller.search.region import box, relative_scales, side
 from kubetune.controller.search.space import normalized, point, row, skopt_dimensions
@@ -61,8 +64,7 @@ class GPSuggester(Suggester):
             return self.explore()  # nothing finished yet (all failed, or all still running)
         spec = self.spec
         xs = [row(spec, p) for p, _ in self.observed]
-        whole = whole_space_turn(len(xs) + len(pending)) and self.regional()  # choose()'s turn
-        fitted, ys = model(spec, xs, [loss for _, loss in self.observed], prior=whole)
+        fitted, ys = model(spec, xs, [loss for _, loss in self.observed], self.fits(len(xs) + len(pending)))
         px = [row(spec, p) for p in pending]
         return self.choose(fitted, xs + px, ys + self.believe(fitted, ys, px))
 
@@ -79,6 +81,14 @@ class GPSuggester(Suggester):
         trials told) only within the trust region (``optimizer.trust_region``; search/region.py)."""
         local = None if whole_space_turn(len(xs)) else self.region(fitted)
         return self.anywhere(fitted, xs, ys) if local is None else self.within(local, fitted, xs, ys)
+
+    def fits(self, told: int) -> tuple[Prior, ...]:
+        """The kernel's fits for the ask with ``told`` trials told, as model() takes them: skopt's
+        own where the asks do not take turns; where they do, with the long-scale prior, and on
+        choose()'s whole-space turns also with the whole prior."""
+        if not self.regional():
+            return ("none",)
+        return ("long", "whole") if whole_space_turn(told) else ("long",)
 
     def regional(self) -> bool:
         """Whether the asks take turns, within the trust region and over the whole space: not where
@@ -130,39 +140,41 @@ class GPSuggester(Suggester):
 
 def whole_space_turn(told: int) -> bool:
     """Whether the ask with ``told`` trials told, finished and running, looks over the whole space;
-    the asks between look within the trust region. ask() fits the prior's model for these turns."""
+    the asks between look within the trust region. ask() fits the whole prior's model for these turns."""
     return told % 2 == 1
 
 
 def model(
-    spec: Spec, xs: list[list[Any]], ys: list[float], prior: bool = False
+    spec: Spec, xs: list[list[Any]], ys: list[float], fits: Sequence[Prior] = ("none",)
 ) -> tuple[GaussianProcessRegressor, list[float]]:
     """The GP fitted to the losses, or to their warping when that explains them better.
 
     Better: the higher evidence, the likelihood of the losses themselves
     (kubetune/controller/warping.py), over the trials the kernel was fitted on.
-    ``prior``: then refitted with the length scales' prior (PriorGP) to the
-    chosen values, and that fit kept where its leave-one-out predictions are
+    ``fits``: the priors on the length scales to fit with
+    (kubetune/controller/gp.py); the first is fitted so, each further one then
+    to the chosen values and kept where its leave-one-out predictions are
     better. Returns the GP and the values it was fitted to, which the running
     trials' beliefs must share.
     """
     key = (spec.space, spec.optimizer.random_state, tuple(map(tuple, xs)))
-    fitted, values = _warped_or_not(key, ys, spec.optimizer.warp == "auto")
-    if not prior:
-        return fitted, values
-    held = fitted_gp(*key, tuple(values), True)
-    return (held if loo_log_density(held) > loo_log_density(fitted) else fitted), values
+    first, *others = fits
+    fitted, values = _warped_or_not(key, ys, spec.optimizer.warp == "auto", first)
+    for prior in others:
+        held = fitted_gp(*key, tuple(values), prior)
+        fitted = held if loo_log_density(held) > loo_log_density(fitted) else fitted
+    return fitted, values
 
 
 def _warped_or_not(
-    key: tuple[Any, ...], ys: list[float], warp: bool
+    key: tuple[Any, ...], ys: list[float], warp: bool, prior: Prior
 ) -> tuple[GaussianProcessRegressor, list[float]]:
-    """The free fit to the losses, or to their warping where its evidence is higher."""
-    plain = fitted_gp(*key, tuple(ys))
+    """The fit with ``prior`` to the losses, or to their warping where its evidence is higher."""
+    plain = fitted_gp(*key, tuple(ys), prior)
     warped = warping.yeo_johnson(ys) if warp else None
     if warped is None:
         return plain, ys
-    bent = fitted_gp(*key, warped.values)
+    bent = fitted_gp(*key, warped.values, prior)
     rows = fit_rows(ys)  # the same rows for both: the warping keeps the losses' order
     if _evidence(bent, [warped.log_slopes[i] for i in rows]) > _evidence(plain, [0.0] * len(rows)):
         return bent, list(warped.values)
@@ -170,7 +182,8 @@ def _warped_or_not(
 
 
 def _evidence(fitted: GaussianProcessRegressor, log_slopes: list[float]) -> float:
-    """log p(losses): the fit's likelihood of its standardized targets, carried back to the losses."""
+    """log p(losses): the fit's likelihood of its standardized targets, carried back to the losses
+    (with a prior, plus its log at the fit: the same prior for the two fits compared)."""
     scaled = len(log_slopes) * np.log(fitted.y_train_std_)
     return float(fitted.log_marginal_likelihood_value_ - scaled + sum(log_slopes))
 
@@ -181,13 +194,13 @@ def fitted_gp(
     random_state: int,
     xs: tuple[tuple[Any, ...], ...],
     ys: tuple[float, ...],
-    prior: bool = False,
+    prior: Prior = "none",
 ) -> GaussianProcessRegressor:
-    """skopt's GP for this space, its kernel fitted to the finished trials (memoized per wave);
-    ``prior``: with the length scales' prior (PriorGP)."""
+    """skopt's GP for this space, its kernel fitted to the finished trials (memoized per wave),
+    with ``prior`` on its length scales (kubetune/controller/gp.py)."""
     space = normalized(dims)
-    cls = PriorGP if prior else FastGP
-    est = cls(**cook_estimator("GP", space=space, random_state=random_state).get_params(deep=False))
+    params = cook_estimator("GP", space=space, random_state=random_state).get_params(deep=False)
+    est = WITH_PRIOR[prior](**params)
     rows, targets = fit_subset(list(xs), list(ys))
     est.fit(space.transform(rows), targets)
     return est
