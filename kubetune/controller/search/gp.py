@@ -140,7 +140,7 @@ class GPSuggester(Suggester):
 
 def whole_space_turn(told: int) -> bool:
     """Whether the ask with ``told`` trials told, finished and running, looks over the whole space;
-    the asks between look within the trust region. ask() fits the whole prior's model for these turns."""
+    the asks between look within the trust region. fits() adds the whole prior's fit for these turns."""
     return told % 2 == 1
 
 
@@ -188,7 +188,7 @@ def _evidence(fitted: GaussianProcessRegressor, log_slopes: list[float]) -> floa
     return float(fitted.log_marginal_likelihood_value_ - scaled + sum(log_slopes))
 
 
-@functools.lru_cache(maxsize=8)  # a wave's plain and warped fits, with the prior and without
+@functools.lru_cache(maxsize=8)  # a wave's plain and warped fits, and the whole prior's
 def fitted_gp(
     dims: tuple[Dimension, ...],
     random_state: int,
