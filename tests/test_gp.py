@@ -21,6 +21,12 @@ from kubetune.controller.gp import (
 from kubetune.controller.search.gp import frozen
 
 
+def skopt_settings(space: Space, seed: int = 0) -> dict[str, Any]:
+    """The settings of skopt's GP for ``space`` (cook_estimator's), which every fit here shares."""
+    settings: dict[str, Any] = cook_estimator("GP", space=space, random_state=seed).get_params(deep=False)
+    return settings
+
+
 def pair(
     space: Space, n: int, seed: int = 0
 ) -> tuple[GaussianProcessRegressor, FastGP, np.ndarray, np.ndarray]:
@@ -28,9 +34,8 @@ def pair(
     rng = np.random.default_rng(seed)
     X = space.transform(space.rvs(n, random_state=seed))
     y = np.sin(3 * X.sum(axis=1)) + 0.05 * rng.standard_normal(n)
-    skopt_gp = cook_estimator("GP", space=space, random_state=seed)
-    fast = FastGP(**skopt_gp.get_params(deep=False))
-    return skopt_gp.fit(X, y), fast.fit(X, y), X, y
+    skopt_gp = GaussianProcessRegressor(**skopt_settings(space, seed))
+    return skopt_gp.fit(X, y), FastGP(**skopt_settings(space, seed)).fit(X, y), X, y
 
 
 SPACE6 = Space([Real(0.0, 1.0) for _ in range(6)])
@@ -120,7 +125,7 @@ def test_the_prior_keeps_an_unresolved_dimension_from_a_straight_line(cls: type[
     space = Space([Real(0.0, 1.0) for _ in range(3)])
     X = space.transform(space.rvs(15, random_state=2))
     y = np.sin(6 * X[:, 0]) + 0.01 * X[:, 2]
-    params = cook_estimator("GP", space=space, random_state=0).get_params(deep=False)
+    params = skopt_settings(space)
     free = FastGP(**params).fit(X, y).kernel_.k1.k2.length_scale
     held = cls(**params).fit(X, y).kernel_.k1.k2.length_scale
     assert free[2] > 50 and held[2] < 10
@@ -134,7 +139,7 @@ def test_the_long_half_resolves_a_wiggly_dimension_and_keeps_its_scale_short() -
     space = Space([Real(0.0, 1.0) for _ in range(2)])
     X = space.transform(space.rvs(30, random_state=4))
     y = np.sin(25 * X[:, 0]) + X[:, 1]
-    params = cook_estimator("GP", space=space, random_state=0).get_params(deep=False)
+    params = skopt_settings(space)
     free, half, whole = (
         cls(**params).fit(X, y).kernel_.k1.k2.length_scale for cls in (FastGP, LongScalePriorGP, PriorGP)
     )
@@ -157,7 +162,7 @@ def test_the_leave_one_out_density_is_each_trial_predicted_from_the_others() -> 
 
 
 def _both_fits(X: np.ndarray, y: np.ndarray, space: Space) -> tuple[FastGP, PriorGP]:
-    params = cook_estimator("GP", space=space, random_state=0).get_params(deep=False)
+    params = skopt_settings(space)
     return FastGP(**params).fit(X, y), PriorGP(**params).fit(X, y)
 
 
