@@ -148,7 +148,7 @@ def test_an_even_count_of_trials_told_asks_within_the_region_around_the_best() -
     assert all(low <= asked[d] <= high for d, (low, high) in zip("ab", local.bounds, strict=True))
 
 
-def test_an_odd_count_asks_over_the_whole_space_on_the_model_offered_the_prior() -> None:
+def test_an_odd_count_asks_over_the_whole_space_on_the_model_offered_the_whole_prior() -> None:
     history = _history(_spec(), 13)
     turns, fitted = _suggester(_spec(), history)
     assert turns.region(fitted) is not None
@@ -159,7 +159,7 @@ def test_an_odd_count_asks_over_the_whole_space_on_the_model_offered_the_prior()
     assert everywhere.region(plain) is None and type(plain) is FastGP  # none: gp_minimize's model
 
 
-def test_the_prior_fit_is_kept_where_it_predicts_the_trials_better() -> None:
+def test_the_whole_prior_s_fit_is_kept_where_it_predicts_the_trials_better() -> None:
     spec = _spec()
     history, kept = _history(spec, 17), set()
     for told in (3, 5, 9, 13):  # the long half wins on 3 trials here, the whole prior from 5 on
@@ -177,7 +177,7 @@ def test_the_prior_fit_is_kept_where_it_predicts_the_trials_better() -> None:
     assert kept == {PriorGP, LongScalePriorGP}
 
 
-def test_the_prior_is_fitted_for_the_whole_space_turns_alone(prior_fits: list[tuple[str, ...]]) -> None:
+def test_the_whole_prior_is_fitted_for_the_whole_space_turns_alone(prior_fits: list[tuple[str, ...]]) -> None:
     history = _history(_spec(), 13)
     prior_fits.clear()  # the asks that made the history
     running: Params = {"a": 0.5, "b": 0.5}  # a running trial counts toward the turn
