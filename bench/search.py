@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from bench.common import CACHE, PYTHON, REPO, Context, Section, log, machine, table
+from bench.common import KEPT_DATA, PYTHON, REPO, Context, Section, log, machine, table
 from bench.kept_runs import KeptRuns, fingerprint
 from bench.search_cnn import (
     CACHE_FILE,
@@ -57,7 +57,7 @@ from bench.search_cnn import (
 )
 from bench.search_problems import SYNTHETIC, Problem, cnn_problem
 from bench.search_scale import SIZES, scale_table
-from bench.suite_tables import CACHE_FILE as TABLES_FILE
+from bench.suite_tables import TABLES_FILE
 from kubetune.contract import Params, TrialResult
 from kubetune.controller import optimizer
 from kubetune.controller.search import gp
@@ -86,7 +86,7 @@ METHODS = ("kubetune p1", "kubetune p4", "kubetune p8", "gp_minimize", "optuna T
 NEEDS_TORCH = ("optuna GP",)
 WORKERS = 2
 RIVALS = ("gp_minimize", "optuna TPE", "optuna GP")
-KEPT = CACHE / "kept-runs"  # the shelves of kept runs (bench/kept_runs.py), a file each
+KEPT = KEPT_DATA / "kept-runs"  # the shelves of kept runs (bench/kept_runs.py), a file each
 KEEP_EVERY = 50  # runs made between writes of the shelves
 
 Run = Callable[[Problem, int, int], list[float]]  # (problem, seed, budget) -> true losses in trial order

@@ -76,7 +76,7 @@ def cached_cnn() -> Surrogate | None:
 def run(ctx: Context) -> Section:
     budget, seeds, cseeds = (12, 1, 1) if ctx.smoke else (BUDGET, SEEDS, CANDIDATE_SEEDS)
     names = list(SMOKE_NAMES if ctx.smoke else NAMES)
-    tables = ctx.work / "suite-tables.json" if ctx.smoke else suite_tables.CACHE_FILE
+    tables = ctx.work / "suite-tables.json" if ctx.smoke else suite_tables.TABLES_FILE
     cnn = None if ctx.smoke else cached_cnn()
     more = functools.partial(all_problems, names, tables, ctx.smoke)
     found = {**more(), **({"cnn": cnn_problem(cnn)} if cnn else {})}

@@ -4,7 +4,7 @@ Evaluating a model inside the suite's loop (methods x seeds x 45 trials)
 would cost hours; as section 4's CNN surrogate does, the benchmark queries a
 table of real evaluations instead: every point of a fixed grid over the
 space, evaluated by cross-validation (fixed folds and model seeds, so a grid
-point has one value), cached in bench/.cache/suite-tables.json. A point
+point has one value), kept in git (bench/data/suite-tables.json). A point
 between grid points gets the linear interpolation of its neighbours, in
 log10 along log-scaled axes; a categorical value is always on the grid. The
 optimum is the best grid value (a linear interpolation's minimum lies on a
@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 from scipy.interpolate import RegularGridInterpolator
 
-from bench.common import CACHE, log
+from bench.common import KEPT_DATA, log
 from bench.search_problems import Problem
 from bench.suite_problems import target
 from kubetune.contract import Params, ParamValue
 from kubetune.spec import Categorical, Dimension, Integer, Real
 
-CACHE_FILE = CACHE / "suite-tables.json"
+TABLES_FILE = KEPT_DATA / "suite-tables.json"
 FOLDS = 3
 
 
@@ -164,7 +164,7 @@ TABLES: dict[str, tuple[Callable[[bool], list[Axis]], Callable[[Params], float]]
 }
 
 
-def problems(names: Sequence[str], path: Path = CACHE_FILE, smoke: bool = False) -> dict[str, Problem]:
+def problems(names: Sequence[str], path: Path = TABLES_FILE, smoke: bool = False) -> dict[str, Problem]:
     """The named real problems; a table is evaluated on first use (about 3 min on one core for
     both), then read from ``path``. ``smoke``: two grid points per numeric axis."""
     return {n: table_problem(n, TABLES[n][0](smoke), TABLES[n][1], path) for n in names}

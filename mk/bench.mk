@@ -9,7 +9,7 @@
 # So do the search suite (17 problems at 20 seeds, about an hour on 2 cores):
 # .venv/bin/python -m bench suite (BENCHMARKS.md section 14), and its check on
 # held-out problems: .venv/bin/python -m bench holdout (section 15). Both keep
-# their runs (bench/.cache/kept-runs): a rerun makes only those whose code changed.
+# their runs in git (bench/data/kept-runs): a rerun makes only those whose code changed.
 
 BENCH_PYTHON ?= .venv/bin/python
 # From the top-level Makefile: the venv, the dataset's IDX files, the test
