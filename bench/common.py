@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / "bench" / ".cache"
-# What took long to make and makes the same again (real evaluations, deterministic runs), kept in
+# What took long to make and would be made the same again (real evaluations, seeded runs), kept in
 # git: a fresh clone reuses it instead of spending the hours (bench/kept_runs.py).
 KEPT_DATA = REPO / "bench" / "data"
 PYTHON = sys.executable

@@ -1,6 +1,6 @@
 """Runs kept between benchmark runs, reused while nothing they depend on has changed.
 
-Every run of a search benchmark is deterministic: the same problem, method,
+Every run of a search benchmark is deterministic on one machine: the same problem, method,
 seed and budget give the same losses until the method's code, the problems'
 or the libraries change. Section 14 makes 2,550 of them in an hour; most are
 unchanged from one run to the next (the rivals' always, unless a library
@@ -15,8 +15,12 @@ The shelves are kept in git (bench/data/kept-runs, beside the real
 evaluations the problems read, bench/data/suite-tables.json): a fresh clone
 makes only the runs its change touched (a change to kubetune's search, its
 own 1,670 of sections 14 and 15, not the rivals' 1,840), and the sections'
-tables can be checked against the runs they were made from. A kept run may come from another machine than the
-section's machine line, which is that of the run that rendered it.
+tables can be checked against the runs they were made from. A kept run may
+come from another machine than the section's machine line, which is that of
+the run that rendered it. Remade on an AMD EPYC, the runs an Intel Xeon had
+made gave the same figures in every table for every method but Optuna GP,
+whose torch fits took other paths (BENCHMARKS.md sections 14 and 15,
+2026-12-07).
 """
 
 from __future__ import annotations
