@@ -1,15 +1,15 @@
 """Runs kept between benchmark runs, reused while nothing they depend on has changed.
 
-Every run of a search benchmark is deterministic on one machine: the same problem, method,
-seed and budget give the same losses until the method's code, the problems'
-or the libraries change. Section 14 makes 2,550 of them in an hour; most are
-unchanged from one run to the next (the rivals' always, unless a library
-moved), and a text fix should not cost the hour. A run is kept under its cell
-(problem, method, seed, budget) on a shelf, a file stamped with a
-fingerprint of what its methods depend on; a stamp that no longer matches
-empties the shelf, so a stale run is never reused. Python is fingerprinted
-as its syntax tree without docstrings: a comment, a docstring or a line
-wrapped differently changes no run, and no longer empties a shelf.
+Every run of a search benchmark is deterministic on one machine: the same
+problem, method, seed and budget give the same losses until the method's
+code, the problems' or the libraries change. Section 14 makes 2,550 of them
+in an hour; most are unchanged from one run to the next (the rivals' always,
+unless a library moved), and a text fix should not cost the hour. A run is
+kept under its cell (problem, method, seed, budget) on a shelf, a file
+stamped with a fingerprint of what its methods depend on; a stamp that no
+longer matches empties the shelf, so a stale run is never reused. Python is
+fingerprinted as its syntax tree without docstrings: a comment, a docstring
+or a line wrapped differently changes no run, and no longer empties a shelf.
 
 The shelves are kept in git (bench/data/kept-runs, beside the real
 evaluations the problems read, bench/data/suite-tables.json): a fresh clone
