@@ -182,12 +182,21 @@ def _job_settings(ns: argparse.Namespace) -> JobSettings | None:
     return JobSettings.load(ns.job_settings)
 
 
+# Whether SIGTERM arrived: raised where it lands, it may be lost there (a finalizer or a
+# library's bare ``except`` swallows it) while the handler that raised it is gone.
+_terminated = False
+
+
 @contextlib.contextmanager
 def _sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM (pod deletion, node drain, ``kill``) into Terminated while inside."""
+    global _terminated
+    _terminated = False
 
     def handler(signum: int, frame: FrameType | None) -> None:
         del frame
+        global _terminated
+        _terminated = True
         # A second SIGTERM kills at once, should the clean-up itself hang.
         signal.signal(signum, signal.SIG_DFL)
         raise Terminated
@@ -202,6 +211,16 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _raise_if_terminated(study: object) -> None:
+    """Raise a SIGTERM lost where it landed at the loop's next turn, within a second. A study
+    that ran on, its handler gone, ignored its pod's deletion until SIGKILL; locally it ran to
+    its end, then hung joining a plot thread that waited for a lock the lost exception had left
+    held (logging's)."""
+    del study
+    if _terminated:
+        raise Terminated
+
+
 def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: JobSettings | None) -> int:
     from kubetune.controller.best import front_member
     from kubetune.controller.leaderboard import front
@@ -213,7 +232,7 @@ def _run_study(ns: argparse.Namespace, spec: Spec, store: Store, job_settings: J
     launcher: Launcher
     observer: StudyObserver
     progress = Progress()
-    hooks: list[Callable[[Study], None]] = [progress]  # each turn of the loop
+    hooks: list[Callable[[Study], None]] = [_raise_if_terminated, progress]  # each turn of the loop
     resource = None
     if ns.launcher == "kubernetes":
         from kubetune.kubernetes import JobSettings, connect, study_resource

@@ -9,11 +9,13 @@ Job created twice for one index, and best.json equal to the best record.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from tests.polling import wait_for
 from tests.reliability import rig as cl
 from tests.reliability.checks import (
     KUBETUNE,
+    PYTHON,
     assert_consistent,
     assert_no_credentials,
     fake_cli,
@@ -99,23 +102,71 @@ def test_sigterm_stops_a_local_study_at_once_and_it_resumes(tmp_path: Path, shim
     store_path = tmp_path / "store"
     log = tmp_path / "run.log"
     env = fake_cli_env(shim, {"default": {"sleep": 0.2}, "0": {"sleep": 600}})
-    with log.open("w") as out:
-        runner = subprocess.Popen(
-            fake_cli("run", str(spec), "--store", str(store_path)), env=env, cwd=REPO, stderr=out
-        )
-    started = wait_for("trial 0 to start", lambda: named(log.read_text(), "trial_started"), 60)
-    trial_pid = int(started[0]["pid"])
+    with started(fake_cli("run", str(spec), "--store", str(store_path)), env, log) as runner:
+        began = wait_for("trial 0 to start", lambda: named(log.read_text(), "trial_started"), 60)
+        trial_pid = int(began[0]["pid"])
 
-    sent = time.monotonic()
-    runner.send_signal(signal.SIGTERM)
-    assert runner.wait(timeout=10) == EXIT_TERMINATED
-    assert time.monotonic() - sent < 5
+        sent = time.monotonic()
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=10) == EXIT_TERMINATED
+        assert time.monotonic() - sent < 5
     assert log.read_text().splitlines()[-1] == "kubetune: stopped by SIGTERM"
     assert not Path(f"/proc/{trial_pid}").exists()  # its trial stopped with it
 
     again = run(fake_cli("run", str(spec), "--store", str(store_path)), fake_cli_env(shim, {}))
     assert again.returncode == 0, again.stderr[-3000:]
     assert_consistent(open_store(str(store_path)), 4)
+
+
+# The runner, with one change: at its loop's third turn a finalizer takes a SIGTERM and, as
+# Python does with any exception raised in __del__, prints it and goes on.
+SWALLOWS_SIGTERM = """
+import os, signal, sys, time
+from kubetune.controller.progress import Progress
+from tests.reliability import fake_cli
+
+class Finalized:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+
+turns = [0]
+def turn(self, study, _turn=Progress.__call__):
+    turns[0] += 1
+    if turns[0] == 3:
+        Finalized()
+    _turn(self, study)
+
+Progress.__call__ = turn
+sys.exit(fake_cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_sigterm_swallowed_where_it_landed_still_stops_the_study(tmp_path: Path, shim: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC % {"name": "local-swallowed", "trials": 4})
+    log = tmp_path / "run.log"
+    env = fake_cli_env(shim, {"default": {"sleep": 0.2}, "0": {"sleep": 600}})
+    argv = [PYTHON, "-c", SWALLOWS_SIGTERM, "run", str(spec), "--store", str(tmp_path / "store")]
+    with started(argv, env, log) as runner:
+        assert runner.wait(timeout=60) == EXIT_TERMINATED
+    lines = log.read_text().splitlines()
+    assert any(line.startswith("Exception ignored in") for line in lines), lines[-20:]  # it was lost there
+    assert lines[-1] == "kubetune: stopped by SIGTERM"
+    assert not named(log.read_text(), "study_completed")
+
+
+@contextlib.contextmanager
+def started(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The runner, its stderr in ``log``; SIGKILLed if still running when the test is done."""
+    with log.open("w") as out:
+        runner = subprocess.Popen(argv, env=env, cwd=REPO, stderr=out)
+    try:
+        yield runner
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
 
 
 def test_sigterm_leaves_no_process_of_a_programs_behind(tmp_path: Path) -> None:
