@@ -28,8 +28,11 @@ from tests.fake_trial import objective, succeeded
 PARALLEL = 6
 
 
-def study(spec: Spec, trials: int, parallel: int) -> list[tuple[int, Params, list[Params]]]:
-    """The Study's loop on the fake objective: every (index, point, points in flight when asked)."""
+def study(
+    spec: Spec, trials: int, parallel: int, scale: float = 1.0
+) -> list[tuple[int, Params, list[Params]]]:
+    """The Study's loop on the fake objective (times ``scale``): every (index, point, points in
+    flight when asked)."""
     finished: list[TrialResult] = []
     running: list[tuple[int, Params]] = []
     asked = []
@@ -41,7 +44,7 @@ def study(spec: Spec, trials: int, parallel: int) -> list[tuple[int, Params, lis
             asked.append((index, point, pending))
             running.append((index, point))
         index, point = running.pop(0)
-        finished.append(succeeded(index, point, "val_accuracy", objective(point)))
+        finished.append(succeeded(index, point, "val_accuracy", scale * objective(point)))
     return asked
 
 
@@ -105,6 +108,17 @@ def test_replay_asks_the_same_points(estimator: str) -> None:
     ]
     gp.fitted_gp.cache_clear()
     assert optimizer.suggest(spec, index, finished, in_flight) == point
+
+
+@pytest.mark.parametrize(("estimator", "trust_region"), [("GP", "auto"), ("GP", "none"), ("RF", "auto")])
+def test_the_metric_s_units_change_no_point_asked(estimator: str, trust_region: str) -> None:
+    """The same study with its metric in other units (by powers of two, which scale exactly) asks
+    the very same points: no margin or tolerance in the metric's own units."""
+    spec = spec_for(base_estimator=estimator, trust_region=trust_region)
+    asked = study(spec, 14, 2)
+    for scale in (2.0**-7, 2.0**7):
+        gp.fitted_gp.cache_clear()
+        assert study(spec, 14, 2, scale) == asked
 
 
 @pytest.mark.parametrize(("warp", "per_ask"), [("none", 1), ("auto", 2)])  # auto: the losses, their warping

@@ -35,9 +35,9 @@ class Warped:
 def yeo_johnson(losses: list[float]) -> Warped | None:
     """The losses Yeo-Johnson-transformed, mapped back to their own mean and spread.
 
-    On the losses' own scale the acquisition's units (EI's xi) and the
-    constant liar's mean mean what they meant unwarped. None when there is
-    nothing to warp: fewer than 3 losses, or all equal.
+    On the losses' own scale the constant liar's mean means what it meant
+    unwarped. None when there is nothing to warp: fewer than 3 losses, or
+    all equal.
     """
     y = np.asarray(losses, dtype=float)
     spread = float(y.std())

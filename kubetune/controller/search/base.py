@@ -15,6 +15,7 @@ import statistics
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
+import numpy as np
 from skopt.space import Space
 
 from kubetune.contract import Params, TrialResult
@@ -22,6 +23,11 @@ from kubetune.controller.search.space import point, skopt_dimensions
 from kubetune.spec import Spec
 
 Observation = tuple[Params, float]  # a finished trial's point and its loss (lower is better)
+
+# EI's (and PI's) margin over the best loss, in standardized losses (``standardized``): none, as
+# Optuna's and BoTorch's EI. skopt's 0.01 was in the metric's own units; 0.01 of the losses'
+# spread lost branin and log_bowl4 in every one of 20 seeds (BENCHMARKS.md section 14).
+XI = 0.0
 
 
 class Suggester(ABC):
@@ -83,3 +89,12 @@ def beliefs(
     if spec.optimizer.pending == "kriging_believer":
         return [float(v) for v in mean()]
     return [statistics.fmean(losses)] * running
+
+
+def standardized(values: Sequence[float]) -> list[float]:
+    """The values less their mean, over their spread (unchanged in scale where all are equal):
+    what an acquisition sees, so that no metric's units move the point it asks (EI's margin,
+    L-BFGS's tolerances)."""
+    y = np.asarray(values, dtype=float)
+    spread = float(y.std())
+    return [float(v) for v in (y - y.mean()) / (spread if spread > 0.0 else 1.0)]

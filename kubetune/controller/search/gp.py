@@ -45,7 +45,7 @@ from skopt.utils import cook_estimator
 from kubetune.contract import Params
 from kubetune.controller import warping
 from kubetune.controller.gp import WITH_PRIOR, FastGP, Prior, loo_log_density
-from kubetune.controller.search.base import Suggester, beliefs
+from kubetune.controller.search.base import XI, Suggester, beliefs, standardized
 from kubetune.controller.search.region import box, relative_scales, side
 from kubetune.controller.search.space import normalized, point, row, skopt_dimensions
 from kubetune.spec import Dimension, Spec
@@ -78,8 +78,10 @@ class GPSuggester(Suggester):
     def choose(self, fitted: GaussianProcessRegressor, xs: list[list[Any]], ys: list[float]) -> Params:
         """The acquisition's best point, the GP conditioned on ``xs`` (finished trials, then running
         ones) and ``ys`` (their fitted losses, then beliefs): every other ask (by the count of
-        trials told) only within the trust region (``optimizer.trust_region``; search/region.py)."""
+        trials told) only within the trust region (``optimizer.trust_region``; search/region.py).
+        The acquisition sees ``ys`` standardized, the same point whatever the metric's units."""
         local = None if whole_space_turn(len(xs)) else self.region(fitted)
+        ys = standardized(ys)
         return self.anywhere(fitted, xs, ys) if local is None else self.within(local, fitted, xs, ys)
 
     def fits(self, told: int) -> tuple[Prior, ...]:
@@ -121,7 +123,9 @@ class GPSuggester(Suggester):
         gp = frozen(fitted).fit(unit.transform(xs), ys)
         rows = local.rvs(candidates(len(xs)), random_state=self.seed)
         acq = self.spec.optimizer.acq_func
-        score = _gaussian_acquisition(unit.transform(rows), gp, min(ys), "EI" if acq == "gp_hedge" else acq)
+        score = _gaussian_acquisition(
+            unit.transform(rows), gp, min(ys), "EI" if acq == "gp_hedge" else acq, acq_func_kwargs={"xi": XI}
+        )
         return point(self.spec, rows[int(np.argmin(score))])  # skopt's acquisitions are negated
 
     def anywhere(self, fitted: GaussianProcessRegressor, xs: list[list[Any]], ys: list[float]) -> Params:
@@ -132,6 +136,7 @@ class GPSuggester(Suggester):
             acq_func=self.spec.optimizer.acq_func,
             n_initial_points=0,
             random_state=self.seed,
+            acq_func_kwargs={"xi": XI},
             acq_optimizer_kwargs={"n_points": candidates(len(xs))},
         )
         opt.tell(xs, ys)

@@ -33,14 +33,12 @@ from skopt.learning import GaussianProcessRegressor
 
 from kubetune.contract import Params, TrialResult
 from kubetune.controller import objectives
+from kubetune.controller.search.base import XI, standardized
 from kubetune.controller.search.feasibility import probability
 from kubetune.controller.search.gp import GPSuggester, candidates, fitted_gp, frozen
 from kubetune.controller.search.parego import chebyshev, weights
 from kubetune.controller.search.space import normalized, point, row
 from kubetune.spec import Spec
-
-# skopt's default exploration for EI (its Optimizer's acq_func_kwargs), the unconstrained path's.
-XI = 0.01
 
 
 @dataclass(frozen=True)
@@ -117,6 +115,7 @@ class MultiSuggester(GPSuggester):
         if not self.spec.constraints:
             return super().choose(fitted, xs, ys)
         space = normalized(self.spec.space)
+        ys = standardized(ys)  # as the unconstrained path's acquisition sees them
         gp = frozen(fitted).fit(space.transform(xs), ys)
         rows = space.rvs(candidates(len(xs)), random_state=self.seed)
         at = space.transform(rows)

@@ -27,7 +27,7 @@ from skopt.utils import cook_estimator
 
 from kubetune.contract import Params
 from kubetune.controller import warping
-from kubetune.controller.search.base import Suggester, beliefs
+from kubetune.controller.search.base import XI, Suggester, beliefs, standardized
 from kubetune.controller.search.space import point, row, skopt_dimensions
 
 
@@ -43,10 +43,12 @@ class TreeSuggester(Suggester):
             dims,
             base_estimator=ensemble(spec.optimizer.base_estimator, Space(dims), self.seed),
             acq_func=spec.optimizer.acq_func,
+            acq_func_kwargs={"xi": XI},
             n_initial_points=0,
             random_state=self.seed,
         )
-        opt.tell(*self.training(pending))
+        xs, ys = self.training(pending)
+        opt.tell(xs, standardized(ys))  # the same point whatever the metric's units
         return point(spec, opt.ask())
 
     def training(self, pending: Sequence[Params]) -> tuple[list[list[Any]], list[float]]:
