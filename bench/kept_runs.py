@@ -41,13 +41,14 @@ LIBRARIES = ("numpy", "scipy", "scikit-learn", "scikit-optimize", "optuna", "tor
 Cell = tuple[str, str, int, int]  # problem, method, seed, budget
 
 
-def fingerprint(code: Iterable[Callable[..., Any]], files: Iterable[Path]) -> str:
-    """A digest of the runners' source, the files that define the problems, and the libraries' versions."""
+def fingerprint(code: Iterable[Callable[..., Any]], files: Iterable[Path | None]) -> str:
+    """A digest of the runners' source, the files that define the problems (None: one that defines
+    none here, as an absent one), and the libraries' versions."""
     digest = hashlib.sha256()
     for fn in code:
         digest.update(_syntax(inspect.getsource(fn)))
     for path in files:
-        if not path.exists():
+        if path is None or not path.exists():
             digest.update(b"absent")
         else:
             digest.update(_syntax(path.read_text()) if path.suffix == ".py" else path.read_bytes())

@@ -53,6 +53,7 @@ from bench.search_cnn import (
     VAL,
     Evaluations,
     Surrogate,
+    design,
     surrogate,
 )
 from bench.search_problems import SYNTHETIC, Problem, cnn_problem
@@ -222,9 +223,11 @@ def shelves() -> list[KeptRuns]:
     three: they share the files) and the libraries: a change to kubetune's package reruns its runs,
     never the rivals'."""
     here = Path(__file__).parent
-    problems = [here / f"{m}.py" for m in ("search_problems", "search_cnn", "suite_problems", "suite_tables")]
-    problems += [REPO / "kubetune" / "spec.py", REPO / "kubetune/controller/search/space.py"]
-    problems += [CACHE_FILE, TABLES_FILE]
+    problems: list[Path | None] = [
+        *(here / f"{m}.py" for m in ("search_problems", "search_cnn", "suite_problems", "suite_tables")),
+        *(REPO / "kubetune" / "spec.py", REPO / "kubetune/controller/search/space.py"),
+        *(CACHE_FILE if collected() else None, TABLES_FILE),
+    ]
     rivals = fingerprint((gp_minimize_run, optuna_run, optuna_distribution, random_run), problems)
     package = [REPO / "tests" / "fake_trial.py", *sorted((REPO / "kubetune").rglob("*.py"))]
     ours = fingerprint((kubetune_run, _waiting, method_run), [*problems, *package])
@@ -507,6 +510,15 @@ def goals_table(rows: Sequence[GoalRow]) -> str:
 
 
 # --- the benchmark ----------------------------------------------------------------
+
+
+def collected() -> Evaluations | None:
+    """The CNN's evaluations cached here where this section's run collected its whole design; None
+    where it did not: section 13 collects the design's first configurations only, which make no CNN
+    problem for sections 14 and 15 and must not change their kept runs' stamp. The noise
+    configurations come first in a collection: the design complete, they are too."""
+    f = Evaluations(None, CACHE_FILE)
+    return f if all(f.cached(p, 0) is not None for p in design(CONFIGS)) else None
 
 
 def cnn_surrogate(

@@ -13,8 +13,8 @@ run's upper quartile); and, for parallel runs, regret against wall-clock
 rounds. Candidates for kubetune's default search run at p1 and p8 on the
 same seeds as the default's first runs.
 
-``python -m bench suite`` (about 70 minutes on two cores); the CNN joins when its
-evaluations are cached (bench/.cache/search-evaluations.json, section 4).
+``python -m bench suite`` (about 70 minutes on two cores); the CNN joins where section 4
+has cached all its evaluations (bench/.cache/search-evaluations.json).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from bench.search import (
     BEYOND,
     BUDGET,
     NEEDS_TORCH,
+    collected,
     goals,
     goals_table,
     installed,
@@ -44,7 +45,7 @@ from bench.search import (
     versus,
     versus_table,
 )
-from bench.search_cnn import CACHE_FILE, Evaluations, Surrogate, surrogate
+from bench.search_cnn import Surrogate, surrogate
 from bench.search_problems import Problem, cnn_problem
 from kubetune.spec import Categorical, Dimension, Integer, Real
 
@@ -69,8 +70,9 @@ def all_problems(names: Sequence[str], tables: Path, smoke: bool) -> dict[str, P
 
 
 def cached_cnn() -> Surrogate | None:
-    """Section 4's CNN surrogate where its real evaluations are cached here; none are downloaded."""
-    return surrogate(Evaluations(None, CACHE_FILE)) if CACHE_FILE.exists() else None
+    """Section 4's CNN surrogate where its run cached every real evaluation here; none are trained."""
+    f = collected()
+    return surrogate(f) if f else None
 
 
 def run(ctx: Context) -> Section:

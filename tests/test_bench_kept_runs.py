@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from bench import search
 from bench.kept_runs import KeptRuns, fingerprint
 from bench.search import random_run, run_cells
+from bench.search_cnn import Evaluations, design
 
 
 def rivals(method: str) -> bool:
@@ -87,3 +89,24 @@ def test_a_change_to_kubetune_empties_its_shelf_not_the_rivals(
     assert before[1] != after[1]  # kubetune's
     assert [s.holds("optuna GP") for s in search.shelves()] == [True, False]
     assert [s.holds("kubetune p8 global") for s in search.shelves()] == [False, True]
+
+
+def test_only_the_cnn_s_whole_design_cached_joins_the_stamps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "search-evaluations.json"
+    monkeypatch.setattr(search, "KEPT", tmp_path / "kept")
+    monkeypatch.setattr(search, "CACHE_FILE", cache)
+    monkeypatch.setattr(search, "CONFIGS", 3)
+    none = [shelf.stamp for shelf in search.shelves()]
+
+    def cached(points: int) -> None:
+        f = Evaluations(None, cache)
+        cache.write_text(json.dumps({f.key(p, 0): 0.8 for p in design(3)[:points]}))
+
+    cached(2)  # what section 13 collects: the design's first configurations
+    assert search.collected() is None
+    assert [shelf.stamp for shelf in search.shelves()] == none  # its kept runs all stand
+    cached(3)
+    assert search.collected() is not None
+    assert all(a != b for a, b in zip(none, [shelf.stamp for shelf in search.shelves()], strict=True))
