@@ -50,7 +50,8 @@ def _section(
     s.add(
         f"{machine().line()}. Section 14's runners and statistics on {len(found)} problems outside its "
         "suite (the first six have since taken part in screening changes, section 14; the unseen ones "
-        "only in two, both rejected: `gp_hedge` at p8 and the edge probe at p1): "
+        "only in three, all rejected: `gp_hedge` at p8, the edge probe at p1 and the trust region on two "
+        "asks of three at both): "
         f"{budget} trials per sequential run, {longer} per "
         f"parallel run and random search, {seeds} seeds, {suite.WORKERS} worker processes. `global`: the "
         "previous default, every ask over the whole space (`optimizer.trust_region: none`). Runs are kept "
