@@ -223,11 +223,10 @@ def shelves() -> list[KeptRuns]:
     three: they share the files) and the libraries: a change to kubetune's package reruns its runs,
     never the rivals'."""
     here = Path(__file__).parent
-    problems: list[Path | None] = [
-        *(here / f"{m}.py" for m in ("search_problems", "search_cnn", "suite_problems", "suite_tables")),
-        *(REPO / "kubetune" / "spec.py", REPO / "kubetune/controller/search/space.py"),
-        *(CACHE_FILE if collected() else None, TABLES_FILE),
-    ]
+    names = ("search_problems", "search_cnn", "suite_problems", "suite_tables")
+    problems: list[Path | None] = [here / f"{m}.py" for m in names]
+    problems += [REPO / "kubetune" / "spec.py", REPO / "kubetune/controller/search/space.py"]
+    problems += [CACHE_FILE if collected() else None, TABLES_FILE]
     rivals = fingerprint((gp_minimize_run, optuna_run, optuna_distribution, random_run), problems)
     package = [REPO / "tests" / "fake_trial.py", *sorted((REPO / "kubetune").rglob("*.py"))]
     ours = fingerprint((kubetune_run, _waiting, method_run), [*problems, *package])
