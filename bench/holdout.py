@@ -50,9 +50,9 @@ def _section(
     s.add(
         f"{machine().line()}. Section 14's runners and statistics on {len(found)} problems outside its "
         "suite (the first six have since taken part in screening changes, section 14; the unseen ones "
-        "only in six, all rejected: `gp_hedge` at p8, the edge probe at p1, the trust region on two asks "
-        "of three at both, and at p1 the trust region's ask polished, the losses never warped and the "
-        "warping chosen by leave-one-out): "
+        "only in seven, all rejected: `gp_hedge` at p8, the edge probe at p1, the trust region on two asks "
+        "of three at both, and at p1 the trust region's ask polished, the losses never warped, the "
+        "warping chosen by leave-one-out and the warping held to a likelihood-ratio bar): "
         f"{budget} trials per sequential run, {longer} per "
         f"parallel run and random search, {seeds} seeds, {suite.WORKERS} worker processes. `global`: the "
         "previous default, every ask over the whole space (`optimizer.trust_region: none`). Runs are kept "
