@@ -7,8 +7,8 @@ and never used to make it: they are run with the default, the previous
 default (``global``, every ask over the whole space) and the rivals, and
 reported as section 14 reports its suite. The first six have since taken
 part in screening changes (section 14's prose); ``UNSEEN`` names the six
-added after that, which chose nothing (two screens, both rejected, have
-run on them), summed up on their own. ``python -m bench holdout`` (on
+added after that, which chose nothing (the screens that have run on them
+adopted nothing), summed up on their own. ``python -m bench holdout`` (on
 demand, about 30 minutes on two cores where no run is kept).
 """
 
@@ -50,9 +50,7 @@ def _section(
     s.add(
         f"{machine().line()}. Section 14's runners and statistics on {len(found)} problems outside its "
         "suite (the first six have since taken part in screening changes, section 14; the unseen ones "
-        "only in seven, all rejected: `gp_hedge` at p8, the edge probe at p1, the trust region on two asks "
-        "of three at both, and at p1 the trust region's ask polished, the losses never warped, the "
-        "warping chosen by leave-one-out and the warping held to a likelihood-ratio bar): "
+        "only in fourteen screens that adopted nothing, each named in section 14's prose): "
         f"{budget} trials per sequential run, {longer} per "
         f"parallel run and random search, {seeds} seeds, {suite.WORKERS} worker processes. `global`: the "
         "previous default, every ask over the whole space (`optimizer.trust_region: none`). Runs are kept "
