@@ -104,7 +104,8 @@ DESIGN_MAX = 10_000
 class OptimizerSettings:
     base_estimator: str = setting("GP", choices=BASE_ESTIMATORS)
     acq_func: str = setting("EI", choices=ACQ_FUNCS)
-    # Each ask draws the whole design: 10^6 points cost 1.7 s and 456 MB, 10^4 take 20 ms.
+    # A study draws its whole design once, at its first ask (kubetune/controller/optimizer.py):
+    # at DESIGN_MAX points, 0.03-0.4 s of CPU whichever the generator.
     n_initial_points: int = setting(
         10, minimum=0, maximum=DESIGN_MAX, help="random points after x0, before the surrogate model is used"
     )
