@@ -10,6 +10,8 @@ stamped with a fingerprint of what its methods depend on; a stamp that no
 longer matches empties the shelf, so a stale run is never reused. Python is
 fingerprinted as its syntax tree without docstrings: a comment, a docstring
 or a line wrapped differently changes no run, and no longer empties a shelf.
+Of a package, only the modules the runs import count (``imported``): kubetune's
+CLI or Kubernetes client can change without emptying its shelf.
 
 The shelves are kept in git (bench/data/kept-runs, beside the real
 evaluations the problems read, bench/data/suite-tables.json): a fresh clone
@@ -30,7 +32,7 @@ import hashlib
 import inspect
 import json
 import textwrap
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -58,6 +60,43 @@ def fingerprint(code: Iterable[Callable[..., Any]], files: Iterable[Path | None]
         except metadata.PackageNotFoundError:
             digest.update(f"{name} absent".encode())
     return digest.hexdigest()
+
+
+def imported(roots: Iterable[Path], package: Path) -> list[Path]:
+    """The files of ``package`` (a directory on the import path) that ``roots`` import, directly or
+    through one another, by any import statement (a function's too), each with its packages'
+    ``__init__.py``: what a run of code in ``roots`` can execute of it, where the package has no
+    import by name at run time (``importlib``)."""
+    found: set[Path] = set()
+    todo = [root for root in roots if root.exists()]  # an absent one imports nothing
+    while todo:
+        for name in _imports(todo.pop()):
+            for path in _files(name, package):
+                if path not in found:
+                    found.add(path)
+                    todo.append(path)
+    return sorted(found)
+
+
+def _imports(path: Path) -> Iterator[str]:
+    """Every absolute module name an import statement in ``path`` names, ``from m import n``'s
+    ``m.n`` too (n may be a submodule)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module
+            yield from (f"{node.module}.{a.name}" for a in node.names)
+
+
+def _files(name: str, package: Path) -> Iterator[Path]:
+    """The files of ``package`` that importing ``name`` runs: the module's and each package's above it."""
+    parts = name.split(".")
+    for end in range(1, len(parts) + 1):
+        at = package.parent.joinpath(*parts[:end])
+        yield from (
+            p for p in (at / "__init__.py", at.with_suffix(".py")) if p.is_relative_to(package) and p.exists()
+        )
 
 
 def _syntax(source: str) -> bytes:

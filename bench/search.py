@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from bench.common import KEPT_DATA, PYTHON, REPO, Context, Section, log, machine, table
-from bench.kept_runs import KeptRuns, fingerprint
+from bench.kept_runs import KeptRuns, fingerprint, imported
 from bench.search_cnn import (
     CACHE_FILE,
     CONFIGS,
@@ -220,15 +220,18 @@ def installed(methods: Sequence[str], smoke: bool) -> list[str]:
 def shelves() -> list[KeptRuns]:
     """Shelves for the rivals' runs and for kubetune's (bench/kept_runs.py), each stamped with its
     methods' code, every file that defines a problem of sections 4, 14 and 15 (one stamp for all
-    three: they share the files) and the libraries: a change to kubetune's package reruns its runs,
-    never the rivals'."""
+    three: they share the files) and the libraries; kubetune's also with every module of its package
+    that this file or the fake trial imports, through one another: a change to one reruns its runs,
+    never the rivals', and a change to the package's other modules (its CLI, its Kubernetes client)
+    reruns none."""
     here = Path(__file__).parent
     names = ("search_problems", "search_cnn", "suite_problems", "suite_tables")
     problems: list[Path | None] = [here / f"{m}.py" for m in names]
     problems += [REPO / "kubetune" / "spec.py", REPO / "kubetune/controller/search/space.py"]
     problems += [CACHE_FILE if collected() else None, TABLES_FILE]
     rivals = fingerprint((gp_minimize_run, optuna_run, optuna_distribution, random_run), problems)
-    package = [REPO / "tests" / "fake_trial.py", *sorted((REPO / "kubetune").rglob("*.py"))]
+    runners = [Path(__file__), REPO / "tests" / "fake_trial.py"]
+    package = [*runners[1:], *imported(runners, REPO / "kubetune")]
     ours = fingerprint((kubetune_run, _waiting, method_run), [*problems, *package])
     return [
         KeptRuns.load(KEPT / "rivals.json", rivals, lambda m: m in (*RIVALS, "random")),

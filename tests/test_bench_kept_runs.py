@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import search
-from bench.kept_runs import KeptRuns, fingerprint
+from bench.kept_runs import KeptRuns, fingerprint, imported
 from bench.search import random_run, run_cells
 from bench.search_cnn import Evaluations, design
 
@@ -110,3 +110,34 @@ def test_only_the_cnn_s_whole_design_cached_joins_the_stamps(
     cached(3)
     assert search.collected() is not None
     assert all(a != b for a, b in zip(none, [shelf.stamp for shelf in search.shelves()], strict=True))
+
+
+def test_imported_follows_every_import_of_the_package_and_no_other_module(tmp_path: Path) -> None:
+    """A function's import counts, a submodule named by ``from package import`` too, each with its
+    packages' __init__.py; a module nothing imports does not, nor one outside the package."""
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    for name, text in {
+        "__init__.py": "",
+        "a.py": "import os\n\ndef f():\n    from pkg.sub import b\n",
+        "sub/__init__.py": "",
+        "sub/b.py": "from pkg import c\n",
+        "c.py": "",
+        "unused.py": "",
+    }.items():
+        (pkg / name).write_text(text)
+    root = tmp_path / "runner.py"
+    root.write_text("import pkg.a\n")
+    found = {p.relative_to(pkg).as_posix() for p in imported([root], pkg)}
+    assert found == {"__init__.py", "a.py", "sub/__init__.py", "sub/b.py", "c.py"}
+
+
+def test_kubetune_s_shelf_holds_the_search_and_not_the_cluster_code() -> None:
+    """kubetune's runs are stamped with the modules they import: the search's, not the CLI's or the
+    Kubernetes client's, whose changes no run can see."""
+    repo = Path(search.__file__).parents[1]
+    runners = [Path(search.__file__), repo / "tests" / "fake_trial.py"]
+    found = {p.relative_to(repo / "kubetune").as_posix() for p in imported(runners, repo / "kubetune")}
+    search_code = {"spec.py", "controller/optimizer.py", "controller/warping.py", "controller/gp.py"}
+    assert search_code | {"controller/search/gp.py", "controller/search/region.py"} <= found
+    assert not found & {"cli.py", "controller/study.py", "kubernetes/api.py", "launcher/__init__.py"}
