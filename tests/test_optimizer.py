@@ -8,6 +8,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from skopt.sampler import Lhs
+from skopt.space import Real as SkReal
+from skopt.utils import cook_initial_point_generator
 
 from kubetune.contract import Params, TrialResult
 from kubetune.controller import optimizer, search, warping
@@ -102,14 +105,28 @@ def latin(design: list[Params], name: str, low: float, high: float) -> bool:
     return sorted(slices) == list(range(n))
 
 
-def test_the_largest_latin_hypercube_is_drawn_without_scoring_every_pair() -> None:
+def test_the_largest_latin_hypercube_is_drawn_once_without_scoring_every_pair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """skopt keeps the most spread out of 1,000 latin hypercubes, each scored by all its pairwise
-    distances: some 13 minutes at DESIGN_MAX points, where the design scores fewer."""
+    distances: some 13 minutes at DESIGN_MAX points, where the design scores none, and a study
+    draws it once, not on every ask."""
     settings = OptimizerSettings(n_initial_points=DESIGN_MAX, initial_point_generator="lhs")
     spec = Spec(space=(Real("a", 0.0, 1.0), Real("b", 0.0, 1.0)), x0=(), optimizer=settings)
+    drawn: list[str] = []
+
+    def counted(generator: str, **settings: object) -> object:
+        drawn.append(generator)
+        return cook_initial_point_generator(generator, **settings)
+
+    monkeypatch.setattr(optimizer, "cook_initial_point_generator", counted)
+    optimizer._design.cache_clear()
     last = optimizer.suggest(spec, DESIGN_MAX - 1, [], [])
     design = [optimizer.suggest(spec, i, [], []) for i in range(DESIGN_MAX - 1)] + [last]
     assert latin(design, "a", 0.0, 1.0) and latin(design, "b", 0.0, 1.0)
+    assert drawn == ["lhs"]
+    unscored = Lhs(criterion=None).generate([SkReal(0.0, 1.0), SkReal(0.0, 1.0)], DESIGN_MAX, 0)
+    assert [[p["a"], p["b"]] for p in design] == [[float(v) for v in row] for row in unscored]
 
 
 @pytest.mark.parametrize("estimator", ["GP", "ET"])
