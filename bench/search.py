@@ -230,8 +230,8 @@ def shelves() -> list[KeptRuns]:
     problems += [REPO / "kubetune" / "spec.py", REPO / "kubetune/controller/search/space.py"]
     problems += [CACHE_FILE if collected() else None, TABLES_FILE]
     rivals = fingerprint((gp_minimize_run, optuna_run, optuna_distribution, random_run), problems)
-    runners = [Path(__file__), REPO / "tests" / "fake_trial.py"]
-    package = [*runners[1:], *imported(runners, REPO / "kubetune")]
+    fake_trial = REPO / "tests" / "fake_trial.py"
+    package = [fake_trial, *imported([Path(__file__), fake_trial], REPO / "kubetune")]
     ours = fingerprint((kubetune_run, _waiting, method_run), [*problems, *package])
     return [
         KeptRuns.load(KEPT / "rivals.json", rivals, lambda m: m in (*RIVALS, "random")),
