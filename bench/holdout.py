@@ -50,7 +50,7 @@ def _section(
     s.add(
         f"{machine().line()}. Section 14's runners and statistics on {len(found)} problems outside its "
         "suite (the first six have since taken part in screening changes, section 14; the unseen ones "
-        "only in fifteen screens that adopted nothing, each named in section 14's prose): "
+        "only in sixteen screens that adopted nothing, each named in section 14's prose): "
         f"{budget} trials per sequential run, {longer} per "
         f"parallel run and random search, {seeds} seeds, {suite.WORKERS} worker processes. `global`: the "
         "previous default, every ask over the whole space (`optimizer.trust_region: none`). Runs are kept "
