@@ -377,10 +377,11 @@ def trials_to(losses: Sequence[float], optimum: float, target: float) -> int | N
 def median_iqr(values: Sequence[float]) -> str:
     """The median and interquartile range, as the tables print them: MEDIAN [Q1, Q3]."""
     q1, q2, q3 = np.percentile(values, [25, 50, 75])
-    return f"{_g(q2)} [{_g(q1)}, {_g(q3)}]"
+    return f"{short(q2)} [{short(q1)}, {short(q3)}]"
 
 
-def _g(v: float) -> str:
+def short(v: float) -> str:
+    """A number as the tables print it: three significant digits."""
     return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"
 
 
@@ -448,13 +449,29 @@ def versus(
         len(c) < BUDGET for m in ("kubetune p1", *rivals) for c in runs[m]
     ):
         return None
-    at = {m: [regret(c, problem.optimum)[BUDGET - 1] for c in runs[m]] for m in ("kubetune p1", *rivals)}
-    p1 = float(np.median(at["kubetune p1"]))
-    verdicts = [
-        Verdict(bool(p1 <= np.percentile(at[m], 75)), beyond(at["kubetune p1"], at[m], 75)) for m in rivals
-    ]
-    medians = [median_iqr(at[m]) for m in ("kubetune p1", *rivals)]
+    verdicts = [no_worse(problem, runs["kubetune p1"], runs[m]) for m in rivals]
+    medians = [median_iqr(regrets(problem, runs[m], BUDGET)) for m in ("kubetune p1", *rivals)]
     return GoalRow([problem.name, *medians, *map(str, verdicts)], verdicts)
+
+
+def regrets(problem: Problem, curves: Sequence[Sequence[float]], k: int) -> list[float]:
+    """Each run's regret after k trials."""
+    return [float(regret(c, problem.optimum)[k - 1]) for c in curves]
+
+
+def no_worse(problem: Problem, ours: Sequence[Sequence[float]], theirs: Sequence[Sequence[float]]) -> Verdict:
+    """Parallel 1's goal against a rival: our median regret after BUDGET trials no higher than their
+    upper quartile."""
+    a, b = regrets(problem, ours, BUDGET), regrets(problem, theirs, BUDGET)
+    return Verdict(bool(np.median(a) <= np.percentile(b, 75)), beyond(a, b, 75))
+
+
+def ahead(
+    problem: Problem, ours: Sequence[Sequence[float]], random: Sequence[Sequence[float]], k: int
+) -> Verdict:
+    """Parallel 8's goal: our median regret after k trials lower than random search's."""
+    a, b = regrets(problem, ours, k), regrets(problem, random, k)
+    return Verdict(bool(np.median(a) < np.median(b)), beyond(a, b, 50, ties=True))
 
 
 def versus_table(rows: Sequence[GoalRow], rivals: Sequence[str] = RIVALS) -> str:
@@ -488,19 +505,15 @@ def goals(problem: Problem, runs: dict[str, list[list[float]]]) -> GoalRow | Non
         return None
     p1, p8, rnd = med["kubetune p1"][BUDGET - 1], med["kubetune p8"], med["random"]
     need = next((k + 1 for k, v in enumerate(p8) if v <= p1), None)
-
-    def ahead(k: int) -> Verdict:  # is p8 ahead of random after k trials, and how often not with other seeds
-        p8_at, rnd_at = (seeds[m][:, k - 1].tolist() for m in ("kubetune p8", "random"))
-        return Verdict(bool(p8[k - 1] < rnd[k - 1]), beyond(p8_at, rnd_at, 50, ties=True))
-
-    verdicts = [ahead(BUDGET), ahead(longer)]
+    verdicts = [ahead(problem, runs["kubetune p8"], runs["random"], k) for k in (BUDGET, longer)]
     against = [
-        f"{_g(p8[k - 1])} vs {_g(rnd[k - 1])}: {v}" for k, v in zip((BUDGET, longer), verdicts, strict=True)
+        f"{short(p8[k - 1])} vs {short(rnd[k - 1])}: {v}"
+        for k, v in zip((BUDGET, longer), verdicts, strict=True)
     ]
     reach = (
         f"{need} ({need / BUDGET:.2f}x), {math.ceil(need / 8)} rounds" if need else f"not within {len(p8)}"
     )
-    return GoalRow([problem.name, *against, _g(p1), reach], verdicts)
+    return GoalRow([problem.name, *against, short(p1), reach], verdicts)
 
 
 def goals_table(rows: Sequence[GoalRow]) -> str:

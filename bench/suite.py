@@ -11,7 +11,8 @@ median regret after BUDGET trials) and the problems where it is best or
 within noise of the best (its median no higher than the best median's
 run's upper quartile); and, for parallel runs, regret against wall-clock
 rounds. Candidates for kubetune's default search run at p1 and p8 on the
-same seeds as the default's first runs.
+same seeds as the default's first runs. A goal's verdict that 20 seeds
+leave to chance is judged again on 60 (bench/settled.py).
 
 ``python -m bench suite`` (about 70 minutes on two cores); the CNN joins where section 4
 has cached all its evaluations (bench/.cache/search-evaluations.json).
@@ -27,12 +28,13 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
-from bench import suite_problems, suite_tables
+from bench import settled, suite_problems, suite_tables
 from bench.common import Context, Section, log, machine, table
 from bench.search import (
     BEYOND,
     BUDGET,
     NEEDS_TORCH,
+    GoalRow,
     collected,
     goals,
     goals_table,
@@ -88,7 +90,13 @@ def run(ctx: Context) -> Section:
     main = run_cells(list(found), methods, seeds, budget, cnn, more, WORKERS, kept)
     tried = [f"kubetune p{p} {c}" for c in CANDIDATES for p in (1, 8)]
     candidates = run_cells(list(found), tried, cseeds, budget, cnn, more, WORKERS, kept)
-    section = _section(found, main, candidates, methods, budget, seeds, cseeds)
+    rivals = [m for m in RIVALS if m in methods]
+    left_open = settled.open_goals(*goal_verdicts(found, main, rivals), rivals, math.ceil(budget * 1.5))
+    extra = {
+        p: run_cells([p], ms, settled.SEEDS, budget, cnn, more, WORKERS, kept)[p]
+        for p, ms in settled.needed(left_open).items()
+    }
+    section = _section(found, main, candidates, extra, methods, budget, seeds, cseeds)
     section.data["kept_runs"] = sum(k.hits for k in kept)
     return section
 
@@ -128,6 +136,16 @@ def summary(found: dict[str, Problem], main: dict[str, dict[str, list[list[float
                      f"{reached}/{len(found)}"])  # fmt: skip
     return table(
         ["method", "average rank", "median rank", "best or within noise", "median run on target"], rows
+    )
+
+
+def goal_verdicts(
+    found: dict[str, Problem], main: dict[str, dict[str, list[list[float]]]], rivals: Sequence[str]
+) -> tuple[list[GoalRow], list[GoalRow]]:
+    """The goals' rows: parallel 1 against the rivals, parallel 8 against random."""
+    return (
+        [v for n, p in found.items() if (v := versus(p, main[n], rivals))],
+        [g for n, p in found.items() if (g := goals(p, main[n]))],
     )
 
 
@@ -624,6 +642,7 @@ def _section(
     found: dict[str, Problem],
     main: dict[str, dict[str, list[list[float]]]],
     tried: dict[str, dict[str, list[list[float]]]],
+    extra: dict[str, dict[str, list[list[float]]]],
     methods: list[str],
     budget: int,
     seeds: int,
@@ -667,7 +686,7 @@ def _section(
     )
     s.add(summary(found, main, budget))
     rivals = [m for m in RIVALS if m in methods]
-    versus_rows = [v for n, p in found.items() if (v := versus(p, main[n], rivals))]
+    versus_rows, goal_rows = goal_verdicts(found, main, rivals)
     if versus_rows:
         s.add(
             f"**Goal, parallel 1**: regret after {budget} trials, and whether kubetune p1's median is no "
@@ -676,7 +695,6 @@ def _section(
         s.add(versus_table(versus_rows, rivals))
         held = [r.problem for r in versus_rows if all(v.holds for v in r.verdicts)]
         s.add(f"kubetune p1 is no worse than every rival on {len(held)} of {len(versus_rows)} problems.")
-    goal_rows = [g for n, p in found.items() if (g := goals(p, main[n]))]
     if goal_rows:
         s.add(
             f"**Goal, parallel 8**: median regret against random at equal trials ({budget} and {longer}), "
@@ -690,6 +708,9 @@ def _section(
             f"kubetune p8 is ahead of random at {longer} trials on {len(ahead)} of {len(goal_rows)} problems"
             + (f"; not on {behind}." if behind else ".")
         )
+    left_open = settled.open_goals(versus_rows, goal_rows, rivals, longer)
+    if left_open:
+        _add_settled(s, left_open, found, main, extra, (versus_rows, goal_rows), rivals, longer)
     s.add(
         "**Wall-clock rounds**: each trial lasts one round; parallel 8 finishes 8 a round, parallel 1 "
         "one. Regret after R rounds, median [IQR]."
@@ -735,5 +756,39 @@ def _section(
     for name, problem in found.items():
         s.add(f"**{name}** (optimum {problem.optimum:.6g}, target: regret <= {problem.target:.3g})")
         s.add(problem_table(problem, main[name]))
-    s.data = {"main": main, "candidates": tried, "seeds": seeds, "candidate_seeds": cseeds}
+    s.data = {"main": main, "candidates": tried, "settled": extra, "seeds": seeds, "candidate_seeds": cseeds}
     return s
+
+
+def _add_settled(
+    s: Section,
+    left_open: list[settled.Goal],
+    found: dict[str, Problem],
+    main: dict[str, dict[str, list[list[float]]]],
+    extra: dict[str, dict[str, list[list[float]]]],
+    rows: tuple[list[GoalRow], list[GoalRow]],
+    rivals: Sequence[str],
+    longer: int,
+) -> None:
+    """The open verdicts on more seeds, and the goals' counts with them."""
+    s.add(
+        f"**Verdicts the seeds leave open, judged on {settled.SEEDS} seeds** (bench/settled.py): each "
+        f"verdict above that the bootstrap flips in {settled.OPEN:.0%} to {1 - settled.OPEN:.0%} of its "
+        f"draws, yes or no, judged again on seeds 0-{settled.SEEDS - 1} of the two methods it compares; "
+        "the other verdicts stand. Our median against the rival's upper quartile (p1) or random's median "
+        "(p8); in brackets, as above, how often a bootstrap of those seeds says no."
+    )
+    s.add(settled.settled_table(left_open, found, main, extra))
+    judged = settled.verdicts(left_open, found, extra)
+    p1 = settled.p1_holds(rows[0], rivals, judged)
+    p8 = settled.p8_holds(rows[1], longer, judged)
+    s.add(
+        f"With these verdicts: kubetune p1 is no worse than every rival on {len(p1)} of {len(rows[0])} "
+        f"problems{_not_on(rows[0], p1)}; kubetune p8 is ahead of random at {longer} trials on {len(p8)} "
+        f"of {len(rows[1])}{_not_on(rows[1], p8)}."
+    )
+
+
+def _not_on(rows: list[GoalRow], held: list[str]) -> str:
+    missed = [r.problem for r in rows if r.problem not in held]
+    return f" (not on {', '.join(missed)})" if missed else ""
