@@ -17,9 +17,19 @@ from __future__ import annotations
 import functools
 import math
 
-from bench import suite, suite_problems
+from bench import settled, suite, suite_problems
 from bench.common import Context, Section, log, machine, table
-from bench.search import BEYOND, BUDGET, installed, median_iqr, run_cells, shelves, versus, versus_table
+from bench.search import (
+    BEYOND,
+    BUDGET,
+    GoalRow,
+    installed,
+    median_iqr,
+    run_cells,
+    shelves,
+    versus,
+    versus_table,
+)
 from bench.search_problems import Problem
 
 SEEDS = 10
@@ -37,13 +47,29 @@ def run(ctx: Context) -> Section:
     maker = functools.partial(suite_problems.problems, names)  # each worker's, picklable
     kept = () if ctx.smoke else shelves()
     runs = run_cells(list(found), methods, seeds, budget, None, maker, suite.WORKERS, kept)
-    section = _section(found, runs, budget, seeds)
+    left_open = settled.open_goals(_versus_rows(found, runs), [], _rivals(runs), math.ceil(budget * 1.5))
+    extra = settled.more_seeds(left_open, budget, None, maker, suite.WORKERS, kept)
+    section = _section(found, runs, extra, budget, seeds)
     section.data["kept_runs"] = sum(k.hits for k in kept)
     return section
 
 
+def _rivals(runs: dict[str, dict[str, list[list[float]]]]) -> list[str]:
+    """The methods parallel 1 is judged against here: the previous default and the rivals run."""
+    ran = next(iter(runs.values()))
+    return [m for m in ("kubetune p1 global", "gp_minimize", "optuna TPE", "optuna GP") if m in ran]
+
+
+def _versus_rows(found: dict[str, Problem], runs: dict[str, dict[str, list[list[float]]]]) -> list[GoalRow]:
+    return [v for n, p in found.items() if (v := versus(p, runs[n], _rivals(runs)))]
+
+
 def _section(
-    found: dict[str, Problem], runs: dict[str, dict[str, list[list[float]]]], budget: int, seeds: int
+    found: dict[str, Problem],
+    runs: dict[str, dict[str, list[list[float]]]],
+    extra: dict[str, dict[str, list[list[float]]]],
+    budget: int,
+    seeds: int,
 ) -> Section:
     s = Section("holdout", "15. Held-out problems: the default where it was not chosen")
     longer = math.ceil(budget * 1.5)
@@ -65,13 +91,14 @@ def _section(
     if unseen := {n: p for n, p in found.items() if n in suite_problems.UNSEEN}:
         s.add(f"**Across the {len(unseen)} unseen problems** alone: no change adopted was screened on them.")
         s.add(suite.summary(unseen, {n: runs[n] for n in unseen}, budget))
-    ran = next(iter(runs.values()))
-    rivals = [m for m in ("kubetune p1 global", "gp_minimize", "optuna TPE", "optuna GP") if m in ran]
+    rivals, versus_rows = _rivals(runs), _versus_rows(found, runs)
     s.add(
         f"**Parallel 1** after {budget} trials: kubetune p1's median against each other method's "
         f"upper quartile; {BEYOND}"
     )
-    s.add(versus_table([v for n, p in found.items() if (v := versus(p, runs[n], rivals))], rivals))
+    s.add(versus_table(versus_rows, rivals))
+    if left_open := settled.open_goals(versus_rows, [], rivals, longer):
+        settled.report(s, left_open, found, runs, extra, (versus_rows, []), rivals, longer)
     s.add(f"**Parallel 8** after {longer} trials, median [IQR], against the previous default and random.")
     rows = [
         [n, *(median_iqr(suite.at(p, runs[n][m], longer)) for m in ("kubetune p8", "kubetune p8 global",
@@ -79,5 +106,5 @@ def _section(
         for n, p in found.items()
     ]  # fmt: skip
     s.add(table(["problem", "kubetune p8", "kubetune p8 global", "random"], rows))
-    s.data = {"main": runs, "seeds": seeds}
+    s.data = {"main": runs, "settled": extra, "seeds": seeds}
     return s

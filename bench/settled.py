@@ -1,25 +1,27 @@
-"""Goal verdicts that 20 seeds leave to chance, judged again on more seeds.
+"""Goal verdicts that a section's seeds leave to chance, judged again on more seeds.
 
-Section 14 judges its goals on 20 seeds, the field's count, and says how
+Sections 14 and 15 judge issue 26's goals on 20 and 10 seeds, and say how
 often a bootstrap of those seeds would flip each verdict (bench/search.py,
 ``beyond``). Where that is far from 0 and 100 %, the seeds, not the methods,
 decide it: run with seeds 20-39 and 40-59, kubetune p1's verdict against
 TPE on ellipsoid_rot6 came out no, yes, yes, and on ackley5 yes, no, yes.
 So every verdict the bootstrap flips in at least OPEN of its draws, whether
-it reads yes or no, is judged again on SEEDS seeds, the first 20 among them;
-the goals' other verdicts stand. Only the two methods a verdict compares run
-the extra seeds.
+it reads yes or no, is judged again on SEEDS seeds, the section's own among
+them; the goals' other verdicts stand. Only the two methods a verdict
+compares run the extra seeds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-from bench.common import table
-from bench.search import BUDGET, GoalRow, Verdict, ahead, no_worse, regrets, short
+from bench.common import Section, table
+from bench.kept_runs import KeptRuns
+from bench.search import BUDGET, GoalRow, Verdict, ahead, no_worse, regrets, run_cells, short
+from bench.search_cnn import Surrogate
 from bench.search_problems import Problem
 
 SEEDS = 60
@@ -75,6 +77,21 @@ def needed(goals: Sequence[Goal]) -> dict[str, list[str]]:
     return {p: sorted(ms) for p, ms in methods.items()}
 
 
+def more_seeds(
+    left_open: Sequence[Goal],
+    budget: int,
+    cnn: Surrogate | None,
+    more: Callable[[], dict[str, Problem]],
+    workers: int,
+    kept: Sequence[KeptRuns],
+) -> dict[str, dict[str, list[list[float]]]]:
+    """The runs the open goals compare, on SEEDS seeds (their first ones kept from the section's)."""
+    return {
+        p: run_cells([p], ms, SEEDS, budget, cnn, more, workers, kept)[p]
+        for p, ms in needed(left_open).items()
+    }
+
+
 def settled_table(
     goals: Sequence[Goal],
     found: dict[str, Problem],
@@ -119,3 +136,44 @@ def p8_holds(rows: Sequence[GoalRow], longer: int, judged: dict[Goal, Verdict]) 
         for r in rows
         if judged.get(Goal(r.problem, "kubetune p8", "random", longer), r.verdicts[-1]).holds
     ]
+
+
+def report(
+    s: Section,
+    left_open: list[Goal],
+    found: dict[str, Problem],
+    main: dict[str, dict[str, list[list[float]]]],
+    extra: dict[str, dict[str, list[list[float]]]],
+    rows: tuple[list[GoalRow], list[GoalRow]],
+    rivals: Sequence[str],
+    longer: int,
+) -> None:
+    """The open verdicts on more seeds, and the goals' counts with them."""
+    s.add(
+        f"**Verdicts the seeds leave open, judged on {SEEDS} seeds** (bench/settled.py): each "
+        f"verdict above that the bootstrap flips in {OPEN:.0%} to {1 - OPEN:.0%} of its "
+        f"draws, yes or no, judged again on seeds 0-{SEEDS - 1} of the two methods it compares; "
+        "the other verdicts stand. Our median against the rival's upper quartile (p1) or random's median "
+        "(p8); in brackets, as above, how often a bootstrap of those seeds says no."
+    )
+    s.add(settled_table(left_open, found, main, extra))
+    judged = verdicts(left_open, found, extra)
+    counts = []
+    if rows[0]:
+        p1 = p1_holds(rows[0], rivals, judged)
+        counts.append(
+            f"kubetune p1 is no worse than each of {', '.join(rivals)} on {len(p1)} of {len(rows[0])} "
+            f"problems{_not_on(rows[0], p1)}"
+        )
+    if rows[1]:
+        p8 = p8_holds(rows[1], longer, judged)
+        counts.append(
+            f"kubetune p8 is ahead of random at {longer} trials on {len(p8)} of {len(rows[1])}"
+            f"{_not_on(rows[1], p8)}"
+        )
+    s.add(f"With these verdicts: {'; '.join(counts)}.")
+
+
+def _not_on(rows: list[GoalRow], held: list[str]) -> str:
+    missed = [r.problem for r in rows if r.problem not in held]
+    return f" (not on {', '.join(missed)})" if missed else ""

@@ -92,10 +92,7 @@ def run(ctx: Context) -> Section:
     candidates = run_cells(list(found), tried, cseeds, budget, cnn, more, WORKERS, kept)
     rivals = [m for m in RIVALS if m in methods]
     left_open = settled.open_goals(*goal_verdicts(found, main, rivals), rivals, math.ceil(budget * 1.5))
-    extra = {
-        p: run_cells([p], ms, settled.SEEDS, budget, cnn, more, WORKERS, kept)[p]
-        for p, ms in settled.needed(left_open).items()
-    }
+    extra = settled.more_seeds(left_open, budget, cnn, more, WORKERS, kept)
     section = _section(found, main, candidates, extra, methods, budget, seeds, cseeds)
     section.data["kept_runs"] = sum(k.hits for k in kept)
     return section
@@ -729,7 +726,7 @@ def _section(
         )
     left_open = settled.open_goals(versus_rows, goal_rows, rivals, longer)
     if left_open:
-        _add_settled(s, left_open, found, main, extra, (versus_rows, goal_rows), rivals, longer)
+        settled.report(s, left_open, found, main, extra, (versus_rows, goal_rows), rivals, longer)
     s.add(
         "**Wall-clock rounds**: each trial lasts one round; parallel 8 finishes 8 a round, parallel 1 "
         "one. Regret after R rounds, median [IQR]."
@@ -778,37 +775,3 @@ def _section(
         s.add(problem_table(problem, main[name]))
     s.data = {"main": main, "candidates": tried, "settled": extra, "seeds": seeds, "candidate_seeds": cseeds}
     return s
-
-
-def _add_settled(
-    s: Section,
-    left_open: list[settled.Goal],
-    found: dict[str, Problem],
-    main: dict[str, dict[str, list[list[float]]]],
-    extra: dict[str, dict[str, list[list[float]]]],
-    rows: tuple[list[GoalRow], list[GoalRow]],
-    rivals: Sequence[str],
-    longer: int,
-) -> None:
-    """The open verdicts on more seeds, and the goals' counts with them."""
-    s.add(
-        f"**Verdicts the seeds leave open, judged on {settled.SEEDS} seeds** (bench/settled.py): each "
-        f"verdict above that the bootstrap flips in {settled.OPEN:.0%} to {1 - settled.OPEN:.0%} of its "
-        f"draws, yes or no, judged again on seeds 0-{settled.SEEDS - 1} of the two methods it compares; "
-        "the other verdicts stand. Our median against the rival's upper quartile (p1) or random's median "
-        "(p8); in brackets, as above, how often a bootstrap of those seeds says no."
-    )
-    s.add(settled.settled_table(left_open, found, main, extra))
-    judged = settled.verdicts(left_open, found, extra)
-    p1 = settled.p1_holds(rows[0], rivals, judged)
-    p8 = settled.p8_holds(rows[1], longer, judged)
-    s.add(
-        f"With these verdicts: kubetune p1 is no worse than every rival on {len(p1)} of {len(rows[0])} "
-        f"problems{_not_on(rows[0], p1)}; kubetune p8 is ahead of random at {longer} trials on {len(p8)} "
-        f"of {len(rows[1])}{_not_on(rows[1], p8)}."
-    )
-
-
-def _not_on(rows: list[GoalRow], held: list[str]) -> str:
-    missed = [r.problem for r in rows if r.problem not in held]
-    return f" (not on {', '.join(missed)})" if missed else ""

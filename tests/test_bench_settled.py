@@ -68,3 +68,20 @@ def test_more_seeds_can_reverse_an_open_verdict_and_the_counts_follow() -> None:
     assert header == "| problem | goal | 20 seeds | 60 seeds |"
     assert cells.startswith("| bowl | p1 no worse than tpe's upper quartile | ")
     assert ": no (" in cells and cells.count(": yes (") == 1
+
+
+def test_the_report_counts_only_the_goals_its_section_judges() -> None:
+    from bench.common import Section
+
+    few, many = _close_call(20, 0.01), _close_call(60, -0.5)
+    row = versus(PROBLEM, few, ["tpe", "gp"])
+    assert row is not None
+    left_open = settled.open_goals([row], [], ["tpe", "gp"], LONGER)
+    extra = {"bowl": {m: many[m] for m in settled.needed(left_open)["bowl"]}}
+    s = Section("held", "held")
+    settled.report(s, left_open, {"bowl": PROBLEM}, {"bowl": few}, extra, ([row], []), ["tpe", "gp"], LONGER)
+    text = s.markdown()
+    assert "judged on 60 seeds" in text and "| bowl | p1 no worse than tpe's upper quartile |" in text
+    assert text.rstrip().endswith(
+        "With these verdicts: kubetune p1 is no worse than each of tpe, gp on 1 of 1 problems."
+    )
