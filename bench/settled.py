@@ -96,13 +96,13 @@ def settled_table(
     goals: Sequence[Goal],
     found: dict[str, Problem],
     main: dict[str, dict[str, list[list[float]]]],
-    more: dict[str, dict[str, list[list[float]]]],
+    extra: dict[str, dict[str, list[list[float]]]],
 ) -> str:
     """Each open goal on the section's seeds and on SEEDS."""
     rows = []
     for g in goals:
         p = found[g.problem]
-        few, many = main[g.problem], more[g.problem]
+        few, many = main[g.problem], extra[g.problem]
         rows.append([g.problem, str(g), f"{g.medians(p, few)}: {g.judge(p, few)}",
                      f"{g.medians(p, many)}: {g.judge(p, many)}"])  # fmt: skip
     seeds = len(next(iter(main.values()))["kubetune p1"])
@@ -110,10 +110,10 @@ def settled_table(
 
 
 def verdicts(
-    goals: Sequence[Goal], found: dict[str, Problem], more: dict[str, dict[str, list[list[float]]]]
+    goals: Sequence[Goal], found: dict[str, Problem], extra: dict[str, dict[str, list[list[float]]]]
 ) -> dict[Goal, Verdict]:
     """The open goals' verdicts on SEEDS seeds."""
-    return {g: g.judge(found[g.problem], more[g.problem]) for g in goals}
+    return {g: g.judge(found[g.problem], extra[g.problem]) for g in goals}
 
 
 def p1_holds(rows: Sequence[GoalRow], rivals: Sequence[str], judged: dict[Goal, Verdict]) -> list[str]:
