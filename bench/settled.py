@@ -37,20 +37,25 @@ class Goal(NamedTuple):
     theirs: str
     trials: int
 
+    @property
+    def sequential(self) -> bool:
+        """Parallel 1's goal (against a rival's upper quartile), not parallel 8's (against random)."""
+        return self.ours == "kubetune p1"
+
     def judge(self, problem: Problem, runs: dict[str, list[list[float]]]) -> Verdict:
         ours, theirs = runs[self.ours], runs[self.theirs]
-        if self.ours == "kubetune p1":
+        if self.sequential:
             return no_worse(problem, ours, theirs)
         return ahead(problem, ours, theirs, self.trials)
 
     def medians(self, problem: Problem, runs: dict[str, list[list[float]]]) -> str:
         """What the verdict compares: our median against their upper quartile (p1) or median (p8)."""
         a, b = (regrets(problem, runs[m], self.trials) for m in (self.ours, self.theirs))
-        q = 75 if self.ours == "kubetune p1" else 50
+        q = 75 if self.sequential else 50
         return f"{short(float(np.median(a)))} against {short(float(np.percentile(b, q)))}"
 
     def __str__(self) -> str:
-        if self.ours == "kubetune p1":
+        if self.sequential:
             return f"p1 no worse than {self.theirs}'s upper quartile"
         return f"p8 ahead of random after {self.trials}"
 
@@ -97,14 +102,15 @@ def settled_table(
     found: dict[str, Problem],
     main: dict[str, dict[str, list[list[float]]]],
     extra: dict[str, dict[str, list[list[float]]]],
+    judged: dict[Goal, Verdict],
 ) -> str:
-    """Each open goal on the section's seeds and on SEEDS."""
+    """Each open goal on the section's seeds and on SEEDS (there as ``judged``)."""
     rows = []
     for g in goals:
         p = found[g.problem]
         few, many = main[g.problem], extra[g.problem]
         rows.append([g.problem, str(g), f"{g.medians(p, few)}: {g.judge(p, few)}",
-                     f"{g.medians(p, many)}: {g.judge(p, many)}"])  # fmt: skip
+                     f"{g.medians(p, many)}: {judged[g]}"])  # fmt: skip
     seeds = len(next(iter(main.values()))["kubetune p1"])
     return table(["problem", "goal", f"{seeds} seeds", f"{SEEDS} seeds"], rows)
 
@@ -156,8 +162,8 @@ def report(
         "the other verdicts stand. Our median against the rival's upper quartile (p1) or random's median "
         "(p8); in brackets, as above, how often a bootstrap of those seeds says no."
     )
-    s.add(settled_table(left_open, found, main, extra))
     judged = verdicts(left_open, found, extra)
+    s.add(settled_table(left_open, found, main, extra, judged))
     counts = []
     if rows[0]:
         p1 = p1_holds(rows[0], rivals, judged)

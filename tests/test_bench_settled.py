@@ -64,7 +64,9 @@ def test_more_seeds_can_reverse_an_open_verdict_and_the_counts_follow() -> None:
     assert settled.p1_holds([row], ["tpe", "gp"], {}) == []  # on the section's seeds alone
     assert settled.p1_holds([row], ["tpe", "gp"], judged) == ["bowl"]
     assert settled.p8_holds([goal], LONGER, judged) == ["bowl"]
-    header, _, cells = settled.settled_table(left_open, {"bowl": PROBLEM}, {"bowl": few}, extra).splitlines()
+    header, _, cells = settled.settled_table(
+        left_open, {"bowl": PROBLEM}, {"bowl": few}, extra, judged
+    ).splitlines()
     assert header == "| problem | goal | 20 seeds | 60 seeds |"
     assert cells.startswith("| bowl | p1 no worse than tpe's upper quartile | ")
     assert ": no (" in cells and cells.count(": yes (") == 1
